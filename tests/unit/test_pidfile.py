@@ -1,0 +1,47 @@
+"""The pidfile is the one-server-per-directory lock."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from zato_daemon.errors import AlreadyRunning
+from zato_daemon.pidfile import PidFile, read_pid, running_pid
+
+
+def test_second_acquire_is_refused_with_the_pid(tmp_path):
+    path = tmp_path / 'x.pid'
+    first = PidFile(path).acquire()
+    first.write_pid(4242)
+    with pytest.raises(AlreadyRunning, match='master pid 4242'):
+        PidFile(path).acquire()
+    assert running_pid(path) == 4242
+    first.release()
+    assert not path.exists()
+    assert running_pid(path) is None
+
+
+def test_a_stale_file_does_not_block(tmp_path):
+    path = tmp_path / 'x.pid'
+    path.write_text('99999999\n')
+    assert running_pid(path) is None
+    pidfile = PidFile(path).acquire()
+    pidfile.write_pid()
+    assert read_pid(path) == os.getpid()
+    pidfile.release()
+
+
+def test_lock_dies_with_the_process(tmp_path):
+    path = tmp_path / 'x.pid'
+    code = ('import sys, time\nfrom zato_daemon.pidfile import PidFile\n'
+            f'PidFile({str(path)!r}).acquire().write_pid()\nprint("locked", flush=True)\ntime.sleep(60)\n')
+    child = subprocess.Popen([sys.executable, '-c', code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == 'locked'
+        assert running_pid(path) == child.pid
+        child.kill()
+        child.wait()
+        assert running_pid(path) is None
+    finally:
+        child.kill()

@@ -1,0 +1,195 @@
+"""The `zato-daemon` command: start, stop, reload, info, invoke, check-config.
+
+`main()` is the one place that turns exceptions into exit statuses (see errors.py);
+nothing imports this module.
+"""
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+
+from zato_daemon import __version__, sd
+from zato_daemon.admin import call_service
+from zato_daemon.config import load_config
+from zato_daemon.errors import EXIT_OK, EXIT_SOFTWARE, EXIT_UNAVAILABLE, NotRunning, UsageError, ZatoDaemonError
+from zato_daemon.paths import DEFAULT_SERVER_DIR, ServerDir
+from zato_daemon.pidfile import running_pid
+
+# How long `stop` waits beyond graceful_timeout, and `start` beyond worker_boot_timeout.
+STOP_MARGIN = 10.0
+START_MARGIN = 10.0
+# When the config cannot be read, `stop` still has to wait for something.
+FALLBACK_GRACEFUL_TIMEOUT = 30.0
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog='zato-daemon', description='A gevent service server for Debian.')
+    parser.add_argument('--version', action='version', version=f'zato-daemon {__version__}')
+    commands = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
+
+    def command(name, help_text):
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument('server_dir', nargs='?', default=str(DEFAULT_SERVER_DIR), metavar='DIR',
+                         help=f'server directory holding server.conf (default: {DEFAULT_SERVER_DIR})')
+        return sub
+
+    start = command('start', 'Start a server (in the background unless --fg or under systemd).')
+    start.add_argument('--fg', action='store_true', help='stay in the foreground, logging to stdout')
+    command('stop', 'Stop a running server gracefully and wait until it has exited.')
+    command('reload', 'Reload a running server: re-read its config, replace its workers without dropping requests.')
+    info = command('info', 'Show pids, version, directories, address, uptime and deployed services.')
+    info.add_argument('--json', action='store_true', help='print JSON')
+    check = command('check-config', 'Validate the configuration files without starting.')
+    check.set_defaults(json=False)
+    invoke = commands.add_parser('invoke', help='Call a service and print its response.',
+                                 description='Call a service and print its response.')
+    invoke.add_argument('server_dir', metavar='DIR')
+    invoke.add_argument('service', metavar='SERVICE')
+    invoke.add_argument('payload', nargs='?', metavar='PAYLOAD',
+                        help='JSON request payload, or - to read it from stdin')
+    invoke.add_argument('--json', action='store_true', help='print the response as compact JSON')
+    return parser
+
+
+def main(argv=None):
+    """Runs one command; returns the process exit status."""
+    args = build_parser().parse_args(argv)
+    handler = COMMANDS[args.command]
+    try:
+        return handler(args)
+    except ZatoDaemonError as exc:
+        print(f'zato-daemon: {exc}', file=sys.stderr)
+        return exc.exit_status
+    except KeyboardInterrupt:
+        return EXIT_SOFTWARE
+
+
+def command_start(args):
+    # Imported here: `info` or `invoke` need neither python-daemon nor the master.
+    from zato_daemon.master.launch import prepare, serve
+    prepared = prepare(args.server_dir)
+    if args.fg or sd.is_under_systemd():
+        return serve(prepared, foreground=args.fg)
+    from zato_daemon.daemonize import start_in_background
+    main = prepared.config.server_config.main
+    is_ready, pid = start_in_background(prepared, main.worker_boot_timeout + START_MARGIN)
+    if not is_ready:
+        print(f'zato-daemon: the server did not start; see {prepared.server_dir.server_log}', file=sys.stderr)
+        return EXIT_SOFTWARE
+    print(f'zato-daemon: started, master pid {pid}, listening on http://{main.host}:{main.port}')
+    return EXIT_OK
+
+
+def _master_pid(server_dir):
+    pid = running_pid(server_dir.pidfile)
+    if pid is None:
+        raise NotRunning(f'no server is running in {server_dir.base} (no lock on {server_dir.pidfile})')
+    return pid
+
+
+def command_stop(args):
+    server_dir = ServerDir(args.server_dir)
+    pid = running_pid(server_dir.pidfile)
+    if pid is None:
+        print(f'zato-daemon: not running in {server_dir.base}')
+        return EXIT_OK
+    wait = _graceful_timeout(args.server_dir) + STOP_MARGIN
+    started = time.monotonic()
+    os.kill(pid, signal.SIGTERM)
+    while running_pid(server_dir.pidfile) is not None:
+        if time.monotonic() - started > wait:
+            print(f'zato-daemon: master pid {pid} still running after {wait:.0f} s', file=sys.stderr)
+            return EXIT_UNAVAILABLE
+        time.sleep(0.05)
+    print(f'zato-daemon: stopped master pid {pid} in {time.monotonic() - started:.1f} s')
+    return EXIT_OK
+
+
+def _graceful_timeout(base_dir):
+    try:
+        return load_config(base_dir).server_config.main.graceful_timeout
+    except ZatoDaemonError:
+        return FALLBACK_GRACEFUL_TIMEOUT
+
+
+def command_reload(args):
+    server_dir = ServerDir(args.server_dir)
+    pid = _master_pid(server_dir)
+    os.kill(pid, signal.SIGHUP)
+    print(f'zato-daemon: reload requested from master pid {pid}; see {server_dir.server_log}')
+    return EXIT_OK
+
+
+def command_info(args):
+    server_dir = ServerDir(args.server_dir)
+    pid = _master_pid(server_dir)
+    status, _, info = call_service(server_dir.admin_socket, 'zato.server.info')
+    if status != 200:
+        print(f'zato-daemon: master pid {pid} is running but info failed: {info}', file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    print(json.dumps(info, indent=2, sort_keys=True) if args.json else format_info(info))
+    return EXIT_OK
+
+
+def format_info(info):
+    """The human form of `info`: one `key: value` per line, then one line per service."""
+    lines = [f'{key}: {info[key]}' for key in (
+        'master_proc_pid', 'version', 'config_dir', 'state_dir', 'logs_dir', 'runtime_dir', 'listen')]
+    lines.append('worker_pids: ' + ' '.join(str(pid) for pid in info['worker_pids']))
+    lines.append(f'uptime: {format_duration(info["uptime_seconds"])}')
+    lines.append(f'services: {len(info["services"])}')
+    for service in info['services']:
+        lines.append(f'  {service["name"]}  {service["sha256"] or "-"}  {service["path"]}')
+    return '\n'.join(lines)
+
+
+def format_duration(seconds):
+    seconds = int(seconds)
+    days, seconds = divmod(seconds, 86400)
+    hours, seconds = divmod(seconds, 3600)
+    minutes, seconds = divmod(seconds, 60)
+    return (f'{days}d ' if days else '') + f'{hours:02d}:{minutes:02d}:{seconds:02d}'
+
+
+def command_invoke(args):
+    server_dir = ServerDir(args.server_dir)
+    payload = _read_payload(args.payload)
+    _master_pid(server_dir)
+    status, cid, response = call_service(server_dir.admin_socket, args.service, payload)
+    text = json.dumps(response, separators=(',', ':')) if args.json else json.dumps(response, indent=2)
+    if status >= 400:
+        print(f'zato-daemon: {args.service} answered {status} (cid {cid}): {text}', file=sys.stderr)
+        return 1
+    if response is not None:
+        print(text)
+    return EXIT_OK
+
+
+def _read_payload(text):
+    if text is None:
+        return None
+    if text == '-':
+        text = sys.stdin.read()
+    try:
+        return json.loads(text) if text.strip() else None
+    except ValueError as exc:
+        raise UsageError(f'the payload is not valid JSON: {exc}') from None
+
+
+def command_check_config(args):
+    config = load_config(args.server_dir)
+    print(f'zato-daemon: configuration OK: {", ".join(str(path) for path in config.paths_read)}')
+    return EXIT_OK
+
+
+COMMANDS = {
+    'start': command_start,
+    'stop': command_stop,
+    'reload': command_reload,
+    'info': command_info,
+    'invoke': command_invoke,
+    'check-config': command_check_config,
+}

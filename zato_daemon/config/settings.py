@@ -1,0 +1,565 @@
+"""Every configuration setting, in one table: file, section, name, validator, default and doc.
+
+Rule 1: a key exists only if it has an entry in SETTINGS (or lives in a dynamic section in
+SECTIONS). The loader, the in-place assignments of startup callables, docs/config.md and the
+tests that check the shipped etc/zato-daemon/*.conf all read this table, so adding a key here
+is the whole job.
+
+Rule 2: defaults are written as INI text, exactly as they appear in the shipped files, and
+every default goes through its own validator like any value read from a file.
+
+A validator turns INI text (or, for in-place assignments, a native Python value) into the typed
+value, or raises InvalidValue saying what was expected. It also names its type for the docs.
+"""
+
+import math
+import os
+import re
+from dataclasses import dataclass
+from inspect import cleandoc
+
+CONFIG_FILES = ('server.conf', 'pickup.conf', 'simple-io.conf', 'sso.conf')
+REQUIRED_FILES = ('server.conf',)
+
+
+class InvalidValue(ValueError):
+    """A validator rejected a value: `problem` says what is wrong, `fix` (or None) what to do."""
+
+    def __init__(self, problem, fix=None):
+        super().__init__(problem)
+        self.problem = problem
+        self.fix = fix
+
+
+# Validators ###################################################################################
+
+
+class Validator:
+    """Base validator: strings are parsed, anything else must already be of the native type.
+
+    Subclasses set `type_name` (for the docs) and `expected` (for error messages), and implement
+    `parse(text)`; `accept(value)` handles non-string values assigned in code.
+    """
+
+    type_name = 'string'
+    expected = 'a string'
+
+    def __call__(self, value):
+        if isinstance(value, str):
+            return self.parse(value.strip())
+        return self.accept(value)
+
+    def parse(self, text):
+        """Returns the typed value for INI text, or raises InvalidValue."""
+        return text
+
+    def accept(self, value):
+        """Returns the typed value for a native value assigned in code, or raises InvalidValue."""
+        raise self.invalid(value)
+
+    def invalid(self, value):
+        """Builds the standard 'expected X, got Y' error."""
+        return InvalidValue(f'expected {self.expected}, got {value!r}')
+
+    def format(self, value):
+        """Renders a typed value back as INI text."""
+        return str(value)
+
+
+class Text(Validator):
+    """A single-line string; empty only if `allow_empty`."""
+
+    def __init__(self, allow_empty=False):
+        self.allow_empty = allow_empty
+        self.expected = 'a single-line string' + ('' if allow_empty else ', not empty')
+
+    def parse(self, text):
+        if '\n' in text or not (text or self.allow_empty):
+            raise self.invalid(text)
+        return text
+
+
+class FilePath(Text):
+    """A file system path as a string; relative paths are resolved by Config.resolve_path."""
+
+    type_name = 'path'
+
+    def __init__(self, allow_empty=False):
+        super().__init__(allow_empty)
+        self.expected = 'a path' + (' or nothing' if allow_empty else '')
+
+
+class Pattern(Validator):
+    """A string that must match a regular expression; `expected` describes it in words."""
+
+    def __init__(self, regex, type_name, expected, fix=None):
+        self.regex = re.compile(regex)
+        self.type_name = type_name
+        self.expected = expected
+        self.fix = fix
+
+    def parse(self, text):
+        if not self.regex.fullmatch(text):
+            raise InvalidValue(self.invalid(text).problem, self.fix)
+        return text
+
+
+def dotted_name():
+    """Validator of a dotted Python name such as zato_daemon.examples.echo."""
+    return Pattern(r'[A-Za-z_]\w*(\.[A-Za-z_]\w*)*', 'dotted name',
+                   'a dotted Python name such as package.module')
+
+
+def service_name():
+    """Validator of a service name: non-empty, no whitespace."""
+    return Pattern(r'\S+', 'service name', 'a service name without whitespace',
+                   'write the name of a deployed service, e.g. demo.echo')
+
+
+def url_path():
+    """Validator of a channel's URL path: starts with '/', no whitespace, no query or fragment."""
+    return Pattern(r'/[^\s?#]*', 'URL path', "a URL path starting with '/', without whitespace, "
+                   "'?' or '#'", "start it with '/' and leave out any query string, e.g. /echo")
+
+
+class Integer(Validator):
+    """An integer, optionally bounded by `minimum` and `maximum` (both inclusive)."""
+
+    def __init__(self, minimum=None, maximum=None):
+        self.minimum = minimum
+        self.maximum = maximum
+        self.expected = 'an integer' + _range_words(minimum, maximum)
+        self.type_name = 'integer' + _range_words(minimum, maximum)
+
+    def parse(self, text):
+        # [0-9], not \d: int() would also take other scripts' digits.
+        if not re.fullmatch(r'[+-]?[0-9]+', text):
+            raise self.invalid(text)
+        return self.accept(int(text), original=text)
+
+    def accept(self, value, original=None):
+        if isinstance(value, bool) or not isinstance(value, int) or not self._in_range(value):
+            raise self.invalid(value if original is None else original)
+        return value
+
+    def _in_range(self, value):
+        return ((self.minimum is None or value >= self.minimum)
+                and (self.maximum is None or value <= self.maximum))
+
+
+def _range_words(minimum, maximum):
+    if minimum is not None and maximum is not None:
+        return f' from {minimum} to {maximum}'
+    if minimum is not None:
+        return f' of at least {minimum}'
+    if maximum is not None:
+        return f' of at most {maximum}'
+    return ''
+
+
+class Port(Integer):
+    """A TCP port number, 1 to 65535."""
+
+    def __init__(self):
+        super().__init__(1, 65535)
+        self.type_name = 'port, 1 to 65535'
+
+
+class Seconds(Validator):
+    """A duration in seconds, integer or decimal, greater than zero; typed value is a float."""
+
+    type_name = 'seconds, more than 0'
+    expected = 'a number of seconds greater than 0'
+
+    def parse(self, text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise self.invalid(text) from None
+        return self._check(value, text)
+
+    def accept(self, value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.invalid(value)
+        return self._check(float(value), value)
+
+    def _check(self, value, original):
+        # float() also parses 'nan' and 'inf', which no timer can use.
+        if not math.isfinite(value) or value <= 0:
+            raise self.invalid(original)
+        return value
+
+    def format(self, value):
+        return repr(float(value))
+
+
+class Boolean(Validator):
+    """true/false, yes/no, on/off or 1/0, in any case."""
+
+    type_name = 'boolean'
+    expected = 'true or false (also yes/no, on/off, 1/0)'
+    WORDS = {'true': True, 'yes': True, 'on': True, '1': True,
+             'false': False, 'no': False, 'off': False, '0': False}
+
+    def parse(self, text):
+        try:
+            return self.WORDS[text.lower()]
+        except KeyError:
+            raise self.invalid(text) from None
+
+    def accept(self, value):
+        if not isinstance(value, bool):
+            raise self.invalid(value)
+        return value
+
+    def format(self, value):
+        return 'true' if value else 'false'
+
+
+class Unsupported(Boolean):
+    """A boolean that must stay false because the feature it would turn on does not exist here."""
+
+    type_name = 'boolean, must be false'
+
+    def __init__(self, feature):
+        self.feature = feature
+
+    def parse(self, text):
+        return self._refuse(super().parse(text))
+
+    def accept(self, value):
+        return self._refuse(super().accept(value))
+
+    def _refuse(self, value):
+        if value:
+            raise InvalidValue(f'{self.feature} is not supported by zato-daemon', 'set it to false')
+        return value
+
+
+class Choice(Validator):
+    """One of a fixed set of words, case-insensitive; the typed value is upper case."""
+
+    def __init__(self, *choices):
+        self.choices = choices
+        self.expected = 'one of ' + ', '.join(choices)
+        self.type_name = self.expected
+
+    def parse(self, text):
+        if text.upper() not in self.choices:
+            raise self.invalid(text)
+        return text.upper()
+
+
+class Size(Validator):
+    """A size in bytes: a plain integer, or one with a K, M or G suffix (binary multiples)."""
+
+    type_name = 'size in bytes, K/M/G suffixes'
+    expected = 'a size in bytes such as 1048576, 1024K or 1M'
+    MULTIPLIERS = {'': 1, 'K': 1024, 'M': 1024 ** 2, 'G': 1024 ** 3}
+
+    def parse(self, text):
+        match = re.fullmatch(r'([0-9]+)\s*([KMG]?)', text, re.IGNORECASE)
+        if not match:
+            raise self.invalid(text)
+        return self._check(int(match[1]) * self.MULTIPLIERS[match[2].upper()], text)
+
+    def accept(self, value):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.invalid(value)
+        return self._check(value, value)
+
+    def _check(self, value, original):
+        if value < 1:
+            raise self.invalid(original)
+        return value
+
+
+def usable_cpus():
+    """Returns how many CPUs this process may run on: its affinity mask, else os.cpu_count()."""
+    # The affinity mask is what systemd's CPUAffinity= and AllowedCPUs= (and taskset) narrow;
+    # os.cpu_count() counts every CPU of the machine regardless.
+    if hasattr(os, 'sched_getaffinity'):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
+class Workers(Validator):
+    """'auto' (one per usable CPU) or an integer of at least 1; the typed value is an int."""
+
+    type_name = "'auto' or integer of at least 1"
+    expected = "'auto' or an integer of at least 1"
+
+    def parse(self, text):
+        if text.lower() == 'auto':
+            return usable_cpus()
+        if not re.fullmatch(r'\+?[0-9]+', text) or int(text) < 1:
+            raise self.invalid(text)
+        return int(text)
+
+    def accept(self, value):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise self.invalid(value)
+        return value
+
+
+class ListOf(Validator):
+    """Items separated by commas and/or line breaks; empty items are dropped. Typed: a list."""
+
+    def __init__(self, item):
+        self.item = item
+        self.type_name = f'list of {item.type_name}s'
+        self.expected = f'a comma-separated list of {item.type_name}s'
+
+    def parse(self, text):
+        return self.accept([part.strip() for part in re.split(r'[,\n]', text)])
+
+    def accept(self, value):
+        if not isinstance(value, (list, tuple)):
+            raise self.invalid(value)
+        return [self._check_item(item) for item in value if item != '']
+
+    def _check_item(self, item):
+        try:
+            return self.item(item)
+        except InvalidValue as error:
+            raise InvalidValue(f'in the list: {error.problem}', error.fix) from None
+
+    def format(self, value):
+        return ', '.join(self.item.format(item) for item in value)
+
+
+# The table ####################################################################################
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One key of one section of one file, with its validator, INI-text default and doc.
+
+    The first line of `doc` is the short help; the rest is the full explanation.
+    """
+
+    file: str
+    section: str
+    name: str
+    validator: Validator
+    default: str
+    doc: str
+
+    @property
+    def type(self):
+        """The type's name as the docs show it."""
+        return self.validator.type_name
+
+    @property
+    def key(self):
+        """The key as error messages name it: '[section] name'."""
+        return f'[{self.section}] {self.name}'
+
+    @property
+    def short_doc(self):
+        """The doc's first line."""
+        return self.doc.splitlines()[0]
+
+    def default_value(self):
+        """Returns the default, typed. Computed on each call: 'auto' depends on the machine."""
+        return self.validator(self.default)
+
+
+@dataclass(frozen=True)
+class SectionSpec:
+    """One section of one file. A dynamic section has no fixed keys: any key passing
+    `key_validator` may appear, with a value passing `value_validator`."""
+
+    file: str
+    name: str
+    doc: str
+    key_validator: Validator = None
+    value_validator: Validator = None
+
+    @property
+    def is_dynamic(self):
+        """True if the section's keys are free-form rather than declared in SETTINGS."""
+        return self.key_validator is not None
+
+
+def _doc(text):
+    return cleandoc(text)
+
+
+FILE_DOCS = {
+    'server.conf': _doc("""
+        The server's own settings: where it listens, how many workers it runs, which services it
+        deploys and which URL paths call them. The only file a server directory must have."""),
+    'pickup.conf': _doc("""
+        Hot deployment: where service modules are dropped to be deployed without a restart."""),
+    'simple-io.conf': _doc("""
+        How responses are serialized. Named after Zato's Simple IO (SIO) layer."""),
+    'sso.conf': _doc("""
+        Zato's single sign-on. Not part of this server: the file exists only so that startup
+        callables receive `sso_config` as they do in Zato."""),
+}
+
+SECTIONS = (
+    SectionSpec('server.conf', 'main', 'Listening socket, worker processes and their limits.'),
+    SectionSpec('server.conf', 'component_enabled', 'Optional components, each on or off.'),
+    SectionSpec('server.conf', 'services', 'Service modules deployed at start.'),
+    SectionSpec('server.conf', 'channels', _doc("""
+        HTTP channels: one line per URL path, `/path = service.name`.
+
+        Each key is a URL path starting with '/', each value the name of the service a request
+        to that path invokes. Only '=' separates a key from its value, so paths may hold ':'.
+        Empty by default: no channel, no HTTP endpoint. For example: /echo = demo.echo"""),
+        key_validator=url_path(), value_validator=service_name()),
+    SectionSpec('server.conf', 'logging', 'What the server logs.'),
+    SectionSpec('server.conf', 'misc', 'Settings kept from Zato that fit no other section.'),
+    SectionSpec('pickup.conf', 'hot_deploy', 'The pickup directory and how it is watched.'),
+    SectionSpec('simple-io.conf', 'json', 'JSON serialization of responses.'),
+    SectionSpec('sso.conf', 'main', 'Single sign-on, which this server does not provide.'),
+)
+
+# Order per entry: file, section, name, validator (also gives the type), default as INI text, doc.
+SETTINGS = (
+    Setting('server.conf', 'main', 'host', Text(), '127.0.0.1', _doc("""
+        Address to listen on.
+
+        An IPv4 or IPv6 address, or a host name resolved once at start. 127.0.0.1 accepts
+        connections from this machine only; 0.0.0.0 (or ::) listens on every interface, which
+        normally belongs behind a firewall or a reverse proxy. When systemd hands the server
+        a listening socket (socket activation), that socket is used and host and port are
+        ignored.""")),
+    Setting('server.conf', 'main', 'port', Port(), '17010', _doc("""
+        TCP port to listen on.
+
+        Ports below 1024 need the CAP_NET_BIND_SERVICE capability, which the unprivileged zato
+        user the server runs as does not have. Each server directory needs its own port.""")),
+    Setting('server.conf', 'main', 'workers', Workers(), 'auto', _doc("""
+        Number of worker processes; auto means one per CPU.
+
+        Each worker is a separate process with its own gevent hub and its own copy of every
+        deployed service, and all of them accept connections on the shared socket. auto counts
+        the CPUs this process may run on (its CPU affinity, which systemd's CPUAffinity= and
+        AllowedCPUs= narrow), not all the CPUs of the machine. A worker runs Python code on one
+        CPU at a time, so more workers than CPUs rarely helps.""")),
+    Setting('server.conf', 'main', 'graceful_timeout', Seconds(), '30', _doc("""
+        Seconds in-flight requests may take to finish on stop or reload.
+
+        On stop (SIGTERM) and reload (SIGHUP) a worker stops accepting connections and lets the
+        requests it has started finish. After this many seconds it is killed and requests still
+        running are lost. The systemd unit's TimeoutStopSec= must be longer than this.""")),
+    Setting('server.conf', 'main', 'keep_alive_timeout', Seconds(), '60', _doc("""
+        Seconds an idle keep-alive connection is kept open.
+
+        After a response, the connection waits this long for the client's next request, then
+        the server closes it. A proxy or client pooling connections to this server should use
+        a shorter idle timeout, or it may send a request on a connection the server is just
+        closing.""")),
+    Setting('server.conf', 'main', 'max_request_size', Size(), '1M', _doc("""
+        Largest request body accepted, in bytes.
+
+        A plain number of bytes or a number with a K, M or G suffix, in binary multiples
+        (1K = 1024, 1M = 1048576). A request with a bigger body is answered with 413 Content
+        Too Large and no service is invoked. The whole body is held in memory, so this also
+        bounds the memory a single request can take.""")),
+    Setting('server.conf', 'main', 'backlog', Integer(1), '2048', _doc("""
+        Listen backlog: connections the kernel queues before the server accepts them.
+
+        Passed to listen(2). Linux silently caps it at net.core.somaxconn (4096 on Debian 12).
+        When a burst of new connections exceeds it, clients see dropped connection attempts
+        and retry after a delay.""")),
+    Setting('server.conf', 'main', 'cluster_id', Integer(1), '1', _doc("""
+        Cluster ID that services see as server.cluster_id.
+
+        This server forms no cluster; the number is only handed to services, as Zato does, for
+        code that passes it on (for instance to zato.cache.builtin.* services).""")),
+    Setting('server.conf', 'main', 'worker_boot_timeout', Seconds(), '60', _doc("""
+        Seconds a new worker has to deploy its services and start serving.
+
+        Counted from the moment the worker is forked. A worker that takes longer is killed and
+        treated as having failed to boot, so that a start or reload fails instead of waiting
+        forever. Raise it if services do slow work when imported or in AFTER_STARTED startup
+        callables.""")),
+    Setting('server.conf', 'component_enabled', 'hot_deploy', Boolean(), 'true', _doc("""
+        Watch the pickup directory and deploy service modules dropped into it.
+
+        When true, every worker deploys a .py file that appears or changes in the pickup
+        directory (see pickup.conf) without a restart. Set it to false where services must
+        change only through [services] and a restart or reload.""")),
+    Setting('server.conf', 'services', 'paths', ListOf(FilePath()), '', _doc("""
+        Files or directories of service modules to deploy at start.
+
+        Separate entries with commas or line breaks (indent continuation lines). A directory
+        stands for the .py files in it. A relative path is relative to the server directory.""")),
+    Setting('server.conf', 'services', 'modules', ListOf(dotted_name()), '', _doc("""
+        Importable modules holding services, by dotted name.
+
+        Separate entries with commas or line breaks (indent continuation lines), for instance
+        zato_daemon.examples.echo. They are imported from the Python path like any installed
+        package, so they suit services shipped as Debian or Python packages.""")),
+    Setting('server.conf', 'logging', 'level', Choice('DEBUG', 'INFO', 'WARNING', 'ERROR',
+                                                      'CRITICAL'), 'INFO', _doc("""
+        Lowest level of the records logged.
+
+        One of DEBUG, INFO, WARNING, ERROR or CRITICAL, in any case. It applies to the journal
+        and to server.log alike. DEBUG adds tracebacks and details meant for developers.""")),
+    Setting('server.conf', 'misc', 'startup_callable', ListOf(dotted_name()), '', _doc("""
+        Startup callables to invoke, by dotted name, in this order.
+
+        Separate entries with commas or line breaks, as in Zato: for instance
+        my_startup.update_fs_config, my_startup.create_cache. Each callable is invoked with a
+        PhaseCtx in every startup phase and decides itself which phases it acts on.""")),
+    Setting('pickup.conf', 'hot_deploy', 'pickup_dir', FilePath(allow_empty=True), '', _doc("""
+        Directory watched for hot-deployed service modules.
+
+        Empty means the pickup folder under the state directory (/var/lib/zato-daemon/pickup
+        under systemd). A relative path is relative to the server directory. Watched only when
+        hot_deploy under [component_enabled] in server.conf is true.""")),
+    Setting('pickup.conf', 'hot_deploy', 'poll_interval', Seconds(), '1.0', _doc("""
+        Seconds between two scans of the pickup directory.
+
+        A new or changed module is deployed within about this long. A scan only looks at file
+        sizes and modification times, so a short interval costs little.""")),
+    Setting('simple-io.conf', 'json', 'sort_keys', Boolean(), 'false', _doc("""
+        Sort the keys of JSON objects in responses.
+
+        Sorted output is stable from one response to the next, which makes responses easier to
+        compare, at a small cost per response.""")),
+    Setting('simple-io.conf', 'json', 'indent', Integer(0), '0', _doc("""
+        Indentation of JSON responses, in spaces; 0 means compact.
+
+        0 writes a response on one line without optional spaces, the smallest form. A positive
+        number puts each member on its own line, indented by that many spaces per level, for
+        humans reading responses.""")),
+    Setting('simple-io.conf', 'json', 'ensure_ascii', Boolean(), 'false', _doc("""
+        Escape every non-ASCII character as \\uXXXX.
+
+        false writes text as UTF-8, the charset responses declare. true keeps responses pure
+        ASCII, for clients that mishandle UTF-8.""")),
+    Setting('sso.conf', 'main', 'is_enabled', Unsupported('SSO'), 'false', _doc("""
+        Must stay false: single sign-on is not part of this server.
+
+        Zato's SSO needs Zato's database, which this server does not have. The key exists so
+        that a sso.conf copied from Zato loads; true is a configuration error.""")),
+)
+
+_SETTINGS_BY_KEY = {(s.file, s.section, s.name): s for s in SETTINGS}
+_SECTIONS_BY_KEY = {(s.file, s.name): s for s in SECTIONS}
+
+
+def find_setting(file, section, name):
+    """Returns the Setting for a key, or None if no setting declares it."""
+    return _SETTINGS_BY_KEY.get((file, section, name))
+
+
+def find_section(file, section):
+    """Returns the SectionSpec of a section, or None if the file has no such section."""
+    return _SECTIONS_BY_KEY.get((file, section))
+
+
+def sections_of(file):
+    """Returns the SectionSpecs of a file, in declaration order."""
+    return [spec for spec in SECTIONS if spec.file == file]
+
+
+def settings_of(file, section):
+    """Returns the Settings of one section, in declaration order."""
+    return [s for s in SETTINGS if s.file == file and s.section == section]

@@ -1,0 +1,36 @@
+"""Deploys what the config names: built-in services, `[services] modules` and `paths`.
+
+Runs in each worker at boot. Any failure here is fatal (exit 78): a server whose
+configured services do not deploy must not pretend to be ready.
+"""
+
+from pathlib import Path
+
+from zato_daemon.errors import ServiceDeployError
+from zato_daemon.services.builtin import BUILTIN_ORIGIN, BUILTIN_SERVICES
+
+
+def service_files(path):
+    """The .py files a configured path stands for: itself, or a directory's files, sorted."""
+    path = Path(path)
+    if path.is_dir():
+        return sorted(child for child in path.glob('*.py')
+                      if child.is_file() and not child.name.startswith(('_', '.')))
+    if path.is_file():
+        return [path]
+    raise ServiceDeployError('no such file or directory; fix [services] paths in server.conf', path)
+
+
+def deploy_configured(store, config, logger):
+    """Deploys the built-in services, then configured modules, then configured paths."""
+    store.deploy_classes(BUILTIN_SERVICES, BUILTIN_ORIGIN)
+    services = config.server_config.services
+    deployed = []
+    for dotted_name in services.modules:
+        deployed.append(store.deploy_module(dotted_name))
+    for configured in services.paths:
+        for path in service_files(config.resolve_path(configured)):
+            deployed.append(store.deploy_file(path))
+    for info in deployed:
+        logger.info('Deployed %s (sha256 %s): %s', info.path, info.sha256, ', '.join(info.service_names))
+    return deployed

@@ -1,0 +1,1 @@
+"""Example services, deployed by the shipped server.conf and used by the docs and tests."""

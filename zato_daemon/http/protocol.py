@@ -1,0 +1,516 @@
+"""The HTTP/1.1 protocol core of the hot path: bytes -> events, responses -> bytes."""
+
+################################################################
+# Rules
+################################################################
+#
+# Rule 1: no I/O. Bytes go in through RequestParser.feed() and events come out;
+# render_response() turns a response into one bytes object. The caller owns the
+# socket, the timeouts and the greenlets, so all of this is tested with plain calls.
+#
+# Rule 2: the same bytes give the same events however they are split. Every
+# decision (limits, CONTINUE, errors) rests on what the C parser reported, never on
+# where a recv() happened to end.
+#
+# Rule 3: only the httptools API that 0.1.1 (Debian 12, nodejs http-parser) and
+# 0.6+ (PyPI, llhttp) share is used. Where the two C parsers disagree on a request,
+# a check here picks one answer for both (see on_header, on_message_begin).
+#
+################################################################
+# Theory of operation
+################################################################
+#
+# httptools calls back into RequestParser as it recognises parts of a message:
+# on_message_begin resets the per-request state; on_url and on_header collect the
+# header section and count its size; on_headers_complete settles the framing
+# (Content-Length, chunked, Expect, Upgrade) before any body byte is read; on_body
+# collects the de-chunked body against the size limit; on_message_complete emits a
+# Request. feed() returns the events its bytes completed.
+#
+# A limit broken inside a callback cannot simply propagate: httptools turns any
+# exception raised there into HttpParserCallbackError. So a callback stores its
+# ProtocolError on the parser before raising it, and feed() raises the stored one,
+# whatever httptools wrapped it in. Errors the C parser finds itself become 400,
+# except its own header overflow (http-parser only), which becomes 431; any other
+# exception out of a callback is a bug here and becomes 500.
+#
+# The header limit is counted on what the parser reports: the request target, each
+# name and value plus ': ' and CRLF, and the request line's fixed overhead. That sum
+# does not depend on how the bytes were split. httptools buffers a header name or
+# value until its line ends, and llhttp has no limit of its own, so a second guard
+# counts bytes fed without any callback firing; past twice the header limit the
+# peer is sending one endless line, and gets 431.
+#
+# After a request that does not keep the connection alive, further bytes are
+# ignored: RFC 9112 section 9.6 forbids processing more requests on it, and the two
+# parser versions disagree on whether such bytes are an error.
+#
+# Neither WebSocket nor h2c is served. A request with Upgrade is answered as plain
+# HTTP/1.1, which RFC 9110 section 7.8 allows. Both parsers stop right after an
+# upgrade request's header section and skip its body, so CONNECT and an upgrade
+# request declaring a body get 501; otherwise a new parser takes the bytes after it.
+
+import time
+from email.utils import formatdate
+from http import HTTPStatus
+from urllib.parse import unquote_to_bytes
+
+import httptools
+
+from zato_daemon.errors import HttpError
+
+__all__ = (
+    'CONTINUE',
+    'CONTINUE_RESPONSE',
+    'DEFAULT_MAX_HEADER_SIZE',
+    'ProtocolError',
+    'Request',
+    'RequestParser',
+    'render_response',
+)
+
+DEFAULT_MAX_HEADER_SIZE = 65536
+
+CONTINUE_RESPONSE = b'HTTP/1.1 100 Continue\r\n\r\n'
+
+# What the request line adds to the header-section count besides method and target:
+# ' ', ' HTTP/1.1', CRLF, and the CRLF closing the section.
+_REQUEST_LINE_OVERHEAD = 1 + 9 + 2 + 2
+
+# The longest silence a valid request can produce is one header line plus the tail of
+# the request line; twice the header limit stays clear of it.
+_SILENCE_SLACK = 64
+
+# http-parser reports its own 80 KiB header limit only through this text.
+_HEADER_OVERFLOW_TEXTS = ('too many header bytes', 'header overflow')
+
+_HTTP_VERSIONS = frozenset(('1.1', '1.0'))
+
+_METHOD_NAMES = {
+    name.encode('ascii'): name
+    for name in ('GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS')
+}
+
+
+class ProtocolError(HttpError):
+    """The peer broke HTTP/1.1 or a limit; the server answers `status` and closes.
+
+    `events` holds what the same feed() call completed before the error (usually
+    nothing), so the server may still answer those pipelined requests first.
+    """
+
+    status = 400
+
+    def __init__(self, message, status=None):
+        super().__init__(message, status)
+        self.events = []
+
+
+class Request:
+    """One complete request, its body read in full and de-chunked.
+
+    method: 'GET', 'POST' ...; path: the percent-decoded path without the query;
+    query: the raw query string without '?'; headers: lowercase name -> value,
+    repeated headers joined with ', ', bytes decoded as latin-1 so none is lost;
+    body: bytes; keep_alive: the parser's verdict (HTTP/1.1 unless
+    'Connection: close', HTTP/1.0 only with 'Connection: keep-alive');
+    http_version: '1.1' or '1.0'.
+    """
+
+    __slots__ = ('method', 'path', 'query', 'headers', 'body', 'keep_alive', 'http_version')
+
+    def __init__(self, method, path, query, headers, body, keep_alive, http_version):
+        self.method = method
+        self.path = path
+        self.query = query
+        self.headers = headers
+        self.body = body
+        self.keep_alive = keep_alive
+        self.http_version = http_version
+
+    def __repr__(self):
+        return (f'<Request {self.method} {self.path!r} query={self.query!r} '
+                f'HTTP/{self.http_version} body={len(self.body)}B keep_alive={self.keep_alive}>')
+
+
+class _Continue:
+    __slots__ = ()
+
+    def __repr__(self):
+        return 'CONTINUE'
+
+
+# The event "send CONTINUE_RESPONSE now": an HTTP/1.1 request with
+# 'Expect: 100-continue' announced a body. It comes before that request's Request
+# event and is emitted even if the body arrived in the same chunk (rule 2); an
+# unneeded 100 is harmless to the client.
+CONTINUE = _Continue()
+
+
+class _DataAfterClose(Exception):
+    """Stops the C parser at a request that follows a non-keep-alive one."""
+
+
+class RequestParser:
+    """Turns the bytes of one connection into Request and CONTINUE events.
+
+    Runs in a worker, one instance per connection; it holds no socket.
+
+    Args:
+        max_request_size: largest body accepted, in bytes, declared or de-chunked (413).
+        max_header_size: largest header section accepted, in bytes (431), counted as
+            the request line, each 'name: value' line and the final CRLF. Under
+            httptools 0.1.1, http-parser's own 80 KiB cap applies as well.
+    """
+
+    def __init__(self, max_request_size, max_header_size=DEFAULT_MAX_HEADER_SIZE):
+        self._max_request_size = max_request_size
+        self._max_header_size = max_header_size
+        self._silence_limit = 2 * max_header_size + _SILENCE_SLACK
+        self._parser = httptools.HttpRequestParser(self)
+        self._events = []
+        self._error = None
+        self._is_closed = False
+        self._in_message = False
+        self._heard = False
+        self._silent_bytes = 0
+        self._reset_message()
+
+    @property
+    def has_partial_request(self):
+        """True while a request has begun and not completed, e.g. to pick 408 over a silent close."""
+        return self._in_message
+
+    def feed(self, data):
+        """Parses the next bytes received and returns the events they completed, in order.
+
+        Raises ProtocolError, carrying the events completed before it, when the
+        request is malformed or over a limit; every later call raises it again.
+        """
+        if self._error is not None:
+            raise self._error.with_traceback(None)
+        events = self._events = []
+        if self._is_closed:
+            return events
+        try:
+            self._feed_parser(data)
+        except ProtocolError:
+            pass  # raised outside any callback, by the silence guard; stored already
+        except httptools.HttpParserError as exc:
+            if self._is_closed:
+                return events
+            self._store_parser_error(exc)
+        if self._error is not None:
+            self._error.events = events
+            raise self._error
+        return events
+
+    def feed_eof(self):
+        """Notes that the peer stopped sending; raises ProtocolError(400) if a request was cut short."""
+        if self._error is not None:
+            raise self._error.with_traceback(None)
+        if self._in_message and not self._is_closed:
+            self._error = ProtocolError('connection closed in the middle of a request', 400)
+            raise self._error
+        return []
+
+    # httptools callbacks: public only because the C parser looks them up by name.
+
+    def on_message_begin(self):
+        """httptools callback: a request starts."""
+        if self._is_closed:
+            raise _DataAfterClose()
+        self._heard = True
+        self._in_message = True
+        self._reset_message()
+
+    def on_url(self, fragment):
+        """httptools callback: a piece of the request target."""
+        self._heard = True
+        self._url += fragment
+        self._count_header_bytes(len(fragment))
+
+    def on_header(self, name, value):
+        """httptools callback: one complete header field, or a trailer field after the body."""
+        self._heard = True
+        self._count_header_bytes(len(name) + len(value) + 4)
+        if self._has_all_headers:
+            # Trailers are counted, not merged: RFC 9110 section 6.5.1 lets a
+            # recipient discard them, and nothing here needs them.
+            return
+        if b' ' in name:
+            # http-parser in its default, non-strict build accepts spaces in a field
+            # name and llhttp refuses them; refuse for both.
+            self._fail(f'space in header field name {name[:64]!r}', 400)
+        key = name.lower().decode('latin-1')
+        text = value.decode('latin-1').rstrip(' \t')
+        known = self._headers.get(key)
+        self._headers[key] = text if known is None else f'{known}, {text}'
+
+    def on_headers_complete(self):
+        """httptools callback: the header section ended; settle framing before any body byte."""
+        self._heard = True
+        self._has_all_headers = True
+        parser = self._parser
+        method = _decode_method(parser.get_method())
+        self._count_header_bytes(len(method) + _REQUEST_LINE_OVERHEAD)
+        self._method = method
+        self._http_version = self._check_version(parser.get_http_version())
+        has_body = self._check_framing(self._headers)
+        if parser.should_upgrade():
+            self._check_upgrade(method, has_body)
+        self._path, self._query = self._split_target(self._url)
+        if has_body and self._expects_continue():
+            self._events.append(CONTINUE)
+
+    def on_body(self, fragment):
+        """httptools callback: a piece of the body, already de-chunked."""
+        self._heard = True
+        size = self._body_size + len(fragment)
+        if size > self._max_request_size:
+            self._fail(f'request body over {self._max_request_size} bytes', 413)
+        self._body_size = size
+        self._body.append(fragment)
+
+    def on_message_complete(self):
+        """httptools callback: the request ended; emit it."""
+        self._heard = True
+        keep_alive = self._parser.should_keep_alive()
+        self._events.append(Request(
+            self._method, self._path, self._query, self._headers,
+            b''.join(self._body), keep_alive, self._http_version))
+        self._in_message = False
+        self._is_closed = not keep_alive
+
+    # Internals
+
+    def _reset_message(self):
+        self._url = b''
+        self._headers = {}
+        self._body = []
+        self._body_size = 0
+        self._header_size = 0
+        self._has_all_headers = False
+        self._method = ''
+        self._path = ''
+        self._query = ''
+        self._http_version = ''
+
+    def _feed_parser(self, data):
+        size = len(data)
+        while data:
+            try:
+                self._parser.feed_data(data)
+                break
+            except httptools.HttpParserUpgrade as exc:
+                if self._is_closed:
+                    break
+                # The peer got no 101, so the bytes after the upgrade request are
+                # HTTP/1.1 again; a memoryview keeps many such requests linear.
+                self._parser = httptools.HttpRequestParser(self)
+                data = memoryview(data)[exc.args[0]:]
+        self._watch_silence(size)
+
+    def _watch_silence(self, size):
+        if self._heard:
+            self._heard = False
+            self._silent_bytes = 0
+            return
+        self._silent_bytes += size
+        if self._silent_bytes > self._silence_limit and not self._is_closed:
+            status = 431 if self._in_message else 400
+            self._fail(f'{self._silent_bytes} bytes without a complete header line', status)
+
+    def _store_parser_error(self, exc):
+        if self._error is not None:
+            return
+        text = str(exc)
+        if isinstance(exc, httptools.HttpParserCallbackError):
+            # Not one of ours (those are stored before raising): a bug in a callback.
+            error = ProtocolError(f'internal error while parsing: {text}', 500)
+        elif any(marker in text.lower() for marker in _HEADER_OVERFLOW_TEXTS):
+            error = ProtocolError(f'header section too large: {text}', 431)
+        else:
+            error = ProtocolError(f'malformed request: {text}', 400)
+        error.__cause__ = exc
+        self._error = error
+
+    def _fail(self, message, status):
+        error = self._error = ProtocolError(message, status)
+        raise error
+
+    def _count_header_bytes(self, size):
+        size += self._header_size
+        if size > self._max_header_size:
+            self._fail(f'header section over {self._max_header_size} bytes', 431)
+        self._header_size = size
+
+    def _check_version(self, version):
+        if version not in _HTTP_VERSIONS:
+            self._fail(f'HTTP/{version} is not supported', 505)
+        return version
+
+    def _check_framing(self, headers):
+        """Returns whether a body follows; refuses framings that cannot be served."""
+        coding = headers.get('transfer-encoding')
+        length = headers.get('content-length')
+        if coding is not None:
+            if length is not None:
+                # Both parsers refuse this already; it is the classic request-smuggling
+                # shape, so it stays refused whatever a future parser allows.
+                self._fail('both Transfer-Encoding and Content-Length', 400)
+            if coding.lower() != 'chunked':
+                self._fail(f'Transfer-Encoding {coding!r} is not supported', 501)
+            return True
+        if length is None:
+            return False
+        size = self._parse_length(length)
+        if size > self._max_request_size:
+            self._fail(f'Content-Length {size} over {self._max_request_size} bytes', 413)
+        return size > 0
+
+    def _parse_length(self, text):
+        if not (text.isascii() and text.isdigit()):
+            self._fail(f'invalid Content-Length {text[:64]!r}', 400)
+        return int(text)
+
+    def _check_upgrade(self, method, has_body):
+        if method == 'CONNECT':
+            self._fail('CONNECT is not supported', 501)
+        if has_body:
+            self._fail('an Upgrade request with a body is not supported', 501)
+
+    def _expects_continue(self):
+        expect = self._headers.get('expect')
+        # RFC 9110 section 10.1.1: ignore the expectation in an HTTP/1.0 request.
+        return (expect is not None and self._http_version == '1.1'
+                and expect.lower() == '100-continue')
+
+    def _split_target(self, target):
+        if b'#' in target:
+            target = target.partition(b'#')[0]
+        if target[:1] != b'/' and target != b'*':
+            target = self._origin_form(target)
+        path, _, query = target.partition(b'?')
+        if b'%' in path:
+            path = unquote_to_bytes(path)
+        try:
+            decoded = path.decode('utf-8')
+        except UnicodeDecodeError:
+            self._fail(f'request path {path[:64]!r} is not UTF-8', 400)
+        return decoded, query.decode('latin-1')
+
+    def _origin_form(self, target):
+        """Reduces an absolute-form target (http://host/path?query) to path and query."""
+        try:
+            url = httptools.parse_url(target)
+        except httptools.HttpParserError:
+            self._fail(f'invalid request target {target[:64]!r}', 400)
+        path = url.path or b'/'
+        return path + b'?' + url.query if url.query else path
+
+
+def _decode_method(raw):
+    return _METHOD_NAMES.get(raw) or raw.decode('ascii')
+
+
+################################################################
+# Responses
+################################################################
+
+_REASONS = {
+    100: 'Continue',
+    200: 'OK',
+    201: 'Created',
+    204: 'No Content',
+    400: 'Bad Request',
+    404: 'Not Found',
+    405: 'Method Not Allowed',
+    408: 'Request Timeout',
+    413: 'Content Too Large',
+    431: 'Request Header Fields Too Large',
+    500: 'Internal Server Error',
+    501: 'Not Implemented',
+    503: 'Service Unavailable',
+    505: 'HTTP Version Not Supported',
+}
+
+_STATUS_LINES = {
+    status: f'HTTP/1.1 {status} {reason}\r\n'.encode('ascii') for status, reason in _REASONS.items()
+}
+
+# RFC 9110 sections 8.6 and 15: these never carry content, nor Content-Length.
+_BODYLESS = frozenset((100, 101, 102, 103, 204, 304))
+
+_CONNECTION_CLOSE = b'Connection: close\r\n'
+_CONNECTION_KEEP_ALIVE = b'Connection: keep-alive\r\n'
+
+
+def _status_line(status):
+    line = _STATUS_LINES.get(status)
+    if line is not None:
+        return line
+    if not 100 <= status <= 999:
+        raise ValueError(f'HTTP status {status!r} outside 100-999')
+    try:
+        reason = HTTPStatus(status).phrase
+    except ValueError:
+        reason = 'Unknown'
+    return f'HTTP/1.1 {status} {reason}\r\n'.encode('ascii')
+
+
+class _ServerDate:
+    """The Server and Date lines, rebuilt at most once a second: formatdate costs microseconds."""
+
+    __slots__ = ('_second', '_lines')
+
+    def __init__(self):
+        self._second = None
+        self._lines = b''
+
+    def lines(self, now):
+        second = int(now)
+        if second != self._second:
+            # Lines first: a concurrent reader seeing the new second with the old lines
+            # only sends a date one second stale.
+            self._lines = (b'Server: zato-daemon\r\nDate: '
+                           + formatdate(second, usegmt=True).encode('ascii') + b'\r\n')
+            self._second = second
+        return self._lines
+
+
+_SERVER_DATE = _ServerDate()
+
+
+def render_response(status, body, keep_alive, content_type=b'application/json', extra_headers=(),
+                    *, is_http10=False, now=None):
+    """Renders a complete response as one bytes object, ready for a single write.
+
+    Args:
+        status: the HTTP status; 1xx, 204 and 304 get neither body nor Content-Length
+            (a body passed with them is dropped).
+        body: the content, bytes.
+        keep_alive: False adds 'Connection: close'; the server closes after sending.
+        content_type: the Content-Type value, bytes.
+        extra_headers: iterable of (name, value) pairs, both bytes, e.g.
+            (b'X-Zato-CID', cid); a value holding CR or LF raises ValueError.
+        is_http10: the request was HTTP/1.0, so a kept-alive connection is announced
+            with 'Connection: keep-alive' (HTTP/1.1 implies it).
+        now: the time for the Date header, seconds since the epoch; time.time() if None.
+    """
+    parts = [_status_line(status), _SERVER_DATE.lines(time.time() if now is None else now)]
+    if not keep_alive:
+        parts.append(_CONNECTION_CLOSE)
+    elif is_http10:
+        parts.append(_CONNECTION_KEEP_ALIVE)
+    if status in _BODYLESS:
+        body = b''
+    else:
+        parts += (b'Content-Type: ', content_type, b'\r\nContent-Length: ', b'%d' % len(body), b'\r\n')
+    for name, value in extra_headers:
+        if b'\r' in value or b'\n' in value:
+            raise ValueError(f'line break in the value of response header {name!r}')
+        parts += (name, b': ', value, b'\r\n')
+    parts.append(b'\r\n')
+    parts.append(body)
+    return b''.join(parts)

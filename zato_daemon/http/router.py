@@ -1,0 +1,95 @@
+"""From a parsed HTTP request to the bytes of its response: routing, JSON, errors.
+
+No sockets here: `Router.respond()` takes a protocol Request and returns bytes, so
+every status rule (400, 404, 405, 500) is testable without a server.
+
+Routes: `GET /zato/ping` (health checks); `POST /services/<name>`; `POST <path>` for
+each `[channels]` entry. Services named `zato.*` are built-in and only reachable
+through the admin socket, whose router has `is_admin` set.
+"""
+
+import json
+import logging
+
+from zato_daemon.errors import ServiceNotFound
+from zato_daemon.http.protocol import render_response
+from zato_daemon.services.base import Request
+
+logger = logging.getLogger('zato_daemon.http')
+
+SERVICES_PREFIX = '/services/'
+PING_PATH = '/zato/ping'
+PING_SERVICE = 'zato.ping'
+BUILTIN_PREFIX = 'zato.'
+CID_HEADER = b'X-Zato-CID'
+
+
+class Router:
+    """Maps request paths to services and renders their responses. One per listener."""
+
+    def __init__(self, host, channels, is_admin=False):
+        self.host = host
+        self.channels = dict(channels)
+        self.is_admin = is_admin
+        self.dumps = host.dumps_json
+
+    def respond(self, request, keep_alive):
+        """The complete response to `request`, as bytes to send in one write."""
+        cid = self.host.new_cid()
+        name, allowed = self.route(request.path)
+        if name is None:
+            return self.error(404, f'no service or channel at {request.path}', cid, keep_alive)
+        if request.method not in allowed:
+            allow = (b'Allow', ', '.join(allowed).encode())
+            return self.error(405, f'method {request.method} not allowed here; use {allowed[0]}', cid,
+                              keep_alive, (allow,))
+        try:
+            payload = json.loads(request.body) if request.body else None
+        except ValueError as exc:
+            return self.error(400, f'malformed JSON in the request body: {exc}', cid, keep_alive)
+        return self.call(name, payload, cid, request, keep_alive)
+
+    def route(self, path):
+        """(service name, allowed methods) for a path, or (None, ()) when nothing is there."""
+        if path == PING_PATH:
+            return PING_SERVICE, ('GET', 'POST')
+        if path.startswith(SERVICES_PREFIX):
+            name = path[len(SERVICES_PREFIX):]
+            if not name or (name.startswith(BUILTIN_PREFIX) and not self.is_admin):
+                return None, ()
+            return name, ('POST',)
+        name = self.channels.get(path)
+        return (name, ('POST',)) if name else (None, ())
+
+    def call(self, name, payload, cid, request, keep_alive):
+        service_request = Request(payload, request.headers, request.method, request.path)
+        try:
+            response = self.host.call(name, cid=cid, request=service_request)
+        except ServiceNotFound:
+            return self.error(404, f'no service named {name!r} is deployed', cid, keep_alive)
+        except Exception:
+            logger.exception('Service %s raised an exception, cid %s', name, cid)
+            return self.error(500, 'the service raised an exception; the server log has the details '
+                              'under this cid', cid, keep_alive)
+        try:
+            body = b'' if response.payload is None else self.dumps(response.payload).encode()
+        except (TypeError, ValueError) as exc:
+            logger.error('Service %s returned a payload that is not JSON-serializable, cid %s: %s',
+                         name, cid, exc)
+            return self.error(500, 'the service returned a payload that cannot be serialized', cid,
+                              keep_alive)
+        try:
+            headers = [(CID_HEADER, cid.encode())]
+            headers.extend((str(key).encode('latin-1'), str(value).encode('latin-1'))
+                           for key, value in response.headers.items())
+            return render_response(response.status_code, body, keep_alive, extra_headers=headers,
+                                   is_http10=request.http_version == '1.0')
+        except (UnicodeEncodeError, ValueError) as exc:
+            logger.error('Service %s set a response header that cannot be sent, cid %s: %s', name, cid, exc)
+            return self.error(500, 'the service set an invalid response header', cid, keep_alive)
+
+    def error(self, status, message, cid, keep_alive, extra_headers=()):
+        """A JSON error body that carries the cid, never a traceback."""
+        body = json.dumps({'error': message, 'status': status, 'cid': cid}).encode()
+        headers = [(CID_HEADER, cid.encode()), *extra_headers]
+        return render_response(status, body, keep_alive, extra_headers=headers)

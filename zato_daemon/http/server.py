@@ -1,0 +1,121 @@
+"""The worker's HTTP server: gevent StreamServer glue around the pure protocol core.
+
+Each connection runs in its own greenlet: read, feed the parser, answer every
+complete request in order (pipelining), keep the connection while the client wants
+it. TCP_NODELAY is set on every accepted TCP socket: a response leaves in one write,
+and without it Nagle's algorithm against delayed ACKs costs ~40 ms a request.
+
+Draining (stop or reload): stop accepting; a connection in the middle of a request
+finishes it and gets `Connection: close`; an idle keep-alive connection is given a
+short grace, in case its next request is already on the wire, and then closed.
+Whatever is left at the deadline is killed.
+"""
+
+import socket
+import time
+
+import gevent
+from gevent.server import StreamServer
+
+from zato_daemon.http.protocol import CONTINUE, CONTINUE_RESPONSE, ProtocolError, RequestParser, render_response
+
+RECEIVE_SIZE = 65536
+IDLE_DRAIN_GRACE = 1.0
+DRAIN_POLL = 0.05
+
+
+class Connection:
+    """One client connection: its greenlet, and whether a request is in progress."""
+
+    __slots__ = ('sock', 'greenlet', 'is_busy')
+
+    def __init__(self, sock, greenlet):
+        self.sock = sock
+        self.greenlet = greenlet
+        self.is_busy = False
+
+
+class HttpServer:
+    """Serves HTTP on one or more inherited listening sockets, each with its own router."""
+
+    def __init__(self, main_config, dumps_json, logger):
+        self.max_request_size = main_config.max_request_size
+        self.keep_alive_timeout = main_config.keep_alive_timeout
+        self.logger = logger
+        self.dumps_json = dumps_json
+        self.stream_servers = []
+        self.connections = set()
+        self.is_draining = False
+
+    def add_listener(self, listener, router):
+        def handle(sock, address):
+            self.serve_connection(sock, router)
+        self.stream_servers.append(StreamServer(listener, handle))
+
+    def start(self):
+        for stream_server in self.stream_servers:
+            stream_server.start()
+
+    def serve_connection(self, sock, router):
+        """Runs in the connection's greenlet until the client or the server closes it."""
+        connection = Connection(sock, gevent.getcurrent())
+        self.connections.add(connection)
+        try:
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.settimeout(self.keep_alive_timeout)
+            self._exchange(connection, router)
+        except OSError:
+            pass  # the client went away or timed out; nothing to answer
+        finally:
+            self.connections.discard(connection)
+            sock.close()
+
+    def _exchange(self, connection, router):
+        sock = connection.sock
+        parser = RequestParser(self.max_request_size)
+        while True:
+            data = sock.recv(RECEIVE_SIZE)
+            if not data:
+                return
+            connection.is_busy = True
+            try:
+                events = parser.feed(data)
+            except ProtocolError as exc:
+                sock.sendall(self.protocol_error(exc))
+                return
+            for event in events:
+                if event is CONTINUE:
+                    sock.sendall(CONTINUE_RESPONSE)
+                    continue
+                keep_alive = event.keep_alive and not self.is_draining
+                sock.sendall(router.respond(event, keep_alive))
+                if not keep_alive:
+                    return
+            connection.is_busy = parser.has_partial_request
+
+    def protocol_error(self, exc):
+        body = self.dumps_json({'error': exc.reason, 'status': exc.status}).encode()
+        return render_response(exc.status, body, keep_alive=False)
+
+    def drain(self, timeout):
+        """Stops accepting and waits up to `timeout` seconds for connections to finish."""
+        self.is_draining = True
+        for stream_server in self.stream_servers:
+            stream_server.close()
+        started = time.monotonic()
+        deadline = started + timeout
+        while self.connections and time.monotonic() < deadline:
+            if time.monotonic() - started >= IDLE_DRAIN_GRACE:
+                self._close_idle()
+            gevent.sleep(DRAIN_POLL)
+        if self.connections:
+            self.logger.warning('%d connection(s) still busy after %.1f s; closing them',
+                                len(self.connections), timeout)
+        for connection in list(self.connections):
+            connection.greenlet.kill(block=False)
+
+    def _close_idle(self):
+        for connection in list(self.connections):
+            if not connection.is_busy:
+                connection.greenlet.kill(block=False)

@@ -1,0 +1,1 @@
+"""Where log records go: server.log, stdout in --fg mode (and the journal, later)."""

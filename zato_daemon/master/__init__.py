@@ -1,0 +1,1 @@
+"""The master process. Importing this package must never import gevent."""

@@ -1,0 +1,477 @@
+"""The master process: spawns, supervises, reloads and stops the workers.
+
+Rule 1: signal handlers only enqueue the signal; everything else happens in the main
+loop, so no handler ever logs, allocates a worker or races another handler.
+Rule 2: every change to the set of workers happens in this file.
+Rule 3: gevent is never imported here. The child branch of `spawn_worker` imports the
+worker module after fork; the master stays a plain single-threaded process.
+
+Theory of operation. `run()` loops over four steps: wait up to a second for a signal
+or a message from a worker; dispatch queued signals to `handle_<name>`; reap exited
+workers; then check booting workers and spawn missing ones. Workers belong to a
+generation: a reload starts a new generation next to the serving one and tells the
+old one to drain only once every new worker reported ready, so the listening socket
+always has a worker accepting on it. Shutdown travels as HaltServer up to `run()`.
+"""
+
+import collections
+import enum
+import logging
+import os
+import select
+import signal
+import time
+from dataclasses import dataclass, field
+
+from setproctitle import setproctitle
+
+from zato_daemon import __version__, sd
+from zato_daemon.config import load_config
+from zato_daemon.errors import EXIT_CONFIG, EXIT_SOFTWARE, AddressInUse, ConfigError, HaltServer
+from zato_daemon.sockets import address_of, bind_tcp
+from zato_daemon.status import write_status
+
+logger = logging.getLogger('zato_daemon.master')
+
+# A restarted worker waits 0.1 s, then twice as long after each quick failure, up to
+# this ceiling; a worker that lived longer than STABLE_AFTER resets the count.
+MAX_RESPAWN_DELAY = 30.0
+STABLE_AFTER = 10.0
+
+# How long a quick stop (SIGINT) waits before SIGKILL, and the extra time a graceful
+# stop gives workers beyond graceful_timeout to flush and exit.
+QUICK_STOP_WAIT = 3.0
+GRACEFUL_STOP_MARGIN = 5.0
+
+READY_MESSAGE = b'R'
+
+SIGNAL_NAMES = {
+    signal.SIGTERM: 'term',
+    signal.SIGINT: 'int',
+    signal.SIGQUIT: 'quit',
+    signal.SIGHUP: 'hup',
+    signal.SIGCHLD: 'chld',
+}
+
+
+class WorkerState(enum.Enum):
+    BOOTING = 'booting'
+    READY = 'ready'
+    DRAINING = 'draining'
+
+
+@dataclass
+class WorkerRecord:
+    """What the master knows of one worker process."""
+
+    number: int
+    generation: int
+    pid: int
+    status_fd: int
+    state: WorkerState = WorkerState.BOOTING
+    spawned_at: float = field(default_factory=time.monotonic)
+    started_at: float = field(default_factory=time.time)
+
+    def as_dict(self):
+        return {'number': self.number, 'generation': self.generation, 'pid': self.pid,
+                'state': self.state.value, 'started_at': self.started_at}
+
+
+@dataclass
+class PendingReload:
+    """What to go back to if the new generation fails to boot."""
+
+    generation: int
+    config: object
+    listener: object
+
+
+class Arbiter:
+    """Runs in the master process, from `start` until the server stops."""
+
+    def __init__(self, server_dir, config, listener, admin_listener, foreground=False, on_ready=None):
+        self.server_dir = server_dir
+        self.config = config
+        self.listener = listener
+        self.admin_listener = admin_listener
+        self.foreground = foreground
+        self.on_ready = on_ready
+        self.pid = os.getpid()
+        self.started_at = time.time()
+        self.workers = {}
+        self.generation = 1
+        self.is_ready = False
+        self.pending_reload = None
+        self.signal_queue = collections.deque()
+        self.failures = collections.Counter()
+        self.spawn_not_before = {}
+        self._wakeup_read = self._wakeup_write = None
+
+    # ---- main loop
+
+    def run(self):
+        """Serves until stopped; returns the process exit status."""
+        self.setup()
+        try:
+            self.spawn_workers()
+            while True:
+                self.wait_for_events(1.0)
+                self.dispatch_signals()
+                self.reap_workers()
+                self.check_booting_workers()
+                self.manage_workers()
+        except HaltServer as halt:
+            self.halt(halt)
+            return halt.exit_status
+        except Exception:
+            logger.exception('Unexpected error in the master; stopping the workers')
+            self.halt(HaltServer('master error', EXIT_SOFTWARE, graceful=False))
+            return EXIT_SOFTWARE
+
+    def setup(self):
+        """Names the process, installs the enqueue-only signal handlers and the wakeup pipe."""
+        setproctitle(f'zato-daemon: master {self.server_dir.base}')
+        self._wakeup_read, self._wakeup_write = os.pipe()
+        for fd in (self._wakeup_read, self._wakeup_write):
+            os.set_blocking(fd, False)
+        signal.set_wakeup_fd(self._wakeup_write, warn_on_full_buffer=False)
+        for signum in SIGNAL_NAMES:
+            signal.signal(signum, self.enqueue_signal)
+        self.write_status()
+
+    def enqueue_signal(self, signum, frame):
+        """Signal handler: enqueue only, no logging. A signal already queued is not queued twice."""
+        if signum not in self.signal_queue:
+            self.signal_queue.append(signum)
+
+    def wait_for_events(self, timeout):
+        """Sleeps until a signal arrives, a worker reports, or `timeout` passes."""
+        status_fds = {record.status_fd: record for record in self.workers.values() if record.status_fd >= 0}
+        try:
+            readable, _, _ = select.select([self._wakeup_read, *status_fds], [], [], timeout)
+        except InterruptedError:
+            return
+        for fd in readable:
+            if fd == self._wakeup_read:
+                self._drain_wakeup_pipe()
+            else:
+                self.read_worker_message(status_fds[fd])
+
+    def _drain_wakeup_pipe(self):
+        try:
+            while os.read(self._wakeup_read, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def dispatch_signals(self):
+        """Calls handle_<name> for each queued signal, oldest first."""
+        while self.signal_queue:
+            signum = self.signal_queue.popleft()
+            getattr(self, f'handle_{SIGNAL_NAMES[signum]}')()
+
+    # ---- signal handlers (called from the main loop, not from the signal)
+
+    def handle_term(self):
+        raise HaltServer('SIGTERM received', graceful=True)
+
+    def handle_int(self):
+        raise HaltServer('SIGINT received', graceful=False)
+
+    def handle_quit(self):
+        raise HaltServer('SIGQUIT received', graceful=False)
+
+    def handle_chld(self):
+        self.reap_workers()
+
+    def handle_hup(self):
+        self.reload()
+
+    # ---- workers
+
+    def spawn_workers(self):
+        """Starts every missing worker of the current generation."""
+        for number in self.missing_worker_numbers():
+            self.spawn_worker(number)
+
+    def spawn_worker(self, number):
+        """Forks one worker. The child never returns from here."""
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            self._become_worker(number, read_fd, write_fd)
+        os.close(write_fd)
+        self.workers[pid] = WorkerRecord(number, self.generation, pid, read_fd)
+        self.spawn_not_before.pop(number, None)
+        logger.info('Worker %d (generation %d) started, pid %d', number, self.generation, pid)
+        self.write_status()
+        return pid
+
+    def _become_worker(self, number, read_fd, write_fd):
+        # Child branch: whatever happens, the child ends here with os._exit, so that it
+        # never runs the master's loop or its cleanup.
+        status = EXIT_SOFTWARE
+        try:
+            os.close(read_fd)
+            for record in self.workers.values():
+                if record.status_fd >= 0:
+                    os.close(record.status_fd)
+            signal.set_wakeup_fd(-1)
+            os.close(self._wakeup_read)
+            os.close(self._wakeup_write)
+            from zato_daemon.worker.process import WorkerSpec, run_worker
+            spec = WorkerSpec(number=number, generation=self.generation, master_pid=self.pid,
+                              config=self.config, server_dir=self.server_dir, listener=self.listener,
+                              admin_listener=self.admin_listener, status_fd=write_fd,
+                              foreground=self.foreground)
+            status = run_worker(spec)
+        except BaseException:
+            logger.exception('Worker %d failed', number)
+        finally:
+            logging.shutdown()
+            os._exit(status)
+
+    def missing_worker_numbers(self):
+        """Worker numbers of the current generation that have no live process."""
+        live = {record.number for record in self.workers.values()
+                if record.generation == self.generation and record.state != WorkerState.DRAINING}
+        target = self.config.server_config.main.workers
+        return [number for number in range(1, target + 1) if number not in live]
+
+    def manage_workers(self):
+        """Respawns missing workers whose back-off delay has passed."""
+        now = time.monotonic()
+        for number in self.missing_worker_numbers():
+            if now >= self.spawn_not_before.get(number, 0):
+                self.spawn_worker(number)
+
+    def read_worker_message(self, record):
+        """A worker writes READY_MESSAGE once it serves; end of file means it is gone."""
+        try:
+            data = os.read(record.status_fd, 64)
+        except OSError:
+            data = b''
+        if not data:
+            os.close(record.status_fd)
+            record.status_fd = -1
+            return
+        if READY_MESSAGE in data and record.state == WorkerState.BOOTING:
+            record.state = WorkerState.READY
+            logger.info('Worker %d (pid %d) is serving', record.number, record.pid)
+            self.write_status()
+            self.on_worker_ready()
+
+    def reap_workers(self):
+        """Collects exited workers and decides what each exit means."""
+        while True:
+            try:
+                pid, wait_status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            record = self.workers.pop(pid, None)
+            if record is not None:
+                self.on_worker_exit(record, wait_status)
+
+    def on_worker_exit(self, record, wait_status):
+        if record.status_fd >= 0:
+            os.close(record.status_fd)
+        self.write_status()
+        description = describe_exit(wait_status)
+        if record.state == WorkerState.DRAINING:
+            logger.info('Worker %d (pid %d) drained and %s', record.number, record.pid, description)
+            return
+        code = os.waitstatus_to_exitcode(wait_status)
+        if record.state == WorkerState.BOOTING and record.generation == self.generation:
+            self.on_boot_failure(record, code, description)
+        if record.generation != self.generation:
+            return
+        lived = time.monotonic() - record.spawned_at
+        self.failures[record.number] = 1 if lived > STABLE_AFTER else self.failures[record.number] + 1
+        delay = min(0.1 * 2 ** (self.failures[record.number] - 1), MAX_RESPAWN_DELAY)
+        self.spawn_not_before[record.number] = time.monotonic() + delay
+        logger.warning('Worker %d (pid %d) %s; restarting it in %.1f s',
+                       record.number, record.pid, description, delay)
+
+    def on_boot_failure(self, record, code, description):
+        """A worker of the current generation died before serving."""
+        if self.pending_reload is not None:
+            self.abort_reload(f'new worker {record.number} {description} before it was ready')
+            return
+        if code == EXIT_CONFIG:
+            raise HaltServer(f'worker {record.number} could not deploy its services (see the log above)',
+                             EXIT_CONFIG, graceful=False)
+        if not self.is_ready:
+            raise HaltServer(f'worker {record.number} {description} while starting', EXIT_SOFTWARE,
+                             graceful=False)
+
+    def check_booting_workers(self):
+        """Kills workers that did not report ready within worker_boot_timeout."""
+        timeout = self.config.server_config.main.worker_boot_timeout
+        now = time.monotonic()
+        for record in list(self.workers.values()):
+            if record.state == WorkerState.BOOTING and now - record.spawned_at > timeout:
+                logger.error('Worker %d (pid %d) was not ready after %.0f s; killing it',
+                             record.number, record.pid, timeout)
+                self.kill_worker(record, signal.SIGKILL)
+                record.spawned_at = now
+
+    def kill_worker(self, record, signum):
+        try:
+            os.kill(record.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def kill_workers(self, signum, generation=None):
+        """Sends a signal to every worker, or to those of one generation."""
+        for record in list(self.workers.values()):
+            if generation is None or record.generation == generation:
+                self.kill_worker(record, signum)
+
+    def current_workers(self):
+        return [record for record in self.workers.values() if record.generation == self.generation]
+
+    def on_worker_ready(self):
+        """Called whenever a worker turns ready: completes a start or a reload."""
+        workers = self.current_workers()
+        target = self.config.server_config.main.workers
+        if len(workers) < target or any(record.state != WorkerState.READY for record in workers):
+            return
+        if self.pending_reload is not None:
+            self.complete_reload()
+        elif not self.is_ready:
+            self.is_ready = True
+            summary = self.summary()
+            logger.info('Server ready: %s', summary)
+            sd.ready(summary)
+            if self.on_ready is not None:
+                self.on_ready(self)
+
+    def summary(self):
+        main = self.config.server_config.main
+        return (f'{main.workers} worker(s) serving on http://{address_of(self.listener)}, '
+                f'config {self.server_dir.base}')
+
+    # ---- reload
+
+    def reload(self):
+        """SIGHUP: re-reads the config and starts a new generation beside the serving one."""
+        if self.pending_reload is not None:
+            logger.warning('Reload requested while one is in progress; ignored')
+            return
+        logger.info('Reloading: reading the configuration in %s', self.server_dir.base)
+        try:
+            config = load_config(self.server_dir.base)
+            listener = self.listener_for(config)
+        except (ConfigError, AddressInUse) as exc:
+            logger.error('Reload refused, still serving the previous configuration: %s', exc)
+            return
+        sd.reloading('reloading')
+        self.pending_reload = PendingReload(self.generation, self.config, self.listener)
+        self.config, self.listener = config, listener
+        self.generation += 1
+        self.spawn_workers()
+
+    def listener_for(self, config):
+        """The current listener, or a new one if host or port changed."""
+        main = config.server_config.main
+        current = self.listener.getsockname()[:2]
+        if (main.host, main.port) == current:
+            return self.listener
+        return bind_tcp(main.host, main.port, main.backlog)
+
+    def complete_reload(self):
+        previous, self.pending_reload = self.pending_reload, None
+        for record in self.workers.values():
+            if record.generation != self.generation and record.state != WorkerState.DRAINING:
+                record.state = WorkerState.DRAINING
+                self.kill_worker(record, signal.SIGTERM)
+        if previous.listener is not self.listener:
+            previous.listener.close()
+        self.write_status()
+        summary = self.summary()
+        logger.info('Reload complete: %s; the previous workers are draining', summary)
+        sd.ready(summary)
+
+    def abort_reload(self, reason):
+        previous, self.pending_reload = self.pending_reload, None
+        logger.error('Reload failed (%s); still serving the previous configuration', reason)
+        self.kill_workers(signal.SIGKILL, generation=self.generation)
+        if previous.listener is not self.listener:
+            self.listener.close()
+        self.generation, self.config, self.listener = previous.generation, previous.config, previous.listener
+        sd.ready(self.summary())
+
+    # ---- stop
+
+    def halt(self, halt):
+        """Stops every worker (gracefully or not), then removes the runtime files."""
+        how = 'gracefully' if halt.graceful else 'quickly'
+        logger.info('Stopping %s: %s', how, halt.reason)
+        sd.stopping(f'stopping {how}')
+        self.stop_workers(halt.graceful)
+        self.cleanup()
+        level = logging.INFO if halt.exit_status == 0 else logging.ERROR
+        logger.log(level, 'Server stopped (exit status %d): %s', halt.exit_status, halt.reason)
+
+    def stop_workers(self, graceful):
+        """Drains or quits all workers, escalating to SIGKILL at the deadline."""
+        graceful_timeout = self.config.server_config.main.graceful_timeout
+        wait = graceful_timeout + GRACEFUL_STOP_MARGIN if graceful else QUICK_STOP_WAIT
+        for record in self.workers.values():
+            record.state = WorkerState.DRAINING
+        self.kill_workers(signal.SIGTERM if graceful else signal.SIGQUIT)
+        deadline = time.monotonic() + wait
+        while self.workers and time.monotonic() < deadline:
+            self.wait_for_events(0.1)
+            if graceful and self._quick_stop_requested():
+                graceful = False
+                deadline = min(deadline, time.monotonic() + QUICK_STOP_WAIT)
+                self.kill_workers(signal.SIGQUIT)
+            self.reap_workers()
+        if self.workers:
+            logger.warning('Workers still running after %.0f s, killing them: %s', wait,
+                           ', '.join(str(pid) for pid in self.workers))
+            self.kill_workers(signal.SIGKILL)
+            while self.workers:
+                pid, _ = os.waitpid(-1, 0)
+                self.workers.pop(pid, None)
+
+    def _quick_stop_requested(self):
+        # A second Ctrl-C during a graceful stop means "now".
+        requested = any(signum in (signal.SIGINT, signal.SIGQUIT) for signum in self.signal_queue)
+        self.signal_queue.clear()
+        return requested
+
+    def cleanup(self):
+        for path in (self.server_dir.status_file, self.server_dir.admin_socket):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        self.listener.close()
+        self.admin_listener.close()
+
+    def write_status(self):
+        """Publishes pids and states for `info`; a failure to write is logged, never fatal."""
+        status = {
+            'master_proc_pid': self.pid,
+            'started_at': self.started_at,
+            'version': __version__,
+            'config_dir': str(self.server_dir.base),
+            'listen': address_of(self.listener),
+            'workers': sorted((record.as_dict() for record in self.workers.values()),
+                              key=lambda worker: (worker['generation'], worker['number'])),
+        }
+        try:
+            write_status(self.server_dir.status_file, status)
+        except OSError as exc:
+            logger.warning('Cannot write %s: %s', self.server_dir.status_file, exc.strerror)
+
+
+def describe_exit(wait_status):
+    """'exited with status 3' or 'was killed by SIGKILL', for the log."""
+    if os.WIFSIGNALED(wait_status):
+        return f'was killed by {signal.Signals(os.WTERMSIG(wait_status)).name}'
+    return f'exited with status {os.WEXITSTATUS(wait_status)}'

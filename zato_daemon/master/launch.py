@@ -1,0 +1,63 @@
+"""Everything before the master's main loop: validate, lock, bind; then run the arbiter.
+
+Order matters: a broken config, a second start on the same directory or a port in
+use must each fail with one clear line before anything is bound or forked, and
+before `start` daemonizes, so the operator sees the error in the terminal.
+"""
+
+import logging
+from dataclasses import dataclass
+
+from zato_daemon.config import load_config
+from zato_daemon.logs.setup import configure_logging
+from zato_daemon.master.arbiter import Arbiter
+from zato_daemon.paths import ServerDir
+from zato_daemon.pidfile import PidFile
+from zato_daemon.sockets import bind_tcp, bind_unix
+
+logger = logging.getLogger('zato_daemon.master')
+
+
+@dataclass
+class Prepared:
+    """A server that passed every check and holds its lock and sockets, not yet serving."""
+
+    config: object
+    server_dir: ServerDir
+    pidfile: PidFile
+    listener: object
+    admin_listener: object
+
+    def preserved_fds(self):
+        """The descriptors daemonizing must keep open."""
+        return [self.pidfile.fd, self.listener.fileno(), self.admin_listener.fileno()]
+
+
+def prepare(base_dir):
+    """Loads and validates the config, takes the directory's lock, binds both sockets."""
+    config = load_config(base_dir)
+    server_dir = ServerDir(config.base_dir)
+    server_dir.ensure()
+    pidfile = PidFile(server_dir.pidfile).acquire()
+    main = config.server_config.main
+    try:
+        listener = bind_tcp(main.host, main.port, main.backlog)
+        admin_listener = bind_unix(server_dir.admin_socket)
+    except BaseException:
+        pidfile.release()
+        raise
+    return Prepared(config, server_dir, pidfile, listener, admin_listener)
+
+
+def serve(prepared, foreground, on_ready=None):
+    """Runs the master until it stops; returns the exit status. Releases the lock at the end."""
+    config = prepared.config
+    configure_logging(config.server_config.logging.level, prepared.server_dir.server_log, 'master', foreground)
+    prepared.pidfile.write_pid()
+    arbiter = Arbiter(prepared.server_dir, config, prepared.listener, prepared.admin_listener,
+                      foreground=foreground, on_ready=on_ready)
+    try:
+        return arbiter.run()
+    finally:
+        prepared.pidfile.release()
+        logging.shutdown()

@@ -1,0 +1,87 @@
+"""Where a server keeps its config, state, logs and runtime files.
+
+Under systemd the unit's StateDirectory=, LogsDirectory=, RuntimeDirectory= and
+ConfigurationDirectory= arrive as $STATE_DIRECTORY and friends (systemd 240+), and
+they win. A server directory under /etc/zato-daemon (the packaged one, or NAME/ of the
+template unit) maps to the FHS locations even without those variables, so that
+`zato-daemon info /etc/zato-daemon` run from a shell finds what systemd created.
+Any other server directory (development, `start --fg`, a directory of one's own)
+keeps everything in its own subfolders.
+"""
+
+import os
+from pathlib import Path
+
+DEFAULT_SERVER_DIR = Path('/etc/zato-daemon')
+FHS_STATE = Path('/var/lib/zato-daemon')
+FHS_LOGS = Path('/var/log/zato-daemon')
+FHS_RUNTIME = Path('/run/zato-daemon')
+
+PIDFILE_NAME = 'zato-daemon.pid'
+ADMIN_SOCKET_NAME = 'admin.sock'
+STATUS_FILE_NAME = 'master.json'
+SERVER_LOG_NAME = 'server.log'
+
+
+def _from_env(name, fallback):
+    # systemd may pass several colon-separated paths; the first one is ours.
+    value = os.environ.get(name, '')
+    return Path(value.split(':')[0]) if value else fallback
+
+
+def _default_locations(base):
+    if base == DEFAULT_SERVER_DIR:
+        return FHS_STATE, FHS_LOGS, FHS_RUNTIME
+    if base.parent == DEFAULT_SERVER_DIR:
+        return FHS_STATE / base.name, FHS_LOGS / base.name, FHS_RUNTIME / base.name
+    return base / 'state', base / 'logs', base / 'run'
+
+
+class ServerDir:
+    """The locations of one server, derived from its server (config) directory.
+
+    Pure: computing a path creates nothing; `ensure()` creates the directories.
+    """
+
+    def __init__(self, base):
+        self.base = Path(base).absolute()
+        state, logs, runtime = _default_locations(self.base)
+        self.state = _from_env('STATE_DIRECTORY', state)
+        self.logs = _from_env('LOGS_DIRECTORY', logs)
+        self.runtime = _from_env('RUNTIME_DIRECTORY', runtime)
+
+    @property
+    def pidfile(self):
+        return self.runtime / PIDFILE_NAME
+
+    @property
+    def admin_socket(self):
+        return self.runtime / ADMIN_SOCKET_NAME
+
+    @property
+    def status_file(self):
+        return self.runtime / STATUS_FILE_NAME
+
+    @property
+    def server_log(self):
+        return self.logs / SERVER_LOG_NAME
+
+    @property
+    def default_pickup_dir(self):
+        return self.state / 'pickup'
+
+    @property
+    def deployed_dir(self):
+        """Last good copy of every hot-deployed module, so a restarted worker never loses one."""
+        return self.state / 'deployed'
+
+    def ensure(self):
+        """Creates the state, logs and runtime directories if missing.
+
+        Runs in the master (or the CLI) before anything is bound or forked.
+        """
+        for path in (self.state, self.logs, self.runtime, self.deployed_dir):
+            path.mkdir(parents=True, exist_ok=True)
+
+    def __repr__(self):
+        return f'ServerDir({str(self.base)!r})'

@@ -1,0 +1,42 @@
+"""A thin layer over python-systemd's sd_notify: what the master tells systemd, and when.
+
+Every call is a no-op outside a Type=notify unit (no $NOTIFY_SOCKET), so callers
+never check. See sd_notify(3) for the meaning of each message.
+"""
+
+import os
+
+try:
+    from systemd import daemon as _daemon
+except ImportError:  # a development venv without systemd-python still runs in --fg mode
+    _daemon = None
+
+
+def is_under_systemd():
+    """True when systemd started this process as part of a unit (it sets $INVOCATION_ID)."""
+    return bool(os.environ.get('INVOCATION_ID') or os.environ.get('NOTIFY_SOCKET'))
+
+
+def _notify(message):
+    if _daemon is not None and os.environ.get('NOTIFY_SOCKET'):
+        _daemon.notify(message)
+
+
+def ready(status):
+    """Sockets bound, services deployed, every worker serving."""
+    _notify(f'READY=1\nSTATUS={status}\nMAINPID={os.getpid()}')
+
+
+def reloading(status):
+    """`systemctl reload` is in progress; READY=1 ends it."""
+    _notify(f'RELOADING=1\nSTATUS={status}')
+
+
+def stopping(status):
+    """The master is draining its workers and will exit."""
+    _notify(f'STOPPING=1\nSTATUS={status}')
+
+
+def status(text):
+    """Free text shown by `systemctl status`."""
+    _notify(f'STATUS={text}')

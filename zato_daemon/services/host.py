@@ -1,0 +1,72 @@
+"""The object services know as `self.server`: runs services by name in one worker.
+
+Runs in a worker process, after fork; it holds no sockets, so it is easy to test alone.
+"""
+
+import json
+import os
+import time
+
+from zato_daemon.services.base import Request, Response
+from zato_daemon.services.cid import CidGenerator
+from zato_daemon.services.registry import ServiceStore
+
+
+class ServiceHost:
+    """Deployed services plus what they may ask of the server: config, invoke, identity.
+
+    `invoke()` is what startup callables and services use; `call()` is what channels
+    use, since they need the whole response (status, headers) and not only the payload.
+    """
+
+    def __init__(self, config, server_dir, worker_number=0):
+        self.config = config
+        self.server_dir = server_dir
+        self.worker_number = worker_number
+        self.pid = os.getpid()
+        self.started_at = time.time()
+        self.store = ServiceStore()
+        self.new_cid = CidGenerator()
+        self.dumps_json = _json_dumper(config.sio_config)
+
+    @property
+    def cluster_id(self):
+        return self.config.server_config.main.cluster_id
+
+    @property
+    def server_config(self):
+        return self.config.server_config
+
+    def call(self, name, payload=None, cid=None, request=None):
+        """Runs a service and returns its Response; exceptions from the service propagate."""
+        service_class = self.store.get(name)
+        service = service_class()
+        service.cid = cid or self.new_cid()
+        service.request = request if request is not None else Request(payload)
+        service.response = Response()
+        service.server = self
+        service.handle()
+        return service.response
+
+    def invoke(self, name, payload=None, cid=None):
+        """Runs a service and returns its response payload."""
+        return self.call(name, payload, cid).payload
+
+
+def _json_dumper(sio_config):
+    options = sio_config.json
+    indent = options.indent or None
+    separators = None if indent else (',', ':')
+    encoder = json.JSONEncoder(sort_keys=options.sort_keys, indent=indent,
+                               ensure_ascii=options.ensure_ascii, separators=separators,
+                               default=_fallback)
+    return encoder.encode
+
+
+def _fallback(value):
+    # A service returning a set, a datetime or bytes still gets an answer, not a 500.
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    if isinstance(value, bytes):
+        return value.decode('utf-8', 'replace')
+    return str(value)

@@ -1,0 +1,1 @@
+"""Worker processes. Imported by the master only after fork: it monkey-patches with gevent."""

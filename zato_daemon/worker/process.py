@@ -1,0 +1,138 @@
+"""A worker process, from just after fork until it exits.
+
+Runs in the child only: the master imports this module inside its fork branch, so
+gevent's monkey-patching happens here, after fork, and never in the master.
+
+Signals: SIGTERM drains (stop accepting, finish in-flight requests within
+graceful_timeout); SIGINT and SIGQUIT stop now; SIGHUP is the master's business and
+ignored here (a terminal hang-up reaches the whole process group).
+"""
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import logging  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+
+import gevent  # noqa: E402
+from gevent.event import Event  # noqa: E402
+from gevent.socket import socket as gevent_socket  # noqa: E402
+from setproctitle import setproctitle  # noqa: E402
+
+from zato_daemon.deploy.pickup import PickupWatcher  # noqa: E402
+from zato_daemon.deploy.sources import deploy_configured  # noqa: E402
+from zato_daemon.errors import EXIT_CONFIG, EXIT_OK, ServiceDeployError  # noqa: E402
+from zato_daemon.http.router import Router  # noqa: E402
+from zato_daemon.http.server import HttpServer  # noqa: E402
+from zato_daemon.logs.setup import configure_logging  # noqa: E402
+from zato_daemon.services.host import ServiceHost  # noqa: E402
+
+logger = logging.getLogger('zato_daemon.worker')
+
+# How often a worker checks that its master is still there; an orphaned worker
+# would otherwise keep the port and the pidfile lock after a SIGKILL of the master.
+PARENT_CHECK_INTERVAL = 1.0
+READY_MESSAGE = b'R'
+
+
+@dataclass
+class WorkerSpec:
+    """Everything a worker needs, prepared by the master before fork."""
+
+    number: int
+    generation: int
+    master_pid: int
+    config: object
+    server_dir: object
+    listener: object
+    admin_listener: object
+    status_fd: int
+    foreground: bool
+
+
+class Worker:
+    """One worker's life: boot, serve, drain."""
+
+    def __init__(self, spec):
+        self.spec = spec
+        self.stop_requested = Event()
+        self.is_quick_stop = False
+        self.host = None
+        self.http = None
+
+    def boot(self):
+        """Deploys services and starts serving; raises ServiceDeployError when a configured one fails."""
+        spec = self.spec
+        config = spec.config
+        self.host = ServiceHost(config, spec.server_dir, spec.number)
+        deploy_configured(self.host.store, config, logger)
+        if config.server_config.component_enabled.hot_deploy:
+            self.start_pickup_watcher()
+        main = config.server_config.main
+        self.http = HttpServer(main, self.host.dumps_json, logger)
+        self.http.add_listener(_adopt(spec.listener), Router(self.host, config.server_config.channels))
+        self.http.add_listener(_adopt(spec.admin_listener), Router(self.host, {}, is_admin=True))
+        self.http.start()
+
+    def start_pickup_watcher(self):
+        config = self.spec.config
+        pickup_dir = config.pickup_config.hot_deploy.pickup_dir
+        pickup_dir = config.resolve_path(pickup_dir) if pickup_dir else self.spec.server_dir.default_pickup_dir
+        watcher = PickupWatcher(self.host.store, pickup_dir, self.spec.server_dir.deployed_dir, logger)
+        watcher.deploy_at_boot()
+        gevent.spawn(watcher.run, gevent.sleep, config.pickup_config.hot_deploy.poll_interval)
+
+    def serve(self):
+        """Reports ready to the master and serves until a stop signal, then drains."""
+        os.write(self.spec.status_fd, READY_MESSAGE)
+        gevent.spawn(self.watch_master)
+        self.stop_requested.wait()
+        timeout = 0 if self.is_quick_stop else self.spec.config.server_config.main.graceful_timeout
+        self.http.drain(timeout)
+        logger.info('Worker %d stopped', self.spec.number)
+
+    def request_stop(self, quick):
+        """Runs in the hub, from a signal callback: only sets flags."""
+        self.is_quick_stop = self.is_quick_stop or quick
+        self.stop_requested.set()
+
+    def watch_master(self):
+        while os.getppid() == self.spec.master_pid:
+            gevent.sleep(PARENT_CHECK_INTERVAL)
+        logger.error('Master %d is gone; worker %d stops now', self.spec.master_pid, self.spec.number)
+        self.request_stop(quick=True)
+
+
+def _adopt(listener):
+    """The gevent socket for a listening socket inherited from the master."""
+    return gevent_socket(listener.family, listener.type, fileno=os.dup(listener.fileno()))
+
+
+def _install_signal_handlers(worker):
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGCHLD):
+        signal.signal(signum, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    gevent.signal_handler(signal.SIGTERM, worker.request_stop, False)
+    gevent.signal_handler(signal.SIGINT, worker.request_stop, True)
+    gevent.signal_handler(signal.SIGQUIT, worker.request_stop, True)
+
+
+def run_worker(spec):
+    """The worker's entry point after fork; returns its exit status."""
+    server_dir = spec.server_dir
+    setproctitle(f'zato-daemon: worker {spec.number} {server_dir.base}')
+    config = spec.config
+    configure_logging(config.server_config.logging.level, server_dir.server_log,
+                      f'worker-{spec.number}', spec.foreground)
+    worker = Worker(spec)
+    _install_signal_handlers(worker)
+    try:
+        worker.boot()
+    except ServiceDeployError as exc:
+        logger.error('Worker %d cannot start: %s', spec.number, exc)
+        return EXIT_CONFIG
+    worker.serve()
+    return EXIT_OK
