@@ -6,19 +6,29 @@ VENV := .venv
 BIN := $(VENV)/bin
 # What building systemd-python from PyPI and creating the venv need on Debian.
 APT_PACKAGES := python3 python3-venv python3-dev gcc pkg-config libsystemd-dev
+# The same libraries as Debian 12 packages them (gevent 22.10, python-daemon 2.3, ...):
+# the suite runs a second time on these, since they are what the .deb will use.
+DEBIAN_PYTHON_PACKAGES := python3-gevent python3-systemd python3-daemon python3-setproctitle \
+	python3-httptools python3-pytest python3-pytest-xdist
 RUN_DIR := .run/server
 PYTEST_ARGS ?= -n auto
 
-.PHONY: deps run test clean
+.PHONY: deps debian-deps run test test-pypi test-debian clean
 
-deps: $(VENV)/.installed
-
-$(VENV)/.installed: setup.cfg pyproject.toml requirements-dev.txt
-	@missing=$$(for package in $(APT_PACKAGES); do \
+# Installs the Debian packages named in $(1) that are not installed yet.
+apt_install = missing=$$(for package in $(1); do \
 		dpkg-query -W -f='$${Status}' $$package 2>/dev/null | grep -q 'ok installed' || echo $$package; done); \
 	if [ -n "$$missing" ]; then \
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
 	fi
+
+deps: $(VENV)/.installed
+
+debian-deps:
+	@$(call apt_install,$(APT_PACKAGES) $(DEBIAN_PYTHON_PACKAGES))
+
+$(VENV)/.installed: setup.cfg pyproject.toml requirements-dev.txt
+	@$(call apt_install,$(APT_PACKAGES))
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e . -r requirements-dev.txt
@@ -31,8 +41,14 @@ run: deps
 	cp etc/zato-daemon/*.conf $(RUN_DIR)/
 	$(BIN)/zato-daemon start $(RUN_DIR) --fg
 
-test: deps
+# The whole suite, on current PyPI releases and then on Debian 12's packages.
+test: test-pypi test-debian
+
+test-pypi: deps
 	$(BIN)/pytest $(PYTEST_ARGS) tests
+
+test-debian: debian-deps
+	$(PYTHON) -m pytest $(PYTEST_ARGS) -p no:cacheprovider tests
 
 clean:
 	rm -rf $(VENV) .run build *.egg-info

@@ -411,7 +411,6 @@ SECTIONS = (
         Empty by default: no channel, no HTTP endpoint. For example: /echo = demo.echo"""),
         key_validator=url_path(), value_validator=service_name()),
     SectionSpec('server.conf', 'logging', 'What the server logs.'),
-    SectionSpec('server.conf', 'misc', 'Settings kept from Zato that fit no other section.'),
     SectionSpec('pickup.conf', 'hot_deploy', 'The pickup directory and how it is watched.'),
     SectionSpec('simple-io.conf', 'json', 'JSON serialization of responses.'),
     SectionSpec('sso.conf', 'main', 'Single sign-on, which this server does not provide.'),
@@ -424,9 +423,7 @@ SETTINGS = (
 
         An IPv4 or IPv6 address, or a host name resolved once at start. 127.0.0.1 accepts
         connections from this machine only; 0.0.0.0 (or ::) listens on every interface, which
-        normally belongs behind a firewall or a reverse proxy. When systemd hands the server
-        a listening socket (socket activation), that socket is used and host and port are
-        ignored.""")),
+        normally belongs behind a firewall or a reverse proxy.""")),
     Setting('server.conf', 'main', 'port', Port(), '17010', _doc("""
         TCP port to listen on.
 
@@ -499,14 +496,8 @@ SETTINGS = (
                                                       'CRITICAL'), 'INFO', _doc("""
         Lowest level of the records logged.
 
-        One of DEBUG, INFO, WARNING, ERROR or CRITICAL, in any case. It applies to the journal
-        and to server.log alike. DEBUG adds tracebacks and details meant for developers.""")),
-    Setting('server.conf', 'misc', 'startup_callable', ListOf(dotted_name()), '', _doc("""
-        Startup callables to invoke, by dotted name, in this order.
-
-        Separate entries with commas or line breaks, as in Zato: for instance
-        my_startup.update_fs_config, my_startup.create_cache. Each callable is invoked with a
-        PhaseCtx in every startup phase and decides itself which phases it acts on.""")),
+        One of DEBUG, INFO, WARNING, ERROR or CRITICAL, in any case. It applies to every log
+        destination alike. DEBUG adds tracebacks and details meant for developers.""")),
     Setting('pickup.conf', 'hot_deploy', 'pickup_dir', FilePath(allow_empty=True), '', _doc("""
         Directory watched for hot-deployed service modules.
 

@@ -59,12 +59,13 @@ def _json_dumper(sio_config):
     separators = None if indent else (',', ':')
     encoder = json.JSONEncoder(sort_keys=options.sort_keys, indent=indent,
                                ensure_ascii=options.ensure_ascii, separators=separators,
-                               default=_fallback)
+                               allow_nan=False, default=_fallback)
     return encoder.encode
 
 
 def _fallback(value):
-    # A service returning a set, a datetime or bytes still gets an answer, not a 500.
+    # A service returning a set, a datetime, a Decimal or bytes still gets an answer, not a
+    # 500. NaN and infinities are refused instead (allow_nan=False): they are not JSON.
     if isinstance(value, (set, frozenset, tuple)):
         return list(value)
     if isinstance(value, bytes):
