@@ -8,13 +8,16 @@ and without it Nagle's algorithm against delayed ACKs costs ~40 ms a request.
 Draining (stop or reload): stop accepting; a connection in the middle of a request
 finishes it and gets `Connection: close`; an idle keep-alive connection is given a
 short grace, in case its next request is already on the wire, and then closed.
-Whatever is left at the deadline is killed.
+Whatever is left at the deadline is killed. Every handler greenlet lives in one pool
+from the moment it is spawned: a connection accepted just before the listener closed
+may not have started running yet, and leaving it out would close it unanswered.
 """
 
 import socket
 import time
 
 import gevent
+from gevent.pool import Pool
 from gevent.server import StreamServer
 
 from zato_daemon.http.protocol import CONTINUE, CONTINUE_RESPONSE, ProtocolError, RequestParser, render_response
@@ -44,13 +47,14 @@ class HttpServer:
         self.logger = logger
         self.dumps_json = dumps_json
         self.stream_servers = []
+        self.handlers = Pool()
         self.connections = set()
         self.is_draining = False
 
     def add_listener(self, listener, router):
         def handle(sock, address):
             self.serve_connection(sock, router)
-        self.stream_servers.append(StreamServer(listener, handle))
+        self.stream_servers.append(StreamServer(listener, handle, spawn=self.handlers))
 
     def start(self):
         for stream_server in self.stream_servers:
@@ -105,15 +109,14 @@ class HttpServer:
             stream_server.close()
         started = time.monotonic()
         deadline = started + timeout
-        while self.connections and time.monotonic() < deadline:
+        while len(self.handlers) and time.monotonic() < deadline:
             if time.monotonic() - started >= IDLE_DRAIN_GRACE:
                 self._close_idle()
             gevent.sleep(DRAIN_POLL)
-        if self.connections:
+        if len(self.handlers):
             self.logger.warning('%d connection(s) still busy after %.1f s; closing them',
-                                len(self.connections), timeout)
-        for connection in list(self.connections):
-            connection.greenlet.kill(block=False)
+                                len(self.handlers), timeout)
+            self.handlers.kill(block=False)
 
     def _close_idle(self):
         for connection in list(self.connections):
