@@ -10,10 +10,15 @@ APT_PACKAGES := python3 python3-venv python3-dev gcc pkg-config libsystemd-dev
 # the suite runs a second time on these, since they are what the .deb will use.
 DEBIAN_PYTHON_PACKAGES := python3-gevent python3-systemd python3-daemon python3-setproctitle \
 	python3-httptools python3-pytest python3-pytest-xdist
+# What `make deb` needs: the build dependencies of debian/control, and lintian.
+DEB_BUILD_PACKAGES := build-essential fakeroot debhelper dh-python pybuild-plugin-pyproject \
+	python3-all python3-setuptools devscripts lintian $(DEBIAN_PYTHON_PACKAGES)
+# `make deb DEB_VERSION=0.1.0+test1` builds the tree under another version (upgrade tests).
+DEB_VERSION ?=
 RUN_DIR := .run/server
 PYTEST_ARGS ?= -n auto
 
-.PHONY: deps debian-deps run test test-pypi test-debian clean
+.PHONY: deps debian-deps run test test-pypi test-debian deb clean
 
 # Installs the Debian packages named in $(1) that are not installed yet.
 apt_install = missing=$$(for package in $(1); do \
@@ -49,6 +54,21 @@ test-pypi: deps
 
 test-debian: debian-deps
 	$(PYTHON) -m pytest $(PYTEST_ARGS) -p no:cacheprovider tests
+
+# Builds build/zato-daemon_VERSION_all.deb from the files git tracks, in a scratch copy so
+# that dpkg-buildpackage's output stays out of the tree, then lints it: any lintian
+# error or warning (pedantic and experimental tags included) fails the build.
+deb:
+	@$(call apt_install,$(DEB_BUILD_PACKAGES))
+	rm -rf build/deb && mkdir -p build/deb/src
+	git ls-files -z --cached --others --exclude-standard | xargs -0 tar -cf - | tar -xf - -C build/deb/src
+	if [ -n "$(DEB_VERSION)" ]; then cd build/deb/src && \
+		DEBEMAIL=zato-daemon@example.org DEBFULLNAME="zato-daemon developers" \
+		dch --newversion "$(DEB_VERSION)" --distribution unstable --force-distribution "Build for tests."; fi
+	# Debian's own python3.11 builds the package, even where another python3 comes first in PATH.
+	cd build/deb/src && env PATH=/usr/sbin:/usr/bin:/sbin:/bin dpkg-buildpackage -us -uc -b
+	mv build/deb/*.deb build/
+	lintian -EI --pedantic --fail-on error,warning build/zato-daemon_*.deb
 
 clean:
 	rm -rf $(VENV) .run build *.egg-info

@@ -72,7 +72,8 @@ def command_start(args):
     from zato_daemon.master.launch import prepare, serve
     prepared = prepare(args.server_dir)
     if args.fg or sd.is_under_systemd():
-        return serve(prepared, foreground=args.fg)
+        # Under systemd, stdout is the journal: log there and never detach.
+        return serve(prepared, foreground=True)
     from zato_daemon.daemonize import start_in_background
     main = prepared.config.server_config.main
     is_ready, pid = start_in_background(prepared, main.worker_boot_timeout + START_MARGIN)

@@ -1,0 +1,434 @@
+"""A booted Debian 12 container for system tests: systemd as PID 1, journald, apt, no mocks.
+
+Theory of operation. The machines we test on are VMs whose PID 1 is not systemd, so a booted
+container stands in for a Debian host:
+
+1. `base_tree()` debootstraps bookworm once, with systemd and every runtime dependency of the
+   package already installed, and caches it under CACHE_DIR. The name of the cached tree
+   carries a hash of the package list, so a changed list builds a new tree. The tree is built
+   in a temporary directory beside it and renamed into place, under a lock file: a failed or
+   concurrent debootstrap never leaves a half tree behind.
+2. `Container(base).start()` copies that tree (so tests never share a dirty one), boots it with
+   `systemd-nspawn --boot --private-network` and waits until `systemctl is-system-running` says
+   running or degraded. The container has only a loopback interface: nothing it listens on can
+   collide with the host, and nothing in it can reach the network, which is why the runtime
+   dependencies are preinstalled.
+3. `run()` executes a command inside through `nsenter` into the namespaces of the container's
+   PID 1; `put()` and `get()` read and write files in its tree directly.
+4. `stop()` powers it off, kills it after a timeout and deletes the copy.
+
+Only root can do any of this. `host_problems()` says what is missing; callers fail on it rather
+than skip, since these tests are part of CI.
+"""
+
+import fcntl
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path, PurePosixPath
+
+SUITE = 'bookworm'
+DEFAULT_MIRROR = 'http://deb.debian.org/debian'
+CACHE_DIR = Path('/var/cache/zato-daemon-tests')
+# Bump when the way the tree is built changes, so that cached trees are rebuilt.
+RECIPE_VERSION = 1
+PACKAGES = (
+    # An init system that boots, and a bus for the tools that want one.
+    'systemd', 'systemd-sysv', 'dbus',
+    # The interpreter and zato-daemon's runtime dependencies: `apt install ./zato-daemon_*.deb`
+    # must find everything installed, since the container has no network.
+    'python3', 'python3-gevent', 'python3-systemd', 'python3-daemon', 'python3-setproctitle',
+    'python3-httptools', 'logrotate',
+    # Tools the tests use inside: HTTP calls and process listings.
+    'curl', 'procps',
+)
+HOST_TOOLS = ('debootstrap', 'systemd-nspawn', 'nsenter', 'cp', 'rm')
+# A clean environment for commands inside: never the test runner's (its virtualenv, PYTHONPATH).
+CONTAINER_ENV = {
+    'PATH': '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+    'HOME': '/root',
+    'LANG': 'C.UTF-8',
+    'TERM': 'dumb',
+    'SYSTEMD_PAGER': '',
+    'SYSTEMD_COLORS': '0',
+    'DEBIAN_FRONTEND': 'noninteractive',
+}
+DEBOOTSTRAP_TIMEOUT = 1800
+BOOT_TIMEOUT = 120
+POWEROFF_TIMEOUT = 60
+LOG_TAIL_LINES = 40
+
+
+class ContainerError(Exception):
+    """The container could not be built, booted or stopped; the message says why."""
+
+
+class CommandFailed(subprocess.CalledProcessError):
+    """A command inside the container exited non-zero; str() shows its output."""
+
+    def __str__(self):
+        return (f'{self.cmd!r} exited with {self.returncode} in the container\n'
+                f'--- stdout ---\n{tail(self.stdout)}\n--- stderr ---\n{tail(self.stderr)}')
+
+
+def tail(text, lines=LOG_TAIL_LINES):
+    """The last `lines` lines of `text` (str, bytes or None)."""
+    if text is None:
+        return ''
+    if isinstance(text, bytes):
+        text = text.decode(errors='replace')
+    return '\n'.join(text.splitlines()[-lines:])
+
+
+def poll(predicate, timeout, interval=0.1, message='condition'):
+    """Calls `predicate` until it returns a true value, which is returned; never a fixed sleep."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f'timed out after {timeout} s waiting for {message}')
+        time.sleep(interval)
+
+
+def host_problems():
+    """Why this machine cannot run the container, as a list of sentences; empty when it can."""
+    problems = []
+    if os.geteuid() != 0:
+        problems.append('system tests need root (debootstrap, systemd-nspawn, nsenter)')
+    missing = [tool for tool in HOST_TOOLS if shutil.which(tool) is None]
+    if missing:
+        problems.append(f'missing tools: {", ".join(missing)} '
+                        '(apt-get install systemd-container debootstrap util-linux coreutils)')
+    return problems
+
+
+def debian_mirror(sources=Path('/etc/apt/sources.list.d/debian.sources'),
+                  sources_list=Path('/etc/apt/sources.list'), suite=SUITE):
+    """The Debian mirror this host's apt already uses for `suite`, else deb.debian.org."""
+    if sources.exists():
+        for stanza in sources.read_text().split('\n\n'):
+            fields = dict(line.split(':', 1) for line in stanza.splitlines()
+                          if ':' in line and not line.startswith(('#', ' ')))
+            fields = {key.strip().lower(): value.split() for key, value in fields.items()}
+            if 'deb' in fields.get('types', []) and suite in fields.get('suites', []) and fields.get('uris'):
+                return fields['uris'][0]
+    if sources_list.exists():
+        for line in sources_list.read_text().splitlines():
+            words = [word for word in line.split() if not word.startswith('[')]
+            if len(words) >= 3 and words[0] == 'deb' and words[2] == suite:
+                return words[1]
+    return DEFAULT_MIRROR
+
+
+def base_tree_name(packages=PACKAGES, suite=SUITE):
+    """`<suite>-<hash>`: the cached tree's name, which changes with the package list."""
+    recipe = json.dumps({'suite': suite, 'packages': sorted(packages), 'recipe': RECIPE_VERSION})
+    return f'{suite}-{hashlib.sha256(recipe.encode()).hexdigest()[:16]}'
+
+
+def base_tree(packages=PACKAGES, suite=SUITE, mirror=None, cache_dir=CACHE_DIR):
+    """The path of the cached debootstrapped tree, built first if it is not there yet.
+
+    Builds at most once at a time (a lock file in `cache_dir`); a build that fails raises
+    ContainerError with the tail of debootstrap's log and leaves nothing behind.
+    """
+    cache_dir = Path(cache_dir)
+    target = cache_dir / base_tree_name(packages, suite)
+    if target.is_dir():
+        return target
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with open(cache_dir / '.lock', 'w') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if target.is_dir():  # built by another run while we waited for the lock
+            return target
+        _remove_stale_builds(cache_dir)
+        build = Path(tempfile.mkdtemp(prefix='.build-', dir=cache_dir))
+        try:
+            _debootstrap(build, packages, suite, mirror or debian_mirror(suite=suite), target)
+            _trim(build)
+            os.rename(build, target)
+        finally:
+            if build.exists():
+                _remove_tree(build)
+    return target
+
+
+def _remove_stale_builds(cache_dir):
+    # Left by a run that was killed mid-build; we hold the lock, so nobody is using them.
+    for stale in cache_dir.glob('.build-*'):
+        _remove_tree(stale)
+
+
+def _debootstrap(build, packages, suite, mirror, target):
+    log_path = target.with_name(target.name + '.log')
+    command = ['debootstrap', '--variant=minbase', f'--include={",".join(packages)}', suite, str(build), mirror]
+    with open(log_path, 'w') as log:
+        log.write(' '.join(command) + '\n')
+        log.flush()
+        try:
+            result = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    timeout=DEBOOTSTRAP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise ContainerError(f'debootstrap took longer than {DEBOOTSTRAP_TIMEOUT} s; log: {log_path}\n'
+                                 f'{tail(log_path.read_text(errors="replace"))}') from None
+    if result.returncode != 0:
+        inner = build / 'debootstrap' / 'debootstrap.log'
+        details = tail(inner.read_text(errors='replace')) if inner.exists() else ''
+        raise ContainerError(
+            f'debootstrap failed with {result.returncode} (mirror {mirror}); log: {log_path}\n'
+            f'{tail(log_path.read_text(errors="replace"))}\n--- {inner.name} ---\n{details}')
+
+
+def _trim(build):
+    # Downloaded .debs are only dead weight copied at every session start.
+    for deb in (build / 'var' / 'cache' / 'apt' / 'archives').glob('*.deb'):
+        deb.unlink()
+
+
+def _remove_tree(path):
+    # --one-file-system: never follow a bind mount out of the tree.
+    subprocess.run(['rm', '-rf', '--one-file-system', str(path)], check=False)
+
+
+class Container:
+    """A booted copy of a base tree: systemd as PID 1 in its own namespaces, loopback only.
+
+    Use as a context manager, or call start() and stop(). Runs in the test process; every
+    method but start() needs a started container.
+    """
+
+    def __init__(self, base, name=None, private_network=True, workdir_parent='/var/tmp'):
+        self.base = Path(base)
+        self.name = name or f'zato-test-{os.getpid()}-{secrets.token_hex(3)}'
+        self.private_network = private_network
+        self.workdir = Path(tempfile.mkdtemp(prefix=f'{self.name}-', dir=workdir_parent))
+        self.root = self.workdir / 'root'
+        self.console_log = self.workdir / 'console.log'
+        self.nspawn = None
+        self.leader = None
+        self.system_state = None
+        self.failed_units = []
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc_info):
+        self.stop()
+
+    def start(self, timeout=BOOT_TIMEOUT):
+        """Copies the base tree, boots it and waits until systemd has finished booting.
+
+        Sets `system_state` ('running' or 'degraded') and `failed_units`. On any failure the
+        container is stopped and deleted, and ContainerError says what went wrong.
+        """
+        try:
+            self._copy_base()
+            self._boot()
+            self.leader = poll(self._find_leader, 30, message=f'the container PID 1 ({self._console_tail()})')
+            self.system_state = self._wait_booted(timeout)
+            if self.system_state == 'degraded':
+                self.failed_units = self.run(['systemctl', '--failed', '--plain', '--no-legend'],
+                                             check=False).stdout.split('\n')
+                self.failed_units = [line.split()[0] for line in self.failed_units if line.strip()]
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _copy_base(self):
+        if not self.base.is_dir():
+            raise ContainerError(f'no base tree at {self.base}')
+        result = subprocess.run(['cp', '-a', '--reflink=auto', str(self.base), str(self.root)],
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            raise ContainerError(f'copying {self.base} to {self.root} failed: {result.stderr.strip()}')
+
+    def _boot(self):
+        command = ['systemd-nspawn', '--quiet', '-D', str(self.root), '--boot', '--register=no', '--keep-unit',
+                   f'--machine={self.name}', '--link-journal=no', '--console=read-only']
+        if self.private_network:
+            command.append('--private-network')
+        with open(self.console_log, 'wb') as console:
+            self.nspawn = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=console,
+                                           stderr=subprocess.STDOUT, start_new_session=True)
+
+    def _find_leader(self):
+        """The container's PID 1 seen from the host: the child of nspawn in another PID namespace."""
+        if self.nspawn.poll() is not None:
+            raise ContainerError(f'systemd-nspawn exited with {self.nspawn.returncode}:\n{self._console_tail()}')
+        own_namespace = os.readlink('/proc/self/ns/pid')
+        for entry in os.scandir('/proc'):
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = Path(entry.path, 'stat').read_text()
+                parent = int(stat.rsplit(')', 1)[1].split()[1])
+                if parent == self.nspawn.pid and os.readlink(f'{entry.path}/ns/pid') != own_namespace:
+                    return int(entry.name)
+            except (OSError, IndexError, ValueError):
+                continue  # gone meanwhile
+        return None
+
+    def _wait_booted(self, timeout):
+        states = []
+
+        def is_booted():
+            if self.nspawn.poll() is not None:
+                raise ContainerError(f'the container exited with {self.nspawn.returncode} while booting:\n'
+                                     f'{self._console_tail()}')
+            result = self.run(['systemctl', 'is-system-running'], check=False, timeout=30)
+            states.append(result.stdout.strip() or result.stderr.strip())
+            return states[-1] if states[-1] in ('running', 'degraded') else None
+
+        try:
+            return poll(is_booted, timeout, interval=0.2, message='systemctl is-system-running')
+        except AssertionError:
+            jobs = self.run(['systemctl', 'list-jobs', '--no-legend'], check=False, timeout=30).stdout
+            raise ContainerError(f'the container did not finish booting in {timeout} s; last state '
+                                 f'{states[-1] if states else None!r}; pending jobs:\n{jobs}\n'
+                                 f'console:\n{self._console_tail()}') from None
+
+    def _console_tail(self):
+        try:
+            return tail(self.console_log.read_bytes())
+        except OSError:
+            return ''
+
+    def stop(self, timeout=POWEROFF_TIMEOUT):
+        """Powers the container off (killing it after `timeout` s) and deletes its copy."""
+        if self.nspawn is not None and self.nspawn.poll() is None:
+            self._power_off(timeout)
+        if self.workdir.exists():
+            _remove_tree(self.workdir)
+
+    def _power_off(self, timeout):
+        if self.leader is not None:
+            result = self.run(['systemctl', 'poweroff', '--no-block'], check=False, timeout=30)
+            if result.returncode != 0:
+                # What `machinectl poweroff` sends to a container's systemd.
+                self._signal(self.leader, signal.SIGRTMIN + 4)
+        try:
+            self.nspawn.wait(timeout)
+        except subprocess.TimeoutExpired:
+            # Killing the PID 1 of a namespace kills everything in it.
+            if self.leader is not None:
+                self._signal(self.leader, signal.SIGKILL)
+            self._signal(self.nspawn.pid, signal.SIGKILL)
+            self.nspawn.wait(30)
+
+    @staticmethod
+    def _signal(pid, signum):
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def command(self, cmd):
+        """The host command line that runs `cmd` (a list, or a string for sh -c) inside."""
+        if isinstance(cmd, str):
+            cmd = ['sh', '-c', cmd]
+        if self.leader is None:
+            raise ContainerError('the container is not running')
+        environment = [f'{key}={value}' for key, value in CONTAINER_ENV.items()]
+        return ['nsenter', '-t', str(self.leader), '-a', '--root', '--wd', 'env', '-i', *environment,
+                *map(str, cmd)]
+
+    def run(self, cmd, check=True, input=None, timeout=120):
+        """Runs `cmd` inside as root; returns a CompletedProcess with text stdout and stderr.
+
+        `cmd` is a list of arguments, or a string run by sh -c. `input` (str) goes to its
+        stdin, which is otherwise empty. With `check`, a non-zero exit raises CommandFailed
+        showing the output. On timeout the whole process group is killed.
+        """
+        process = subprocess.Popen(self.command(cmd), text=True, start_new_session=True,
+                                   stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            stdout, stderr = process.communicate(input, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            # nsenter forks to enter the PID namespace: kill its child too, not just nsenter.
+            os.killpg(process.pid, signal.SIGKILL)
+            stdout, stderr = process.communicate()
+            raise CommandFailed(-signal.SIGKILL, cmd, stdout, f'{stderr}\n(killed after {timeout} s)') from None
+        result = subprocess.CompletedProcess(cmd, process.returncode, stdout, stderr)
+        if check and result.returncode != 0:
+            raise CommandFailed(result.returncode, cmd, stdout, stderr)
+        return result
+
+    def popen(self, cmd, **kwargs):
+        """Starts `cmd` inside without waiting: a subprocess.Popen of text pipes by default."""
+        options = dict(text=True, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       start_new_session=True)
+        options.update(kwargs)
+        return subprocess.Popen(self.command(cmd), **options)
+
+    def host_path(self, path):
+        """Where the container's absolute `path` is in the host tree, symlinks resolved inside it.
+
+        An absolute symlink in the container (/etc/resolv.conf, say) points into the container,
+        never at the host's file of the same name.
+        """
+        path = PurePosixPath(path)
+        if not path.is_absolute():
+            raise ValueError(f'{path} is not an absolute path in the container')
+        parts, resolved, hops = list(path.parts[1:]), PurePosixPath('/'), 0
+        while parts:
+            part = parts.pop(0)
+            if part in ('', '.'):
+                continue
+            if part == '..':
+                resolved = resolved.parent
+                continue
+            candidate = self.root / str(resolved / part).lstrip('/')
+            if candidate.is_symlink():
+                hops += 1
+                if hops > 40:
+                    raise ContainerError(f'too many levels of symbolic links in {path}')
+                link = PurePosixPath(os.readlink(candidate))
+                if link.is_absolute():
+                    resolved = PurePosixPath('/')
+                parts = list(link.parts[1:] if link.is_absolute() else link.parts) + parts
+                continue
+            resolved = resolved / part
+        return self.root / str(resolved).lstrip('/')
+
+    def put(self, path, content, mode=0o644):
+        """Writes a file at the container's `path`: `content` is bytes, or a local file's Path.
+
+        A str is refused, since it could mean either. Parent directories are created. Returns
+        the file's host path. The file belongs to root; chown it with run() if need be.
+        """
+        if isinstance(content, os.PathLike):
+            content = Path(content).read_bytes()
+        elif not isinstance(content, (bytes, bytearray)):
+            raise TypeError(f'put() takes bytes or a local Path, not {type(content).__name__}')
+        target = self.host_path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content)
+        target.chmod(mode)
+        return target
+
+    def get(self, path):
+        """The bytes of the container's file at `path`."""
+        return self.host_path(path).read_bytes()
+
+    def exists(self, path):
+        """Whether the container has something at `path` (following its symlinks)."""
+        return self.host_path(path).exists()
+
+    def show(self, unit, *properties):
+        """`systemctl show -p ...` as a dict of property name to string value."""
+        result = self.run(['systemctl', 'show', unit, *(f'--property={name}' for name in properties)])
+        return dict(line.split('=', 1) for line in result.stdout.splitlines() if '=' in line)
+
+    def journal(self, *args):
+        """`journalctl --no-pager` with `args` (for instance '-u', 'zato-daemon'): its text."""
+        return self.run(['journalctl', '--no-pager', *args]).stdout
