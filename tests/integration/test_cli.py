@@ -4,6 +4,7 @@ info, invoke, and the clear errors of a broken config, a second start or a busy 
 import json
 import os
 import socket
+import stat
 
 from tests.integration.helpers import ServerProcess, call, free_port, wait_until, write_server_dir, zato_daemon
 
@@ -58,6 +59,23 @@ def test_port_in_use_is_one_clear_line(tmp_path):
     assert result.stderr.strip() == (f'zato-daemon: cannot listen on 127.0.0.1:{port}: another process '
                                      'listens there; change [main] port or host in server.conf')
     assert not (server_dir / 'run' / 'zato-daemon.pid').exists()
+
+
+def test_background_start_reports_errors_before_detaching(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(('127.0.0.1', 0))
+        busy.listen()
+        server_dir = write_server_dir(tmp_path / 's', busy.getsockname()[1])
+        result = zato_daemon('start', server_dir)
+    assert result.returncode == 69
+    assert 'cannot listen on' in result.stderr
+    assert not (server_dir / 'run' / 'zato-daemon.pid').exists()
+
+
+def test_admin_socket_is_group_only(server):
+    mode = (server.server_dir / 'run' / 'admin.sock').stat().st_mode
+    assert stat.S_ISSOCK(mode)
+    assert stat.S_IMODE(mode) == 0o660
 
 
 def test_starting_twice_on_one_directory_is_refused(server):

@@ -46,6 +46,16 @@ def test_dead_worker_is_restarted_and_logged(server):
     assert new_pids
 
 
+def test_quick_failures_double_the_respawn_delay(server):
+    first = server.worker_pids()[0]
+    os.kill(first, signal.SIGKILL)
+    second = wait_until(lambda: [pid for pid in server.worker_pids() if pid != first], message='a new worker')[0]
+    os.kill(second, signal.SIGKILL)
+    wait_until(lambda: [pid for pid in server.worker_pids() if pid not in (first, second)], message='a third worker')
+    assert 'restarting it in 0.1 s' in server.log()
+    assert f'Worker 1 (pid {second}) was killed by SIGKILL; restarting it in 0.2 s' in server.log()
+
+
 def test_graceful_stop_finishes_the_request_in_flight(server):
     with ThreadPoolExecutor(1) as pool:
         in_flight = pool.submit(call, server.port, 'demo.sleep', {'seconds': 1.5})
