@@ -69,17 +69,20 @@ def main(argv=None):
 
 def command_start(args):
     # Imported here: `info` or `invoke` need neither python-daemon nor the master.
+    from zato_daemon.logs.setup import server_log_path
     from zato_daemon.master.launch import prepare, serve
     prepared = prepare(args.server_dir)
-    if args.fg or sd.is_under_systemd():
+    if args.fg or sd.is_notify_unit():
         # Under systemd, stdout is the journal: log there and never detach.
         return serve(prepared, foreground=True)
     from zato_daemon.daemonize import start_in_background
     main = prepared.config.server_config.main
-    is_ready, pid = start_in_background(prepared, main.worker_boot_timeout + START_MARGIN)
-    if not is_ready:
-        print(f'zato-daemon: the server did not start; see {prepared.server_dir.server_log}', file=sys.stderr)
-        return EXIT_SOFTWARE
+    pid, failure = start_in_background(prepared, main.worker_boot_timeout + START_MARGIN)
+    if failure is not None:
+        status, reason = failure
+        print(f'zato-daemon: the server did not start: {reason}; see {server_log_path(prepared.config, prepared.server_dir)}',
+              file=sys.stderr)
+        return status
     print(f'zato-daemon: started, master pid {pid}, listening on http://{main.host}:{main.port}')
     return EXIT_OK
 

@@ -13,13 +13,19 @@ import time
 
 import daemon
 
+from zato_daemon.errors import EXIT_SOFTWARE
 from zato_daemon.master.launch import serve
 
 READY_PREFIX = b'READY '
+FAIL_PREFIX = b'FAIL '
 
 
 def start_in_background(prepared, wait_seconds):
-    """Starts the prepared server detached; returns (is_ready, master pid or None)."""
+    """Starts the prepared server detached.
+
+    Returns (master pid, None) once it serves, or (None, (exit status, reason)) when it
+    stopped before that or did not report within `wait_seconds`.
+    """
     read_fd, write_fd = os.pipe()
     child = os.fork()
     if child == 0:
@@ -31,8 +37,11 @@ def start_in_background(prepared, wait_seconds):
     line = _read_line(read_fd, wait_seconds)
     os.close(read_fd)
     if line.startswith(READY_PREFIX):
-        return True, int(line[len(READY_PREFIX):])
-    return False, None
+        return int(line[len(READY_PREFIX):]), None
+    if line.startswith(FAIL_PREFIX):
+        status, _, reason = line[len(FAIL_PREFIX):].decode('utf-8', 'replace').partition(' ')
+        return None, (int(status), reason)
+    return None, (EXIT_SOFTWARE, f'no word from the server within {wait_seconds:.0f} s')
 
 
 def _run_daemon(prepared, write_fd):
@@ -50,9 +59,14 @@ def _run_daemon(prepared, write_fd):
 
         def report_ready(arbiter):
             os.write(write_fd, READY_PREFIX + str(arbiter.pid).encode() + b'\n')
-            os.close(write_fd)
 
-        status = serve(prepared, foreground=False, on_ready=report_ready)
+        def report_halt(halt):
+            # Read only if READY never came: the parent stops at the first line.
+            reason = ' '.join(str(halt.reason).split())
+            os.write(write_fd, FAIL_PREFIX + f'{halt.exit_status} {reason}\n'.encode())
+
+        status = serve(prepared, foreground=False, on_ready=report_ready, on_halt=report_halt,
+                       private_fds=(write_fd,))
     finally:
         os._exit(status)
 

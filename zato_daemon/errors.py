@@ -14,6 +14,7 @@ EXIT_OK = os.EX_OK                    # 0: clean stop
 EXIT_USAGE = os.EX_USAGE              # 64: bad command line
 EXIT_UNAVAILABLE = os.EX_UNAVAILABLE  # 69: already running, port in use, server not answering
 EXIT_SOFTWARE = os.EX_SOFTWARE        # 70: a bug: an exception nobody expected
+EXIT_CANTCREAT = os.EX_CANTCREAT      # 73: a state, logs or runtime directory or file cannot be written
 EXIT_CONFIG = os.EX_CONFIG            # 78: bad config, a service that will not deploy
 
 
@@ -55,10 +56,10 @@ class UsageError(ZatoDaemonError):
     exit_status = EXIT_USAGE
 
 
-class StartupCallableError(ZatoDaemonError):
-    """A startup callable could not be imported or raised."""
+class DirectoryError(ZatoDaemonError):
+    """A directory or file the server must write cannot be created or opened."""
 
-    exit_status = EXIT_CONFIG
+    exit_status = EXIT_CANTCREAT
 
 
 class ServiceDeployError(ZatoDaemonError):
@@ -80,12 +81,6 @@ class ServiceNotFound(ZatoDaemonError):
     def __init__(self, name):
         self.name = name
         super().__init__(f'no service named {name!r} is deployed')
-
-
-class WorkerBootError(ZatoDaemonError):
-    """A worker could not start serving: the master halts instead of respawning it forever."""
-
-    exit_status = EXIT_CONFIG
 
 
 class AlreadyRunning(ZatoDaemonError):

@@ -12,6 +12,8 @@ keeps everything in its own subfolders.
 import os
 from pathlib import Path
 
+from zato_daemon.errors import DirectoryError
+
 DEFAULT_SERVER_DIR = Path('/etc/zato-daemon')
 FHS_STATE = Path('/var/lib/zato-daemon')
 FHS_LOGS = Path('/var/log/zato-daemon')
@@ -81,7 +83,11 @@ class ServerDir:
         Runs in the master (or the CLI) before anything is bound or forked.
         """
         for path in (self.state, self.logs, self.runtime, self.deployed_dir):
-            path.mkdir(parents=True, exist_ok=True)
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DirectoryError(f'cannot create {path}: {exc.strerror}; run as the user that owns '
+                                     f'{self.base} or fix the permissions') from None
 
     def __repr__(self):
         return f'ServerDir({str(self.base)!r})'

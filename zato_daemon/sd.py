@@ -12,9 +12,18 @@ except ImportError:  # a development venv without systemd-python still runs in -
     _daemon = None
 
 
-def is_under_systemd():
-    """True when systemd started this process as part of a unit (it sets $INVOCATION_ID)."""
-    return bool(os.environ.get('INVOCATION_ID') or os.environ.get('NOTIFY_SOCKET'))
+def is_notify_unit():
+    """True when systemd runs this process as a Type=notify unit and waits for READY=1.
+
+    $INVOCATION_ID alone is no sign: a terminal running as a systemd user service sets it
+    for every shell it starts.
+    """
+    return bool(os.environ.get('NOTIFY_SOCKET'))
+
+
+def is_logging_to_journal():
+    """True when systemd connected stdout or stderr to the journal."""
+    return bool(os.environ.get('JOURNAL_STREAM'))
 
 
 def _notify(message):
@@ -35,8 +44,3 @@ def reloading(status):
 def stopping(status):
     """The master is draining its workers and will exit."""
     _notify(f'STOPPING=1\nSTATUS={status}')
-
-
-def status(text):
-    """Free text shown by `systemctl status`."""
-    _notify(f'STATUS={text}')

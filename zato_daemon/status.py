@@ -1,7 +1,8 @@
 """The master's status file: its pid, its workers and when it started.
 
 The master rewrites it (atomically) whenever its workers change; any worker reads it
-to answer `zato.server.info`, and the CLI reads it when the admin socket is silent.
+to answer `zato.server.info`, since a worker knows neither its siblings nor the
+master's start time.
 """
 
 import json

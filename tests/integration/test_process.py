@@ -60,12 +60,10 @@ def test_graceful_stop_finishes_the_request_in_flight(server):
     with ThreadPoolExecutor(1) as pool:
         in_flight = pool.submit(call, server.port, 'demo.sleep', {'seconds': 1.5})
         wait_until(lambda: 'Sleeping for 1.500 s' in server.log(), message='the request to be in flight')
-        started = time.monotonic()
         server.signal(signal.SIGTERM)
         status, _, body = in_flight.result(timeout=20)
     assert (status, body) == (200, {'slept': 1.5})
     assert server.wait_exit() == 0
-    assert time.monotonic() - started >= 1.0
     # The socket is closed: nothing accepts connections any more.
     with pytest.raises(OSError):
         request(server.port, 'GET', '/zato/ping', timeout=2)

@@ -1,8 +1,6 @@
 """The pidfile is the one-server-per-directory lock."""
 
 import os
-import subprocess
-import sys
 
 import pytest
 
@@ -30,18 +28,3 @@ def test_a_stale_file_does_not_block(tmp_path):
     pidfile.write_pid()
     assert read_pid(path) == os.getpid()
     pidfile.release()
-
-
-def test_lock_dies_with_the_process(tmp_path):
-    path = tmp_path / 'x.pid'
-    code = ('import sys, time\nfrom zato_daemon.pidfile import PidFile\n'
-            f'PidFile({str(path)!r}).acquire().write_pid()\nprint("locked", flush=True)\ntime.sleep(60)\n')
-    child = subprocess.Popen([sys.executable, '-c', code], stdout=subprocess.PIPE, text=True)
-    try:
-        assert child.stdout.readline().strip() == 'locked'
-        assert running_pid(path) == child.pid
-        child.kill()
-        child.wait()
-        assert running_pid(path) is None
-    finally:
-        child.kill()

@@ -410,7 +410,16 @@ SECTIONS = (
         to that path invokes. Only '=' separates a key from its value, so paths may hold ':'.
         Empty by default: no channel, no HTTP endpoint. For example: /echo = demo.echo"""),
         key_validator=url_path(), value_validator=service_name()),
-    SectionSpec('server.conf', 'logging', 'What the server logs.'),
+    SectionSpec('server.conf', 'logging', 'What the server logs, and where.'),
+    SectionSpec('server.conf', 'loggers', _doc("""
+        Levels of single loggers: one line per logger, `dotted.name = LEVEL`.
+
+        Each key is a logger name (a service logs as zato_daemon.service.<service name>, the
+        HTTP layer as zato_daemon.http), each value one of DEBUG, INFO, WARNING, ERROR or
+        CRITICAL. A logger set here logs at its own level whatever [logging] level says;
+        records still need a destination. Empty by default. For example:
+        zato_daemon.http = DEBUG"""),
+        key_validator=dotted_name(), value_validator=Choice('DEBUG', 'INFO', 'WARNING', 'ERROR', 'CRITICAL')),
     SectionSpec('pickup.conf', 'hot_deploy', 'The pickup directory and how it is watched.'),
     SectionSpec('simple-io.conf', 'json', 'JSON serialization of responses.'),
     SectionSpec('sso.conf', 'main', 'Single sign-on, which this server does not provide.'),
@@ -498,6 +507,21 @@ SETTINGS = (
 
         One of DEBUG, INFO, WARNING, ERROR or CRITICAL, in any case. It applies to every log
         destination alike. DEBUG adds tracebacks and details meant for developers.""")),
+    Setting('server.conf', 'logging', 'journal', Choice('AUTO', 'YES', 'NO'), 'auto', _doc("""
+        Whether records go to the systemd journal: auto, yes or no.
+
+        auto sends them when systemd started the server (it sets JOURNAL_STREAM or
+        NOTIFY_SOCKET), which is what the packaged units do. Each record becomes one journal
+        entry with fields admins filter on: PRIORITY, ZATO_CID, ZATO_SERVICE, ZATO_WORKER and,
+        for the events docs/logging.md lists, MESSAGE_ID. When records go to the journal,
+        nothing is written to stdout, which systemd also sends there.""")),
+    Setting('server.conf', 'logging', 'server_log', FilePath(allow_empty=True), '', _doc("""
+        Path of server.log; empty means server.log in the logs directory.
+
+        The logs directory is /var/log/zato-daemon (or /var/log/zato-daemon/NAME) under the
+        packaged units, logs/ in the server directory otherwise. A relative path is relative
+        to the server directory. The file is reopened when logrotate moves it, with no
+        restart.""")),
     Setting('pickup.conf', 'hot_deploy', 'pickup_dir', FilePath(allow_empty=True), '', _doc("""
         Directory watched for hot-deployed service modules.
 

@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 from zato_daemon.errors import ServiceDeployError
+from zato_daemon.logs.levels import DEPLOY_FAILED, SERVICE_DEPLOYED
 
 
 def _signature(path):
@@ -33,6 +34,9 @@ class PickupWatcher:
         self.logger = logger
         self._signatures = {}
         self._attempted = {}
+        # Files whose last attempt failed; retried whenever the set of deployed services
+        # changes, since a failure may come from another file (a service name it held).
+        self._failed = set()
 
     def deploy_at_boot(self):
         """Deploys every file in the pickup directory, using last good copies for broken ones."""
@@ -43,18 +47,25 @@ class PickupWatcher:
 
     def scan(self):
         """One pass: deploys new and changed files and undeploys removed ones."""
-        current = set()
-        for path in self._pickup_files():
-            current.add(path)
+        current = set(self._pickup_files())
+        changed = False
+        for path in sorted(current):
             try:
                 signature = _signature(path)
             except OSError:
                 continue
             if self._signatures.get(path) != signature:
                 self._signatures[path] = signature
-                self._deploy(path)
+                changed = self._deploy(path) or changed
         for path in set(self._signatures) - current:
-            self._remove(path)
+            changed = self._remove(path) or changed
+        if changed:
+            self._retry_failed()
+
+    def _retry_failed(self):
+        for path in sorted(self._failed):
+            self._attempted.pop(path, None)
+            self._deploy(path)
 
     def run(self, sleep, interval):
         """Scans forever, `interval` seconds apart; a scan that fails is logged, not fatal."""
@@ -80,15 +91,19 @@ class PickupWatcher:
             self.logger.warning('Cannot read %s: %s', path, exc.strerror)
             return False
         if self._attempted.get(path) == source:
-            return str(path) in self.store.modules
+            return False
         self._attempted[path] = source
         try:
             info = self.store.deploy_file(path, source)
         except ServiceDeployError as exc:
-            self.logger.error('Hot-deploy failed, the previous version keeps serving: %s', exc)
+            self._failed.add(path)
+            self.logger.error('Hot-deploy failed, the previous version keeps serving: %s', exc,
+                              extra=DEPLOY_FAILED.extra)
             return False
+        self._failed.discard(path)
         self._keep_last_good(path, source)
-        self.logger.info('Hot-deployed %s (sha256 %s): %s', path, info.sha256, ', '.join(info.service_names))
+        self.logger.info('Hot-deployed %s (sha256 %s): %s', path, info.sha256, ', '.join(info.service_names),
+                         extra=SERVICE_DEPLOYED.extra)
         return True
 
     def _deploy_last_good(self, path):
@@ -117,8 +132,10 @@ class PickupWatcher:
             self.logger.warning('Cannot keep a copy of %s in %s: %s', path, self.deployed_dir, exc.strerror)
 
     def _remove(self, path):
+        """Undeploys a file that left the directory; True if it had services deployed."""
         self._signatures.pop(path, None)
         self._attempted.pop(path, None)
+        self._failed.discard(path)
         info = self.store.undeploy_file(path)
         try:
             (self.deployed_dir / path.name).unlink()
@@ -126,3 +143,4 @@ class PickupWatcher:
             pass
         if info is not None:
             self.logger.info('Undeployed %s (file removed): %s', path, ', '.join(info.service_names))
+        return info is not None

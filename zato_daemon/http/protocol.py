@@ -50,6 +50,7 @@
 # upgrade request's header section and skip its body, so CONNECT and an upgrade
 # request declaring a body get 501; otherwise a new parser takes the bytes after it.
 
+import re
 import time
 from email.utils import formatdate
 from http import HTTPStatus
@@ -482,6 +483,10 @@ class _ServerDate:
 _SERVER_DATE = _ServerDate()
 
 
+# RFC 9110 token characters: a header name with anything else could split the response.
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
 def render_response(status, body, keep_alive, content_type=b'application/json', extra_headers=(),
                     *, is_http10=False, now=None):
     """Renders a complete response as one bytes object, ready for a single write.
@@ -510,6 +515,8 @@ def render_response(status, body, keep_alive, content_type=b'application/json', 
     for name, value in extra_headers:
         if b'\r' in value or b'\n' in value:
             raise ValueError(f'line break in the value of response header {name!r}')
+        if not _TOKEN.fullmatch(name):
+            raise ValueError(f'response header name {name!r} is not an HTTP token')
         parts += (name, b': ', value, b'\r\n')
     parts.append(b'\r\n')
     parts.append(body)

@@ -11,8 +11,9 @@ through the admin socket, whose router has `is_admin` set.
 import json
 import logging
 
-from zato_daemon.errors import ServiceNotFound
 from zato_daemon.http.protocol import render_response
+from zato_daemon.logs.levels import SERVICE_FAILED
+from zato_daemon.logs.redact import redact, render_capped
 from zato_daemon.services.base import Request
 
 logger = logging.getLogger('zato_daemon.http')
@@ -22,6 +23,8 @@ PING_PATH = '/zato/ping'
 PING_SERVICE = 'zato.ping'
 BUILTIN_PREFIX = 'zato.'
 CID_HEADER = b'X-Zato-CID'
+# The redacted input of a failed call is logged up to this many characters.
+INPUT_LOG_LIMIT = 4096
 
 
 class Router:
@@ -62,31 +65,47 @@ class Router:
         return (name, ('POST',)) if name else (None, ())
 
     def call(self, name, payload, cid, request, keep_alive):
+        if name not in self.host.store:
+            return self.error(404, f'no service named {name!r} is deployed', cid, keep_alive)
+        context = {'cid': cid, 'service': name}
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug('Request %s %s: %s', request.method, request.path, render_capped(payload, INPUT_LOG_LIMIT),
+                         extra=context)
         service_request = Request(payload, request.headers, request.method, request.path)
         try:
             response = self.host.call(name, cid=cid, request=service_request)
-        except ServiceNotFound:
-            return self.error(404, f'no service named {name!r} is deployed', cid, keep_alive)
-        except Exception:
-            logger.exception('Service %s raised an exception, cid %s', name, cid)
+        except (Exception, SystemExit):
+            # SystemExit too: a service calling sys.exit() must fail its call, not end the worker.
+            self.log_failure(name, cid, payload, request.headers)
             return self.error(500, 'the service raised an exception; the server log has the details '
                               'under this cid', cid, keep_alive)
         try:
-            body = b'' if response.payload is None else self.dumps(response.payload).encode()
+            rendered = self.render(response, cid, keep_alive, request.http_version == '1.0')
         except (TypeError, ValueError) as exc:
-            logger.error('Service %s returned a payload that is not JSON-serializable, cid %s: %s',
-                         name, cid, exc)
-            return self.error(500, 'the service returned a payload that cannot be serialized', cid,
-                              keep_alive)
-        try:
-            headers = [(CID_HEADER, cid.encode())]
-            headers.extend((str(key).encode('latin-1'), str(value).encode('latin-1'))
-                           for key, value in response.headers.items())
-            return render_response(response.status_code, body, keep_alive, extra_headers=headers,
-                                   is_http10=request.http_version == '1.0')
-        except (UnicodeEncodeError, ValueError) as exc:
-            logger.error('Service %s set a response header that cannot be sent, cid %s: %s', name, cid, exc)
-            return self.error(500, 'the service set an invalid response header', cid, keep_alive)
+            logger.error('Service %s returned a response that cannot be sent: %s', name, exc, extra=context)
+            return self.error(500, 'the service returned a response that cannot be sent', cid, keep_alive)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug('Response %s: %s', response.status_code, render_capped(response.payload, INPUT_LOG_LIMIT),
+                         extra=context)
+        return rendered
+
+    def render(self, response, cid, keep_alive, is_http10):
+        """The bytes of a service's response; TypeError or ValueError when it cannot be sent."""
+        status = response.status_code
+        if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+            raise ValueError(f'status_code {status!r} is not an HTTP status (an integer from 100 to 599)')
+        body = b'' if response.payload is None else self.dumps(response.payload).encode()
+        headers = [(CID_HEADER, cid.encode())]
+        headers.extend((str(key).encode('latin-1'), str(value).encode('latin-1'))
+                       for key, value in response.headers.items())
+        return render_response(status, body, keep_alive, extra_headers=headers, is_http10=is_http10)
+
+    def log_failure(self, name, cid, payload, headers):
+        """One ERROR record with everything needed: cid, service, redacted input, traceback."""
+        rendered_input = render_capped(payload, INPUT_LOG_LIMIT)
+        logger.error('Service %s failed; input: %s; headers: %s', name, rendered_input,
+                     render_capped(redact(headers), INPUT_LOG_LIMIT), exc_info=True,
+                     extra=dict(SERVICE_FAILED.extra, cid=cid, service=name, zato_input=rendered_input))
 
     def error(self, status, message, cid, keep_alive, extra_headers=()):
         """A JSON error body that carries the cid, never a traceback."""

@@ -7,7 +7,9 @@ and without it Nagle's algorithm against delayed ACKs costs ~40 ms a request.
 
 Draining (stop or reload): stop accepting; a connection in the middle of a request
 finishes it and gets `Connection: close`; an idle keep-alive connection is given a
-short grace, in case its next request is already on the wire, and then closed.
+grace to send one more request (answered with `Connection: close`), and then closed:
+short on stop, the whole graceful timeout on reload, when clients idle between
+requests must not see a connection dropped under them.
 Whatever is left at the deadline is killed. Every handler greenlet lives in one pool
 from the moment it is spawned: a connection accepted just before the listener closed
 may not have started running yet, and leaving it out would close it unanswered.
@@ -23,7 +25,6 @@ from gevent.server import StreamServer
 from zato_daemon.http.protocol import CONTINUE, CONTINUE_RESPONSE, ProtocolError, RequestParser, render_response
 
 RECEIVE_SIZE = 65536
-IDLE_DRAIN_GRACE = 1.0
 DRAIN_POLL = 0.05
 
 
@@ -102,21 +103,27 @@ class HttpServer:
         body = self.dumps_json({'error': exc.reason, 'status': exc.status}).encode()
         return render_response(exc.status, body, keep_alive=False)
 
-    def drain(self, timeout):
-        """Stops accepting and waits up to `timeout` seconds for connections to finish."""
+    def drain(self, timeout, idle_grace):
+        """Stops accepting and waits up to `timeout` seconds for connections to finish.
+
+        Connections idle for `idle_grace` seconds after the drain began are closed.
+        """
         self.is_draining = True
         for stream_server in self.stream_servers:
             stream_server.close()
         started = time.monotonic()
         deadline = started + timeout
         while len(self.handlers) and time.monotonic() < deadline:
-            if time.monotonic() - started >= IDLE_DRAIN_GRACE:
+            if time.monotonic() - started >= idle_grace:
                 self._close_idle()
             gevent.sleep(DRAIN_POLL)
-        if len(self.handlers):
+        if self.busy_count():
             self.logger.warning('%d connection(s) still busy after %.1f s; closing them',
-                                len(self.handlers), timeout)
-            self.handlers.kill(block=False)
+                                self.busy_count(), timeout)
+        self.handlers.kill(block=False)
+
+    def busy_count(self):
+        return sum(1 for connection in self.connections if connection.is_busy)
 
     def _close_idle(self):
         for connection in list(self.connections):

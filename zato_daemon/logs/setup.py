@@ -1,30 +1,62 @@
-"""Configures the root logger of a master or worker process.
+"""Configures the logging of a master or worker process from [logging] and [loggers].
 
-Called once in the master and again in each worker after fork (and after gevent's
-patching, so handler locks are created patched). server.log goes through
-WatchedFileHandler, which reopens the file when logrotate moves it.
+Called in the master at start and at each reload, and in each worker after fork (after
+gevent's patching, so that handler locks are created patched).
 """
 
 import logging
-import logging.handlers
-import sys
 
-LINE_FORMAT = '%(asctime)s %(levelname)s {role}:%(process)d %(name)s - %(message)s'
+from zato_daemon.errors import DirectoryError
+from zato_daemon.logs import journal
+from zato_daemon.logs.context import ContextFilter
+from zato_daemon.logs.files import server_log_handler, stdout_handler
+from zato_daemon.sd import is_logging_to_journal, is_notify_unit
 
 
-def configure_logging(level, server_log, role, foreground):
-    """Replaces the root logger's handlers with server.log and, in --fg mode, stdout."""
-    formatter = logging.Formatter(LINE_FORMAT.format(role=role))
-    handlers = []
-    if server_log is not None:
-        handlers.append(logging.handlers.WatchedFileHandler(server_log, encoding='utf-8'))
-    if foreground:
-        handlers.append(logging.StreamHandler(sys.stdout))
+def wants_journal(setting):
+    """Whether the journal handler is on: [logging] journal = auto follows systemd."""
+    if setting == 'NO':
+        return False
+    if setting == 'YES':
+        return True
+    return (is_notify_unit() or is_logging_to_journal()) and journal.is_available()
+
+
+def server_log_path(config, server_dir):
+    return config.resolve_path(config.server_config.logging.server_log) or server_dir.server_log
+
+
+def configure_logging(config, server_dir, role, foreground, worker_number=None):
+    """Replaces the root logger's handlers: server.log, the journal, stdout (--fg only).
+
+    stdout is skipped when the journal handler is on and stdout is itself the journal,
+    so that no record reaches the journal twice.
+    """
+    settings = config.server_config.logging
+    handlers = [server_log_handler(server_log_path(config, server_dir))]
+    use_journal = wants_journal(settings.journal)
+    if use_journal:
+        handlers.append(journal.JournalHandler(server_dir.base, role, worker_number))
+    if foreground and not (use_journal and journal.stream_is_journal(1)):
+        handlers.append(stdout_handler())
+    context = ContextFilter(role)
     root = logging.getLogger()
     for old in root.handlers[:]:
         root.removeHandler(old)
         old.close()
     for handler in handlers:
-        handler.setFormatter(formatter)
+        handler.addFilter(context)
         root.addHandler(handler)
-    root.setLevel(level)
+    root.setLevel(settings.level)
+    for name, level in config.server_config.loggers.items():
+        logging.getLogger(name).setLevel(level)
+
+
+def check_server_log(path):
+    """Opens server.log for appending once, so that a start fails early and clearly if it cannot."""
+    try:
+        with open(path, 'a', encoding='utf-8'):
+            pass
+    except OSError as exc:
+        raise DirectoryError(f'cannot open {path} for writing: {exc.strerror}; fix [logging] server_log '
+                             'or the permissions of its directory') from None

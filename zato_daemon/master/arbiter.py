@@ -28,8 +28,10 @@ from setproctitle import setproctitle
 from zato_daemon import __version__, sd
 from zato_daemon.config import load_config
 from zato_daemon.errors import EXIT_CONFIG, EXIT_SOFTWARE, AddressInUse, ConfigError, HaltServer
+from zato_daemon.logs.setup import configure_logging
 from zato_daemon.sockets import address_of, bind_tcp
 from zato_daemon.status import write_status
+from zato_daemon.worker.channel import BOOT_FAILED_PREFIX, READY_MESSAGE, RETIRE_SIGNAL, WORKER_SIGNALS
 
 logger = logging.getLogger('zato_daemon.master')
 
@@ -42,8 +44,6 @@ STABLE_AFTER = 10.0
 # stop gives workers beyond graceful_timeout to flush and exit.
 QUICK_STOP_WAIT = 3.0
 GRACEFUL_STOP_MARGIN = 5.0
-
-READY_MESSAGE = b'R'
 
 SIGNAL_NAMES = {
     signal.SIGTERM: 'term',
@@ -69,6 +69,7 @@ class WorkerRecord:
     pid: int
     status_fd: int
     state: WorkerState = WorkerState.BOOTING
+    boot_failure: str = ''
     spawned_at: float = field(default_factory=time.monotonic)
     started_at: float = field(default_factory=time.time)
 
@@ -89,13 +90,17 @@ class PendingReload:
 class Arbiter:
     """Runs in the master process, from `start` until the server stops."""
 
-    def __init__(self, server_dir, config, listener, admin_listener, foreground=False, on_ready=None):
+    def __init__(self, server_dir, config, listener, admin_listener, foreground=False, on_ready=None,
+                 on_halt=None, private_fds=()):
         self.server_dir = server_dir
-        self.config = config
-        self.listener = listener
+        self.set_listener(listener, config)
         self.admin_listener = admin_listener
         self.foreground = foreground
         self.on_ready = on_ready
+        self.on_halt = on_halt
+        # Descriptors only the master may hold (the pidfile lock, the daemonizing pipe):
+        # a worker closes them first thing, so an orphaned worker never holds the lock.
+        self.private_fds = tuple(private_fds)
         self.pid = os.getpid()
         self.started_at = time.time()
         self.workers = {}
@@ -106,6 +111,14 @@ class Arbiter:
         self.failures = collections.Counter()
         self.spawn_not_before = {}
         self._wakeup_read = self._wakeup_write = None
+
+    def set_listener(self, listener, config):
+        """Switches to a config and its listener; remembers both forms of the address."""
+        self.config = config
+        self.listener = listener
+        self.listen_address = _configured_address(config)
+        # Kept as text: `info` must still show it while the socket is closed at stop.
+        self.listen_text = address_of(listener)
 
     # ---- main loop
 
@@ -173,18 +186,23 @@ class Arbiter:
     # ---- signal handlers (called from the main loop, not from the signal)
 
     def handle_term(self):
+        """SIGTERM: graceful stop."""
         raise HaltServer('SIGTERM received', graceful=True)
 
     def handle_int(self):
+        """SIGINT (Ctrl-C): quick stop."""
         raise HaltServer('SIGINT received', graceful=False)
 
     def handle_quit(self):
+        """SIGQUIT: quick stop."""
         raise HaltServer('SIGQUIT received', graceful=False)
 
     def handle_chld(self):
+        """SIGCHLD: a worker exited."""
         self.reap_workers()
 
     def handle_hup(self):
+        """SIGHUP: reload."""
         self.reload()
 
     # ---- workers
@@ -195,11 +213,18 @@ class Arbiter:
             self.spawn_worker(number)
 
     def spawn_worker(self, number):
-        """Forks one worker. The child never returns from here."""
+        """Forks one worker. The child never returns from here.
+
+        The worker signals stay blocked across fork until the child has its own handlers:
+        a TERM arriving in between would otherwise hit the master's enqueue-only handler
+        in the child and be lost.
+        """
         read_fd, write_fd = os.pipe()
+        previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, WORKER_SIGNALS)
         pid = os.fork()
         if pid == 0:
             self._become_worker(number, read_fd, write_fd)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
         os.close(write_fd)
         self.workers[pid] = WorkerRecord(number, self.generation, pid, read_fd)
         self.spawn_not_before.pop(number, None)
@@ -217,8 +242,10 @@ class Arbiter:
                 if record.status_fd >= 0:
                     os.close(record.status_fd)
             signal.set_wakeup_fd(-1)
-            os.close(self._wakeup_read)
-            os.close(self._wakeup_write)
+            for fd in (self._wakeup_read, self._wakeup_write, *self.private_fds):
+                os.close(fd)
+            if self.pending_reload is not None and self.pending_reload.listener is not self.listener:
+                self.pending_reload.listener.close()
             from zato_daemon.worker.process import WorkerSpec, run_worker
             spec = WorkerSpec(number=number, generation=self.generation, master_pid=self.pid,
                               config=self.config, server_dir=self.server_dir, listener=self.listener,
@@ -248,12 +275,15 @@ class Arbiter:
     def read_worker_message(self, record):
         """A worker writes READY_MESSAGE once it serves; end of file means it is gone."""
         try:
-            data = os.read(record.status_fd, 64)
+            data = os.read(record.status_fd, 65536)
         except OSError:
             data = b''
         if not data:
             os.close(record.status_fd)
             record.status_fd = -1
+            return
+        if data.startswith(BOOT_FAILED_PREFIX):
+            record.boot_failure = data[len(BOOT_FAILED_PREFIX):].decode('utf-8', 'replace')
             return
         if READY_MESSAGE in data and record.state == WorkerState.BOOTING:
             record.state = WorkerState.READY
@@ -275,8 +305,10 @@ class Arbiter:
                 self.on_worker_exit(record, wait_status)
 
     def on_worker_exit(self, record, wait_status):
-        if record.status_fd >= 0:
-            os.close(record.status_fd)
+        """Logs the exit, and schedules a replacement or halts, depending on how it ended."""
+        # The worker may have written its last words (a boot failure) just before exiting.
+        while record.status_fd >= 0:
+            self.read_worker_message(record)
         self.write_status()
         description = describe_exit(wait_status)
         if record.state == WorkerState.DRAINING:
@@ -300,8 +332,8 @@ class Arbiter:
             self.abort_reload(f'new worker {record.number} {description} before it was ready')
             return
         if code == EXIT_CONFIG:
-            raise HaltServer(f'worker {record.number} could not deploy its services (see the log above)',
-                             EXIT_CONFIG, graceful=False)
+            raise HaltServer(f'worker {record.number} could not deploy its services: '
+                             f'{record.boot_failure or "see the log above"}', EXIT_CONFIG, graceful=False)
         if not self.is_ready:
             raise HaltServer(f'worker {record.number} {description} while starting', EXIT_SOFTWARE,
                              graceful=False)
@@ -318,6 +350,7 @@ class Arbiter:
                 record.spawned_at = now
 
     def kill_worker(self, record, signum):
+        """Signals one worker; one that is already gone is reaped by the loop."""
         try:
             os.kill(record.pid, signum)
         except ProcessLookupError:
@@ -330,6 +363,7 @@ class Arbiter:
                 self.kill_worker(record, signum)
 
     def current_workers(self):
+        """Workers of the generation being served (or booting, during a reload)."""
         return [record for record in self.workers.values() if record.generation == self.generation]
 
     def on_worker_ready(self):
@@ -340,17 +374,22 @@ class Arbiter:
             return
         if self.pending_reload is not None:
             self.complete_reload()
-        elif not self.is_ready:
-            self.is_ready = True
-            summary = self.summary()
-            logger.info('Server ready: %s', summary)
-            sd.ready(summary)
-            if self.on_ready is not None:
-                self.on_ready(self)
+        if not self.is_ready:
+            self.mark_ready()
+
+    def mark_ready(self):
+        """The first time every worker serves: tell systemd, the log and whoever started us."""
+        self.is_ready = True
+        summary = self.summary()
+        logger.info('Server ready: %s', summary)
+        sd.ready(summary)
+        if self.on_ready is not None:
+            self.on_ready(self)
 
     def summary(self):
+        """One line on what the server serves, for STATUS= and the log."""
         main = self.config.server_config.main
-        return (f'{main.workers} worker(s) serving on http://{address_of(self.listener)}, '
+        return (f'{main.workers} worker(s) serving on http://{self.listen_text}, '
                 f'config {self.server_dir.base}')
 
     # ---- reload
@@ -369,39 +408,44 @@ class Arbiter:
             return
         sd.reloading('reloading')
         self.pending_reload = PendingReload(self.generation, self.config, self.listener)
-        self.config, self.listener = config, listener
+        self.set_listener(listener, config)
         self.generation += 1
         self.spawn_workers()
 
     def listener_for(self, config):
         """The current listener, or a new one if host or port changed."""
         main = config.server_config.main
-        current = self.listener.getsockname()[:2]
-        if (main.host, main.port) == current:
+        if _configured_address(config) == self.listen_address:
             return self.listener
         return bind_tcp(main.host, main.port, main.backlog)
 
     def complete_reload(self):
+        """Every new worker serves: retire the previous generation."""
         previous, self.pending_reload = self.pending_reload, None
         for record in self.workers.values():
             if record.generation != self.generation and record.state != WorkerState.DRAINING:
                 record.state = WorkerState.DRAINING
-                self.kill_worker(record, signal.SIGTERM)
+                self.kill_worker(record, RETIRE_SIGNAL)
         if previous.listener is not self.listener:
             previous.listener.close()
+        configure_logging(self.config, self.server_dir, 'master', self.foreground)
         self.write_status()
         summary = self.summary()
         logger.info('Reload complete: %s; the previous workers are draining', summary)
-        sd.ready(summary)
+        if self.is_ready:
+            sd.ready(summary)
 
     def abort_reload(self, reason):
+        """A new worker failed: kill the new generation, go back to the previous one."""
         previous, self.pending_reload = self.pending_reload, None
         logger.error('Reload failed (%s); still serving the previous configuration', reason)
         self.kill_workers(signal.SIGKILL, generation=self.generation)
         if previous.listener is not self.listener:
             self.listener.close()
-        self.generation, self.config, self.listener = previous.generation, previous.config, previous.listener
-        sd.ready(self.summary())
+        self.generation = previous.generation
+        self.set_listener(previous.listener, previous.config)
+        if self.is_ready:
+            sd.ready(self.summary())
 
     # ---- stop
 
@@ -410,8 +454,13 @@ class Arbiter:
         how = 'gracefully' if halt.graceful else 'quickly'
         logger.info('Stopping %s: %s', how, halt.reason)
         sd.stopping(f'stopping {how}')
+        # The socket stops accepting once the workers close their copies too: new
+        # connections are refused instead of waiting in a backlog nobody will serve.
+        self.close_listeners()
         self.stop_workers(halt.graceful)
         self.cleanup()
+        if self.on_halt is not None:
+            self.on_halt(halt)
         level = logging.INFO if halt.exit_status == 0 else logging.ERROR
         logger.log(level, 'Server stopped (exit status %d): %s', halt.exit_status, halt.reason)
 
@@ -444,14 +493,20 @@ class Arbiter:
         self.signal_queue.clear()
         return requested
 
+    def close_listeners(self):
+        """Closes the master's copies of the sockets; the workers close theirs as they drain."""
+        self.listener.close()
+        self.admin_listener.close()
+        if self.pending_reload is not None:
+            self.pending_reload.listener.close()
+
     def cleanup(self):
+        """Removes the runtime files `info` and the CLI rely on; the pidfile goes last, in launch."""
         for path in (self.server_dir.status_file, self.server_dir.admin_socket):
             try:
                 os.unlink(path)
             except OSError:
                 pass
-        self.listener.close()
-        self.admin_listener.close()
 
     def write_status(self):
         """Publishes pids and states for `info`; a failure to write is logged, never fatal."""
@@ -460,7 +515,7 @@ class Arbiter:
             'started_at': self.started_at,
             'version': __version__,
             'config_dir': str(self.server_dir.base),
-            'listen': address_of(self.listener),
+            'listen': self.listen_text,
             'workers': sorted((record.as_dict() for record in self.workers.values()),
                               key=lambda worker: (worker['generation'], worker['number'])),
         }
@@ -468,6 +523,12 @@ class Arbiter:
             write_status(self.server_dir.status_file, status)
         except OSError as exc:
             logger.warning('Cannot write %s: %s', self.server_dir.status_file, exc.strerror)
+
+
+def _configured_address(config):
+    # Compared as written in the config: 'localhost' stays 'localhost', whatever it resolved to.
+    main = config.server_config.main
+    return main.host, main.port
 
 
 def describe_exit(wait_status):

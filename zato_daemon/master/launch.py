@@ -9,7 +9,7 @@ import logging
 from dataclasses import dataclass
 
 from zato_daemon.config import load_config
-from zato_daemon.logs.setup import configure_logging
+from zato_daemon.logs.setup import check_server_log, configure_logging, server_log_path
 from zato_daemon.master.arbiter import Arbiter
 from zato_daemon.paths import ServerDir
 from zato_daemon.pidfile import PidFile
@@ -38,6 +38,7 @@ def prepare(base_dir):
     config = load_config(base_dir)
     server_dir = ServerDir(config.base_dir)
     server_dir.ensure()
+    check_server_log(server_log_path(config, server_dir))
     pidfile = PidFile(server_dir.pidfile).acquire()
     main = config.server_config.main
     try:
@@ -49,14 +50,14 @@ def prepare(base_dir):
     return Prepared(config, server_dir, pidfile, listener, admin_listener)
 
 
-def serve(prepared, foreground, on_ready=None):
+def serve(prepared, foreground, on_ready=None, on_halt=None, private_fds=()):
     """Runs the master until it stops; returns the exit status. Releases the lock at the end."""
-    config = prepared.config
-    configure_logging(config.server_config.logging.level, prepared.server_dir.server_log, 'master', foreground)
-    prepared.pidfile.write_pid()
-    arbiter = Arbiter(prepared.server_dir, config, prepared.listener, prepared.admin_listener,
-                      foreground=foreground, on_ready=on_ready)
     try:
+        configure_logging(prepared.config, prepared.server_dir, 'master', foreground)
+        prepared.pidfile.write_pid()
+        arbiter = Arbiter(prepared.server_dir, prepared.config, prepared.listener, prepared.admin_listener,
+                          foreground=foreground, on_ready=on_ready, on_halt=on_halt,
+                          private_fds=(prepared.pidfile.fd, *private_fds))
         return arbiter.run()
     finally:
         prepared.pidfile.release()

@@ -7,6 +7,7 @@ import json
 import os
 import time
 
+from zato_daemon.logs.context import enter_call, leave_call
 from zato_daemon.services.base import Request, Response
 from zato_daemon.services.cid import CidGenerator
 from zato_daemon.services.registry import ServiceStore
@@ -41,11 +42,16 @@ class ServiceHost:
         """Runs a service and returns its Response; exceptions from the service propagate."""
         service_class = self.store.get(name)
         service = service_class()
-        service.cid = cid or self.new_cid()
+        service.cid = cid = cid or self.new_cid()
         service.request = request if request is not None else Request(payload)
         service.response = Response()
         service.server = self
-        service.handle()
+        # Every record logged while the service runs carries its cid and name.
+        token = enter_call(cid, name)
+        try:
+            service.handle()
+        finally:
+            leave_call(token)
         return service.response
 
     def invoke(self, name, payload=None, cid=None):

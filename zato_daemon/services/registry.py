@@ -18,8 +18,9 @@ from pathlib import Path
 from zato_daemon.errors import ServiceDeployError, ServiceNotFound
 from zato_daemon.services.base import Service
 
-# Hot-deployed files are not on sys.path; they live in sys.modules under this prefix
-# so that dataclasses, pickle and logging find them like any other module.
+# Hot-deployed files are not on sys.path; they live in sys.modules under this prefix so
+# that code looking a class's module up by name (dataclasses, typing) finds it. They are
+# not importable by that name.
 DEPLOYED_MODULE_PREFIX = 'zato_deployed.'
 
 
@@ -101,11 +102,23 @@ class ServiceStore:
         path = str(path)
         if source is None:
             source = _read_source(path)
-        module_name = module_name or DEPLOYED_MODULE_PREFIX + Path(path).stem
+        module_name = module_name or self._module_name_for(path)
         module = self._execute(path, source, module_name)
         info = ModuleInfo(path, sha256_of(source), time.time(), module_name)
         self._register(module, info)
+        # Only now that it serves: a module that failed validation must not replace the
+        # one still serving, in sys.modules or in the source lines tracebacks show.
+        sys.modules[module_name] = module
+        _pin_source(path, source)
         return info
+
+    def _module_name_for(self, path):
+        # Two files of one name in different directories must not share a module.
+        name = DEPLOYED_MODULE_PREFIX + Path(path).stem
+        taken = {info.module_name: info.path for info in self.modules.values()}
+        if taken.get(name, path) != path:
+            name += '_' + hashlib.sha1(path.encode()).hexdigest()[:8]
+        return name
 
     def deploy_module(self, dotted_name):
         """Imports an installed module by its dotted name and registers its services."""
@@ -144,17 +157,20 @@ class ServiceStore:
                                      getattr(exc, 'lineno', None)) from exc
         module = types.ModuleType(module_name)
         module.__file__ = path
+        # In sys.modules while it executes (dataclasses look the module up by name), then
+        # back to what was there: deploy_file installs it once it passed validation.
         previous = sys.modules.get(module_name)
         sys.modules[module_name] = module
         try:
             exec(code, module.__dict__)
-        except BaseException as exc:
-            _restore_module(module_name, previous)
-            if not isinstance(exc, Exception):
-                raise
+        except Exception as exc:
             raise ServiceDeployError(f'exception while importing: {exc!r}', path,
                                      _error_line(exc, path)) from exc
-        _pin_source(path, source)
+        except SystemExit as exc:
+            raise ServiceDeployError(f'called sys.exit({exc.code!r}) while importing', path,
+                                     _error_line(exc, path)) from exc
+        finally:
+            _restore_module(module_name, previous)
         return module
 
     def _register(self, module, info):

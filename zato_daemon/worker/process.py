@@ -3,9 +3,9 @@
 Runs in the child only: the master imports this module inside its fork branch, so
 gevent's monkey-patching happens here, after fork, and never in the master.
 
-Signals: SIGTERM drains (stop accepting, finish in-flight requests within
-graceful_timeout); SIGINT and SIGQUIT stop now; SIGHUP is the master's business and
-ignored here (a terminal hang-up reaches the whole process group).
+Signals (see worker/channel.py): SIGTERM drains for a stop, RETIRE_SIGNAL drains for a
+reload, SIGINT and SIGQUIT stop now; SIGHUP is the master's business and ignored here
+(a terminal hang-up reaches the whole process group).
 """
 
 from gevent import monkey
@@ -29,13 +29,16 @@ from zato_daemon.http.router import Router  # noqa: E402
 from zato_daemon.http.server import HttpServer  # noqa: E402
 from zato_daemon.logs.setup import configure_logging  # noqa: E402
 from zato_daemon.services.host import ServiceHost  # noqa: E402
+from zato_daemon.logs.levels import WORKER_BOOT_FAILED  # noqa: E402
+from zato_daemon.worker.channel import BOOT_FAILED_PREFIX, READY_MESSAGE, RETIRE_SIGNAL, WORKER_SIGNALS  # noqa: E402
 
 logger = logging.getLogger('zato_daemon.worker')
 
 # How often a worker checks that its master is still there; an orphaned worker
 # would otherwise keep the port and the pidfile lock after a SIGKILL of the master.
 PARENT_CHECK_INTERVAL = 1.0
-READY_MESSAGE = b'R'
+# How long idle keep-alive connections may still send a request once a stop began.
+STOP_IDLE_GRACE = 1.0
 
 
 @dataclass
@@ -60,6 +63,7 @@ class Worker:
         self.spec = spec
         self.stop_requested = Event()
         self.is_quick_stop = False
+        self.is_retiring = False
         self.host = None
         self.http = None
 
@@ -75,6 +79,10 @@ class Worker:
         self.http = HttpServer(main, self.host.dumps_json, logger)
         self.http.add_listener(_adopt(spec.listener), Router(self.host, config.server_config.channels))
         self.http.add_listener(_adopt(spec.admin_listener), Router(self.host, {}, is_admin=True))
+        # Only the gevent copies stay open: closing them at drain must close the socket in
+        # this process, or the kernel would keep queueing connections nobody accepts.
+        spec.listener.close()
+        spec.admin_listener.close()
         self.http.start()
 
     def start_pickup_watcher(self):
@@ -90,13 +98,17 @@ class Worker:
         os.write(self.spec.status_fd, READY_MESSAGE)
         gevent.spawn(self.watch_master)
         self.stop_requested.wait()
-        timeout = 0 if self.is_quick_stop else self.spec.config.server_config.main.graceful_timeout
-        self.http.drain(timeout)
+        graceful_timeout = self.spec.config.server_config.main.graceful_timeout
+        if self.is_quick_stop:
+            self.http.drain(0, 0)
+        else:
+            self.http.drain(graceful_timeout, graceful_timeout if self.is_retiring else STOP_IDLE_GRACE)
         logger.info('Worker %d stopped', self.spec.number)
 
-    def request_stop(self, quick):
+    def request_stop(self, quick=False, retire=False):
         """Runs in the hub, from a signal callback: only sets flags."""
         self.is_quick_stop = self.is_quick_stop or quick
+        self.is_retiring = retire and not self.stop_requested.is_set()
         self.stop_requested.set()
 
     def watch_master(self):
@@ -112,12 +124,15 @@ def _adopt(listener):
 
 
 def _install_signal_handlers(worker):
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGCHLD):
+    """Replaces the master's handlers inherited through fork, then lets the signals in."""
+    for signum in (*WORKER_SIGNALS, signal.SIGCHLD):
         signal.signal(signum, signal.SIG_DFL)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    gevent.signal_handler(signal.SIGTERM, worker.request_stop, False)
+    gevent.signal_handler(signal.SIGTERM, worker.request_stop)
+    gevent.signal_handler(RETIRE_SIGNAL, worker.request_stop, False, True)
     gevent.signal_handler(signal.SIGINT, worker.request_stop, True)
     gevent.signal_handler(signal.SIGQUIT, worker.request_stop, True)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, WORKER_SIGNALS)
 
 
 def run_worker(spec):
@@ -125,14 +140,15 @@ def run_worker(spec):
     server_dir = spec.server_dir
     setproctitle(f'zato-daemon: worker {spec.number} {server_dir.base}')
     config = spec.config
-    configure_logging(config.server_config.logging.level, server_dir.server_log,
-                      f'worker-{spec.number}', spec.foreground)
+    configure_logging(config, server_dir, f'worker-{spec.number}', spec.foreground, spec.number)
     worker = Worker(spec)
     _install_signal_handlers(worker)
     try:
         worker.boot()
     except ServiceDeployError as exc:
-        logger.error('Worker %d cannot start: %s', spec.number, exc)
+        logger.error('Worker %d cannot start: %s', spec.number, exc, extra=WORKER_BOOT_FAILED.extra)
+        # One write under PIPE_BUF bytes arrives whole, in one read.
+        os.write(spec.status_fd, BOOT_FAILED_PREFIX + ' '.join(str(exc).split()).encode()[:3000])
         return EXIT_CONFIG
     worker.serve()
     return EXIT_OK

@@ -73,3 +73,16 @@ def test_hidden_and_private_files_are_ignored(watcher):
     watcher.deploy_at_boot()
     watcher.scan()
     assert 's' not in watcher.store
+
+
+def test_a_failed_file_is_retried_when_another_change_frees_its_service_name(watcher):
+    old, new = watcher.pickup_dir / 'b.py', watcher.pickup_dir / 'a.py'
+    write(old, SERVICE.format(version=1))
+    watcher.deploy_at_boot()
+    write(new, SERVICE.format(version=2))
+    watcher.scan()
+    assert version(watcher) == 1  # a.py failed: 's' belongs to b.py
+    old.unlink()
+    watcher.scan()
+    assert version(watcher) == 2
+    assert watcher.store.services['s'].module.path == str(new)

@@ -101,3 +101,25 @@ def test_imported_services_are_not_registered_twice(tmp_path):
     path = write(tmp_path, 'importer.py', 'from zato_daemon.examples.echo import Echo\n'
                  'from zato_daemon import Service\nclass Mine(Service):\n    name = "mine"\n')
     assert store.deploy_file(path).service_names == ['mine']
+
+
+def test_rejected_version_leaves_module_and_source_lines_of_the_serving_one(tmp_path):
+    import sys
+    store = ServiceStore()
+    path = write(tmp_path, 'mod.py', GOOD.format(version=1))
+    info = store.deploy_file(path)
+    serving_module = sys.modules[info.module_name]
+    # Valid Python, but the service lost its name: rejected after executing.
+    path.write_text(GOOD.format(version=2).replace("name = 'test.a'", "name = ''"))
+    with pytest.raises(ServiceDeployError):
+        store.deploy_file(path)
+    assert sys.modules[info.module_name] is serving_module
+    assert "name = 'test.a'" in linecache.getline(str(path), 4)
+
+
+def test_files_of_one_name_in_two_directories_get_two_modules(tmp_path):
+    store = ServiceStore()
+    first = store.deploy_file(write(tmp_path, 'mod.py', GOOD.format(version=1)))
+    (tmp_path / 'other').mkdir()
+    second = store.deploy_file(write(tmp_path / 'other', 'mod.py', GOOD.format(version=2).replace('test.a', 'test.b')))
+    assert first.module_name != second.module_name

@@ -1,0 +1,121 @@
+"""The level convention and the events an admin may filter on by MESSAGE_ID.
+
+One table is the source of truth: the code logs events from it, the journald catalog
+(systemd/zato-daemon.catalog) and docs/logging.md are rendered from it, and a test
+fails when either rendered file is stale.
+
+The convention, for an admin watching `journalctl -u zato-daemon -p warning`:
+CRITICAL - the server stopped or cannot start: act now;
+ERROR    - something failed and stays failed until someone acts (a service raised,
+           a module did not deploy, a reload was refused);
+WARNING  - deserves a look: the server recovered by itself, but something is off
+           (a worker died and was restarted, the last good copy of a module serves);
+INFO     - lifecycle: start, ready, reload, deploy, stop; nothing to do;
+DEBUG    - developer detail: each request and response.
+"""
+
+import logging
+from dataclasses import dataclass, field
+
+LEVEL_MEANINGS = (
+    ('CRITICAL', 2, 'crit', 'The server stopped, or cannot start. Act now.'),
+    ('ERROR', 3, 'err', 'Something failed and stays failed until someone acts: a service raised, a module '
+                        'did not deploy, a reload was refused.'),
+    ('WARNING', 4, 'warning', 'Deserves a look: the server recovered by itself, but something is off (a worker '
+                              'died and was restarted, an old version of a module still serves).'),
+    ('INFO', 6, 'info', 'Lifecycle: start, ready, reload, deploy, stop. Nothing to do.'),
+    ('DEBUG', 7, 'debug', 'Developer detail: each request and response (redacted).'),
+)
+
+def priority_of(levelno):
+    """The journal PRIORITY (syslog) of a Python level; levels between two map to the lower one."""
+    for threshold, priority in ((logging.CRITICAL, 2), (logging.ERROR, 3), (logging.WARNING, 4),
+                                (logging.INFO, 6)):
+        if levelno >= threshold:
+            return priority
+    return 7
+
+
+@dataclass(frozen=True)
+class Event:
+    """An admin-relevant event: its level, its MESSAGE_ID and its catalog text."""
+
+    name: str
+    level: int
+    message_id: str
+    subject: str
+    body: str
+    extra: dict = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self):
+        # Built once: `extra=EVENT.extra` on a logging call costs nothing more.
+        object.__setattr__(self, 'extra', {'message_id': self.message_id})
+
+
+def _event(name, level, message_id, subject, body):
+    return Event(name, level, message_id, subject, ' '.join(body.split()))
+
+
+SERVER_READY = _event('SERVER_READY', logging.INFO, '1bc8a9360d524389bb9216693d45b034', 'zato-daemon is serving', '''
+    Every worker of the server @ZATO_SERVER_DIR@ deployed its services and accepts requests.
+    Nothing to do.''')
+SERVER_STOPPED = _event('SERVER_STOPPED', logging.INFO, 'd87eef5519424bfea8a6f92d20713af1', 'zato-daemon stopped', '''
+    The server stopped on request; in-flight requests were given graceful_timeout to finish.''')
+SERVER_HALTED = _event('SERVER_HALTED', logging.CRITICAL, '598c7b7a70bd4b078d13e2963b41d223',
+                       'zato-daemon stopped on an error', '''
+    The server could not go on, for instance because a worker could not deploy its services.
+    The entries before this one say why. Fix the cause, then start the server again;
+    with exit status 78 systemd does not restart it by itself.''')
+START_FAILED = _event('START_FAILED', logging.CRITICAL, 'da7317b58bbe40ca9652bf80adaae938',
+                      'zato-daemon could not start', '''
+    The server refused to start: its configuration does not validate (the message names the
+    file, line and key), its port is in use, or another server runs in the same directory.
+    Nothing was started. `zato-daemon check-config DIR` checks a fixed configuration.''')
+RELOAD_COMPLETE = _event('RELOAD_COMPLETE', logging.INFO, '9bcf3e67c3c7467ebff5d1778e82ed09',
+                         'zato-daemon reloaded', '''
+    A new generation of workers serves the configuration read at reload; the previous workers
+    finish their requests and exit. Nothing to do.''')
+RELOAD_REFUSED = _event('RELOAD_REFUSED', logging.ERROR, '14811b4c01b843f79d61bbdae5dc6f88',
+                        'zato-daemon refused to reload', '''
+    The configuration read at reload does not validate, or its new address cannot be bound.
+    The server keeps serving the previous configuration. Fix the file the message names and
+    reload again; `zato-daemon check-config DIR` checks it first.''')
+RELOAD_FAILED = _event('RELOAD_FAILED', logging.ERROR, '3ae0098c86064d588777a988a8136cd1',
+                       'zato-daemon reload failed', '''
+    The new workers did not start (see the entries before this one), so they were stopped and
+    the previous workers go on serving the previous configuration.''')
+WORKER_EXITED = _event('WORKER_EXITED', logging.WARNING, '1a6dfa718cd742058f846686432a9540',
+                       'zato-daemon worker died and was restarted', '''
+    A worker process exited or was killed while serving; the requests it was serving failed.
+    The master starts a new one, waiting longer after each quick failure (up to 30 s). Look
+    for what killed it: an out-of-memory kill, a crash in a C extension, a signal.''')
+WORKER_BOOT_FAILED = _event('WORKER_BOOT_FAILED', logging.ERROR, '7fcb5d80f1d44a298467cc9498c1c074',
+                            'zato-daemon worker could not start', '''
+    A worker could not deploy the services its configuration names; the message gives the
+    file and line. Fix the module or [services] in server.conf.''')
+WORKER_BOOT_TIMEOUT = _event('WORKER_BOOT_TIMEOUT', logging.ERROR, 'e8671bde8e224036b73e3f8912c28fa7',
+                             'zato-daemon worker was too slow to start', '''
+    A worker did not report ready within worker_boot_timeout and was killed. A service module
+    that blocks at import time (a network call, a lock) is the usual cause.''')
+WORKERS_KILLED = _event('WORKERS_KILLED', logging.WARNING, '2f1e8f8be66e4e12ad5f4461dc20f4c7',
+                        'zato-daemon killed workers at stop', '''
+    Workers still ran when the stop deadline passed and were killed; requests they were
+    serving were lost. A service that takes longer than graceful_timeout is the usual cause.''')
+SERVICE_FAILED = _event('SERVICE_FAILED', logging.ERROR, 'a3ba752d3ae247048e96a09fba799009',
+                        'zato-daemon service raised an exception', '''
+    The service @ZATO_SERVICE@ raised while serving the call @ZATO_CID@; the client got a 500
+    with that cid. The entry holds the traceback and the input (secrets redacted).
+    `journalctl ZATO_CID=@ZATO_CID@` shows everything that call logged.''')
+DEPLOY_FAILED = _event('DEPLOY_FAILED', logging.ERROR, 'cbb1dabe233f4309b17815c8e33d55e5',
+                       'zato-daemon could not deploy a module', '''
+    A service module in the pickup directory did not compile or raised at import; the message
+    gives its file and line. The version deployed before (if any) keeps serving. Fix the
+    file and move it into place again.''')
+SERVICE_DEPLOYED = _event('SERVICE_DEPLOYED', logging.INFO, '175f3e1480774a2586c29a5e76d57374',
+                          'zato-daemon deployed a module', '''
+    A service module was deployed; the message gives its path, its SHA-256 and its services.
+    Compare the hash with `sha256sum FILE` of a local copy to know which version runs.''')
+
+EVENTS = (SERVER_READY, SERVER_STOPPED, SERVER_HALTED, START_FAILED, RELOAD_COMPLETE, RELOAD_REFUSED,
+          RELOAD_FAILED, WORKER_EXITED, WORKER_BOOT_FAILED, WORKER_BOOT_TIMEOUT, WORKERS_KILLED,
+          SERVICE_FAILED, DEPLOY_FAILED, SERVICE_DEPLOYED)
