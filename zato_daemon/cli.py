@@ -15,6 +15,8 @@ from zato_daemon import __version__, sd
 from zato_daemon.admin import call_service
 from zato_daemon.config import load_config
 from zato_daemon.errors import EXIT_OK, EXIT_SOFTWARE, EXIT_UNAVAILABLE, NotRunning, UsageError, ZatoDaemonError
+from zato_daemon.logs import journal
+from zato_daemon.logs.levels import START_FAILED
 from zato_daemon.paths import DEFAULT_SERVER_DIR, ServerDir
 from zato_daemon.pidfile import running_pid
 
@@ -61,10 +63,20 @@ def main(argv=None):
     try:
         return handler(args)
     except ZatoDaemonError as exc:
-        print(f'zato-daemon: {exc}', file=sys.stderr)
+        report_error(args, exc)
         return exc.exit_status
     except KeyboardInterrupt:
         return EXIT_SOFTWARE
+
+
+def report_error(args, exc):
+    """Prints the one-line error; a start under systemd sends it to the journal as START_FAILED."""
+    message = f'zato-daemon: {exc}'
+    if args.command == 'start' and journal.stream_is_journal(2) and journal.is_available():
+        # stderr is the journal too: one entry, at the right priority, with its MESSAGE_ID.
+        journal.send_event(START_FAILED, message, ZATO_SERVER_DIR=args.server_dir)
+    else:
+        print(message, file=sys.stderr)
 
 
 def command_start(args):

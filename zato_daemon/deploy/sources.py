@@ -7,6 +7,7 @@ configured services do not deploy must not pretend to be ready.
 from pathlib import Path
 
 from zato_daemon.errors import ServiceDeployError
+from zato_daemon.logs.levels import SERVICE_DEPLOYED
 from zato_daemon.services.builtin import BUILTIN_ORIGIN, BUILTIN_SERVICES
 
 
@@ -32,5 +33,6 @@ def deploy_configured(store, config, logger):
         for path in service_files(config.resolve_path(configured)):
             deployed.append(store.deploy_file(path))
     for info in deployed:
-        logger.info('Deployed %s (sha256 %s): %s', info.path, info.sha256, ', '.join(info.service_names))
+        logger.info('Deployed %s (sha256 %s): %s', info.path, info.sha256, ', '.join(info.service_names),
+                    extra=SERVICE_DEPLOYED.extra)
     return deployed

@@ -28,6 +28,7 @@ from setproctitle import setproctitle
 from zato_daemon import __version__, sd
 from zato_daemon.config import load_config
 from zato_daemon.errors import EXIT_CONFIG, EXIT_SOFTWARE, AddressInUse, ConfigError, HaltServer
+from zato_daemon.logs import levels
 from zato_daemon.logs.setup import configure_logging
 from zato_daemon.sockets import address_of, bind_tcp
 from zato_daemon.status import write_status
@@ -324,7 +325,7 @@ class Arbiter:
         delay = min(0.1 * 2 ** (self.failures[record.number] - 1), MAX_RESPAWN_DELAY)
         self.spawn_not_before[record.number] = time.monotonic() + delay
         logger.warning('Worker %d (pid %d) %s; restarting it in %.1f s',
-                       record.number, record.pid, description, delay)
+                       record.number, record.pid, description, delay, extra=levels.WORKER_EXITED.extra)
 
     def on_boot_failure(self, record, code, description):
         """A worker of the current generation died before serving."""
@@ -345,7 +346,7 @@ class Arbiter:
         for record in list(self.workers.values()):
             if record.state == WorkerState.BOOTING and now - record.spawned_at > timeout:
                 logger.error('Worker %d (pid %d) was not ready after %.0f s; killing it',
-                             record.number, record.pid, timeout)
+                             record.number, record.pid, timeout, extra=levels.WORKER_BOOT_TIMEOUT.extra)
                 self.kill_worker(record, signal.SIGKILL)
                 record.spawned_at = now
 
@@ -381,7 +382,7 @@ class Arbiter:
         """The first time every worker serves: tell systemd, the log and whoever started us."""
         self.is_ready = True
         summary = self.summary()
-        logger.info('Server ready: %s', summary)
+        logger.info('Server ready: %s', summary, extra=levels.SERVER_READY.extra)
         sd.ready(summary)
         if self.on_ready is not None:
             self.on_ready(self)
@@ -404,7 +405,8 @@ class Arbiter:
             config = load_config(self.server_dir.base)
             listener = self.listener_for(config)
         except (ConfigError, AddressInUse) as exc:
-            logger.error('Reload refused, still serving the previous configuration: %s', exc)
+            logger.error('Reload refused, still serving the previous configuration: %s', exc,
+                         extra=levels.RELOAD_REFUSED.extra)
             return
         sd.reloading('reloading')
         self.pending_reload = PendingReload(self.generation, self.config, self.listener)
@@ -431,14 +433,16 @@ class Arbiter:
         configure_logging(self.config, self.server_dir, 'master', self.foreground)
         self.write_status()
         summary = self.summary()
-        logger.info('Reload complete: %s; the previous workers are draining', summary)
+        logger.info('Reload complete: %s; the previous workers are draining', summary,
+                    extra=levels.RELOAD_COMPLETE.extra)
         if self.is_ready:
             sd.ready(summary)
 
     def abort_reload(self, reason):
         """A new worker failed: kill the new generation, go back to the previous one."""
         previous, self.pending_reload = self.pending_reload, None
-        logger.error('Reload failed (%s); still serving the previous configuration', reason)
+        logger.error('Reload failed (%s); still serving the previous configuration', reason,
+                     extra=levels.RELOAD_FAILED.extra)
         self.kill_workers(signal.SIGKILL, generation=self.generation)
         if previous.listener is not self.listener:
             self.listener.close()
@@ -461,8 +465,9 @@ class Arbiter:
         self.cleanup()
         if self.on_halt is not None:
             self.on_halt(halt)
-        level = logging.INFO if halt.exit_status == 0 else logging.ERROR
-        logger.log(level, 'Server stopped (exit status %d): %s', halt.exit_status, halt.reason)
+        event = levels.SERVER_STOPPED if halt.exit_status == 0 else levels.SERVER_HALTED
+        logger.log(event.level, 'Server stopped (exit status %d): %s', halt.exit_status, halt.reason,
+                   extra=event.extra)
 
     def stop_workers(self, graceful):
         """Drains or quits all workers, escalating to SIGKILL at the deadline."""
@@ -481,7 +486,7 @@ class Arbiter:
             self.reap_workers()
         if self.workers:
             logger.warning('Workers still running after %.0f s, killing them: %s', wait,
-                           ', '.join(str(pid) for pid in self.workers))
+                           ', '.join(str(pid) for pid in self.workers), extra=levels.WORKERS_KILLED.extra)
             self.kill_workers(signal.SIGKILL)
             while self.workers:
                 pid, _ = os.waitpid(-1, 0)
