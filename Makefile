@@ -9,16 +9,18 @@ APT_PACKAGES := python3 python3-venv python3-dev gcc pkg-config libsystemd-dev
 # The same libraries as Debian 12 packages them (gevent 22.10, python-daemon 2.3, ...):
 # the suite runs a second time on these, since they are what the .deb will use.
 DEBIAN_PYTHON_PACKAGES := python3-gevent python3-systemd python3-daemon python3-setproctitle \
-	python3-httptools python3-pytest python3-pytest-xdist
+	python3-httptools python3-pytest python3-pytest-xdist python3-requests
 # What `make deb` needs: the build dependencies of debian/control, and lintian.
 DEB_BUILD_PACKAGES := build-essential fakeroot debhelper dh-python pybuild-plugin-pyproject \
 	python3-all python3-setuptools devscripts lintian $(DEBIAN_PYTHON_PACKAGES)
+# What booting the system tests' Debian 12 container needs.
+SYSTEM_TEST_PACKAGES := systemd-container debootstrap debian-archive-keyring gpgv wget
 # `make deb DEB_VERSION=0.1.0+test1` builds the tree under another version (upgrade tests).
 DEB_VERSION ?=
 RUN_DIR := .run/server
 PYTEST_ARGS ?= -n auto
 
-.PHONY: deps debian-deps run test test-pypi test-debian deb clean
+.PHONY: deps debian-deps system-deps run test test-pypi test-debian deb clean
 
 # Installs the Debian packages named in $(1) that are not installed yet.
 apt_install = missing=$$(for package in $(1); do \
@@ -46,21 +48,26 @@ run: deps
 	cp etc/zato-daemon/*.conf $(RUN_DIR)/
 	$(BIN)/zato-daemon start $(RUN_DIR) --fg
 
-# The whole suite, on current PyPI releases and then on Debian 12's packages.
+# The whole suite: unit and integration tests on current PyPI releases, then everything
+# again on Debian 12's packages, with the system tests: the .deb installed in a booted
+# Debian 12 container (they need no venv, and one run of them is enough).
 test: test-pypi test-debian
 
 test-pypi: deps
-	$(BIN)/pytest $(PYTEST_ARGS) tests
+	$(BIN)/pytest $(PYTEST_ARGS) tests/unit tests/integration
 
-test-debian: debian-deps
+test-debian: debian-deps system-deps
 	$(PYTHON) -m pytest $(PYTEST_ARGS) -p no:cacheprovider tests
+
+system-deps:
+	@$(call apt_install,$(SYSTEM_TEST_PACKAGES) $(DEB_BUILD_PACKAGES))
 
 # Builds build/zato-daemon_VERSION_all.deb from the files git tracks, in a scratch copy so
 # that dpkg-buildpackage's output stays out of the tree, then lints it: any lintian
 # error or warning (pedantic and experimental tags included) fails the build.
 deb:
 	@$(call apt_install,$(DEB_BUILD_PACKAGES))
-	rm -rf build/deb && mkdir -p build/deb/src
+	rm -rf build/deb build/zato-daemon_*.deb && mkdir -p build/deb/src
 	git ls-files -z --cached --others --exclude-standard | xargs -0 tar -cf - | tar -xf - -C build/deb/src
 	if [ -n "$(DEB_VERSION)" ]; then cd build/deb/src && \
 		DEBEMAIL=zato-daemon@example.org DEBFULLNAME="zato-daemon developers" \

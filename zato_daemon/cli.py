@@ -19,6 +19,7 @@ from zato_daemon.logs import journal
 from zato_daemon.logs.levels import START_FAILED
 from zato_daemon.paths import DEFAULT_SERVER_DIR, ServerDir
 from zato_daemon.pidfile import running_pid
+from zato_daemon.startup import prepare_callables
 
 # How long `stop` waits beyond graceful_timeout, and `start` beyond worker_boot_timeout.
 STOP_MARGIN = 10.0
@@ -77,6 +78,9 @@ def report_error(args, exc):
         journal.send_event(START_FAILED, message, ZATO_SERVER_DIR=args.server_dir)
     else:
         print(message, file=sys.stderr)
+    details = getattr(exc, 'details', '')
+    if details:
+        print(details.rstrip(), file=sys.stderr)
 
 
 def command_start(args):
@@ -197,6 +201,7 @@ def _read_payload(text):
 
 def command_check_config(args):
     config = load_config(args.server_dir)
+    prepare_callables(config, ServerDir(config.base_dir))
     print(f'zato-daemon: configuration OK: {", ".join(str(path) for path in config.paths_read)}')
     return EXIT_OK
 

@@ -56,6 +56,16 @@ class UsageError(ZatoDaemonError):
     exit_status = EXIT_USAGE
 
 
+class StartupCallableError(ZatoDaemonError):
+    """A startup callable could not be found (exit 78: the config names it wrong) or raised
+    (exit 70: its code failed, which a restart may cure, so systemd may restart on it)."""
+
+    def __init__(self, message, exit_status=EXIT_CONFIG, details=''):
+        super().__init__(message)
+        self.exit_status = exit_status
+        self.details = details
+
+
 class DirectoryError(ZatoDaemonError):
     """A directory or file the server must write cannot be created or opened."""
 

@@ -6,7 +6,9 @@ cannot boot the container fails these tests with the reason: they are part of CI
 skipped.
 """
 
+import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -17,9 +19,26 @@ BUILD_DIR = REPO_ROOT / 'build'
 MAKE_DEB_TIMEOUT = 900
 
 
+def is_loadgroup(config):
+    """False in an xdist worker of a run whose command line and addopts ask for no loadgroup.
+
+    A worker cannot ask its own options: xdist resets `dist` to 'no' in every worker.
+    """
+    worker_input = getattr(config, 'workerinput', None)
+    if worker_input is None:
+        return True  # not under xdist: one process runs everything in order
+    arguments = [*worker_input.get('mainargv', []), *config.getini('addopts'),
+                 os.environ.get('PYTEST_ADDOPTS', '')]
+    return 'loadgroup' in ' '.join(arguments)
+
+
 @pytest.fixture(scope='session')
-def container():
+def container(request):
     """One booted container for the whole session: Debian 12 with the runtime dependencies."""
+    if not is_loadgroup(request.config):
+        # Any other mode spreads the ordered steps of test_package.py over several workers,
+        # each booting its own container and running its own `make deb` in the same build/.
+        pytest.fail('system tests under pytest-xdist need --dist loadgroup', pytrace=False)
     problems = host_problems()
     if problems:
         pytest.fail('cannot run the system tests on this machine: ' + '; '.join(problems), pytrace=False)
@@ -29,7 +48,14 @@ def container():
 
 @pytest.fixture(scope='session')
 def package_deb():
-    """The .deb that `make deb` builds: build/zato-daemon_<version>_all.deb."""
+    """The .deb that `make deb` builds: build/zato-daemon_<version>_all.deb.
+
+    $ZATO_DAEMON_DEB names a .deb built elsewhere to test instead (no build then).
+    """
+    if os.environ.get('ZATO_DAEMON_DEB'):
+        deb = Path(os.environ['ZATO_DAEMON_DEB']).resolve()
+        assert deb.is_file(), f'ZATO_DAEMON_DEB={deb} is not a file'
+        return deb
     result = subprocess.run(['make', '-C', str(REPO_ROOT), 'deb'], stdin=subprocess.DEVNULL,
                             capture_output=True, text=True, timeout=MAKE_DEB_TIMEOUT)
     if result.returncode != 0:

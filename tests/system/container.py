@@ -21,10 +21,12 @@ Only root can do any of this. `host_problems()` says what is missing; callers fa
 than skip, since these tests are part of CI.
 """
 
+import ctypes
 import fcntl
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -37,7 +39,7 @@ SUITE = 'bookworm'
 DEFAULT_MIRROR = 'http://deb.debian.org/debian'
 CACHE_DIR = Path('/var/cache/zato-daemon-tests')
 # Bump when the way the tree is built changes, so that cached trees are rebuilt.
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 PACKAGES = (
     # An init system that boots, and a bus for the tools that want one.
     'systemd', 'systemd-sysv', 'dbus',
@@ -122,7 +124,7 @@ def debian_mirror(sources=Path('/etc/apt/sources.list.d/debian.sources'),
                 return fields['uris'][0]
     if sources_list.exists():
         for line in sources_list.read_text().splitlines():
-            words = [word for word in line.split() if not word.startswith('[')]
+            words = re.sub(r'\[[^]]*\]', ' ', line).split()  # drop [arch=... signed-by=...]
             if len(words) >= 3 and words[0] == 'deb' and words[2] == suite:
                 return words[1]
     return DEFAULT_MIRROR
@@ -153,7 +155,7 @@ def base_tree(packages=PACKAGES, suite=SUITE, mirror=None, cache_dir=CACHE_DIR):
         build = Path(tempfile.mkdtemp(prefix='.build-', dir=cache_dir))
         try:
             _debootstrap(build, packages, suite, mirror or debian_mirror(suite=suite), target)
-            _trim(build)
+            _finish(build)
             os.rename(build, target)
         finally:
             if build.exists():
@@ -187,10 +189,31 @@ def _debootstrap(build, packages, suite, mirror, target):
             f'{tail(log_path.read_text(errors="replace"))}\n--- {inner.name} ---\n{details}')
 
 
-def _trim(build):
+def _finish(build):
+    # mkdtemp made the tree's / mode 0700: every non-root user (dbus, the service's own) would
+    # find no file at all, and dbus-daemon then hangs the boot.
+    build.chmod(0o755)
+    # debootstrap copies the host's name; without the file, the container takes its machine name.
+    (build / 'etc' / 'hostname').unlink(missing_ok=True)
     # Downloaded .debs are only dead weight copied at every session start.
     for deb in (build / 'var' / 'cache' / 'apt' / 'archives').glob('*.deb'):
         deb.unlink()
+
+
+def _die_with_parent():
+    # preexec_fn of nspawn: SIGTERM when the test process dies, however it dies. nspawn
+    # answers SIGTERM with an orderly shutdown of the container; a killed nspawn would
+    # leave the container running.
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def remove_stale_workdirs(parent):
+    """Deletes the copies that containers of test processes which no longer exist left behind."""
+    for workdir in Path(parent).glob('zato-test-*'):
+        match = re.match(r'zato-test-(\d+)-', workdir.name)
+        if match and not Path('/proc', match[1]).exists():
+            _remove_tree(workdir)
 
 
 def _remove_tree(path):
@@ -209,7 +232,9 @@ class Container:
         self.base = Path(base)
         self.name = name or f'zato-test-{os.getpid()}-{secrets.token_hex(3)}'
         self.private_network = private_network
-        self.workdir = Path(tempfile.mkdtemp(prefix=f'{self.name}-', dir=workdir_parent))
+        remove_stale_workdirs(workdir_parent)
+        # Named after this process (zato-test-PID-...), so that remove_stale_workdirs() knows it.
+        self.workdir = Path(tempfile.mkdtemp(prefix=f'zato-test-{os.getpid()}-', dir=workdir_parent))
         self.root = self.workdir / 'root'
         self.console_log = self.workdir / 'console.log'
         self.nspawn = None
@@ -232,12 +257,11 @@ class Container:
         try:
             self._copy_base()
             self._boot()
-            self.leader = poll(self._find_leader, 30, message=f'the container PID 1 ({self._console_tail()})')
+            self.leader = poll(self._find_leader, 30, message="the container's PID 1")
             self.system_state = self._wait_booted(timeout)
             if self.system_state == 'degraded':
-                self.failed_units = self.run(['systemctl', '--failed', '--plain', '--no-legend'],
-                                             check=False).stdout.split('\n')
-                self.failed_units = [line.split()[0] for line in self.failed_units if line.strip()]
+                failed = self.run(['systemctl', '--failed', '--plain', '--no-legend'], check=False).stdout
+                self.failed_units = [line.split()[0] for line in failed.splitlines() if line.strip()]
         except BaseException:
             self.stop()
             raise
@@ -258,7 +282,8 @@ class Container:
             command.append('--private-network')
         with open(self.console_log, 'wb') as console:
             self.nspawn = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=console,
-                                           stderr=subprocess.STDOUT, start_new_session=True)
+                                           stderr=subprocess.STDOUT, start_new_session=True,
+                                           preexec_fn=_die_with_parent)
 
     def _find_leader(self):
         """The container's PID 1 seen from the host: the child of nspawn in another PID namespace."""
@@ -313,8 +338,8 @@ class Container:
         if self.leader is not None:
             result = self.run(['systemctl', 'poweroff', '--no-block'], check=False, timeout=30)
             if result.returncode != 0:
-                # What `machinectl poweroff` sends to a container's systemd.
-                self._signal(self.leader, signal.SIGRTMIN + 4)
+                # nspawn asks the container to halt.
+                self._signal(self.nspawn.pid, signal.SIGTERM)
         try:
             self.nspawn.wait(timeout)
         except subprocess.TimeoutExpired:

@@ -420,6 +420,7 @@ SECTIONS = (
         records still need a destination. Empty by default. For example:
         zato_daemon.http = DEBUG"""),
         key_validator=dotted_name(), value_validator=Choice('DEBUG', 'INFO', 'WARNING', 'ERROR', 'CRITICAL')),
+    SectionSpec('server.conf', 'misc', 'Startup callables and where user code is imported from.'),
     SectionSpec('pickup.conf', 'hot_deploy', 'The pickup directory and how it is watched.'),
     SectionSpec('simple-io.conf', 'json', 'JSON serialization of responses.'),
     SectionSpec('sso.conf', 'main', 'Single sign-on, which this server does not provide.'),
@@ -522,6 +523,32 @@ SETTINGS = (
         packaged units, logs/ in the server directory otherwise. A relative path is relative
         to the server directory. The file is reopened when logrotate moves it, with no
         restart.""")),
+    Setting('server.conf', 'misc', 'startup_callable', ListOf(dotted_name()), '', _doc("""
+        Callables invoked at startup, by dotted name, in this order.
+
+        Comma-separated, line breaks allowed, e.g. my_startup.update_fs_config,
+        my_startup.create_cache. Each is called with a PhaseCtx at every phase and decides
+        itself which phases it acts on. FS_CONFIG_ONLY runs in the master, once per start and
+        once per reload, before any socket is bound, with kwargs server_config,
+        pickup_config, sio_config, sso_config and base_dir; changes made to those objects are
+        what the server then uses. AFTER_STARTED runs in every worker each time one starts
+        (at start, after a restart, at reload), once its services are deployed and it
+        serves, with kwargs server and worker_number. Modules are looked up on the Python
+        path, which includes the extlib directories (see extra_paths).""")),
+    Setting('server.conf', 'misc', 'startup_callable_failure', Choice('FAIL', 'WARN'), 'fail', _doc("""
+        What a failing startup callable does to the start: fail or warn.
+
+        fail (the default) stops the start with an error naming the callable, the phase and
+        the cause: exit status 78 when a name does not import or has no such attribute, 70
+        when the callable raised (which a restart may cure). warn logs a WARNING and starts
+        anyway, as Zato does. At reload, fail refuses the reload.""")),
+    Setting('server.conf', 'misc', 'extra_paths', ListOf(FilePath()), '', _doc("""
+        More directories put on the Python path, after the two extlib directories.
+
+        The extlib folder of the server directory and the extlib folder of the state
+        directory (/var/lib/zato-daemon/extlib under systemd) are always on the path, before
+        the first startup phase, so modules dropped there are importable by startup callables
+        and services. A relative path is relative to the server directory.""")),
     Setting('pickup.conf', 'hot_deploy', 'pickup_dir', FilePath(allow_empty=True), '', _doc("""
         Directory watched for hot-deployed service modules.
 

@@ -26,11 +26,12 @@ from dataclasses import dataclass, field
 from setproctitle import setproctitle
 
 from zato_daemon import __version__, sd
-from zato_daemon.config import load_config
-from zato_daemon.errors import EXIT_CONFIG, EXIT_SOFTWARE, AddressInUse, ConfigError, HaltServer
+from zato_daemon.errors import (EXIT_CONFIG, EXIT_SOFTWARE, AddressInUse, ConfigError, HaltServer,
+                                StartupCallableError)
 from zato_daemon.logs import levels
 from zato_daemon.logs.setup import configure_logging
 from zato_daemon.sockets import address_of, bind_tcp
+from zato_daemon.startup import load_config_and_run_fs_config_only
 from zato_daemon.status import write_status
 from zato_daemon.worker.channel import BOOT_FAILED_PREFIX, READY_MESSAGE, RETIRE_SIGNAL, WORKER_SIGNALS
 
@@ -86,14 +87,16 @@ class PendingReload:
     generation: int
     config: object
     listener: object
+    callables: list
 
 
 class Arbiter:
     """Runs in the master process, from `start` until the server stops."""
 
-    def __init__(self, server_dir, config, listener, admin_listener, foreground=False, on_ready=None,
-                 on_halt=None, private_fds=()):
+    def __init__(self, server_dir, config, listener, admin_listener, callables=(), foreground=False,
+                 on_ready=None, on_halt=None, private_fds=()):
         self.server_dir = server_dir
+        self.callables = list(callables)
         self.set_listener(listener, config)
         self.admin_listener = admin_listener
         self.foreground = foreground
@@ -249,7 +252,8 @@ class Arbiter:
                 self.pending_reload.listener.close()
             from zato_daemon.worker.process import WorkerSpec, run_worker
             spec = WorkerSpec(number=number, generation=self.generation, master_pid=self.pid,
-                              config=self.config, server_dir=self.server_dir, listener=self.listener,
+                              config=self.config, callables=self.callables, server_dir=self.server_dir,
+                              listener=self.listener,
                               admin_listener=self.admin_listener, status_fd=write_fd,
                               foreground=self.foreground)
             status = run_worker(spec)
@@ -336,7 +340,8 @@ class Arbiter:
             raise HaltServer(f'worker {record.number} could not deploy its services: '
                              f'{record.boot_failure or "see the log above"}', EXIT_CONFIG, graceful=False)
         if not self.is_ready:
-            raise HaltServer(f'worker {record.number} {description} while starting', EXIT_SOFTWARE,
+            reason = f': {record.boot_failure}' if record.boot_failure else ''
+            raise HaltServer(f'worker {record.number} {description} while starting{reason}', EXIT_SOFTWARE,
                              graceful=False)
 
     def check_booting_workers(self):
@@ -402,15 +407,16 @@ class Arbiter:
             return
         logger.info('Reloading: reading the configuration in %s', self.server_dir.base)
         try:
-            config = load_config(self.server_dir.base)
+            config, callables = load_config_and_run_fs_config_only(self.server_dir.base, self.server_dir)
             listener = self.listener_for(config)
-        except (ConfigError, AddressInUse) as exc:
+        except (ConfigError, AddressInUse, StartupCallableError) as exc:
             logger.error('Reload refused, still serving the previous configuration: %s', exc,
                          extra=levels.RELOAD_REFUSED.extra)
             return
         sd.reloading('reloading')
-        self.pending_reload = PendingReload(self.generation, self.config, self.listener)
+        self.pending_reload = PendingReload(self.generation, self.config, self.listener, self.callables)
         self.set_listener(listener, config)
+        self.callables = callables
         self.generation += 1
         self.spawn_workers()
 
@@ -448,6 +454,7 @@ class Arbiter:
             self.listener.close()
         self.generation = previous.generation
         self.set_listener(previous.listener, previous.config)
+        self.callables = previous.callables
         if self.is_ready:
             sd.ready(self.summary())
 

@@ -8,12 +8,12 @@ before `start` daemonizes, so the operator sees the error in the terminal.
 import logging
 from dataclasses import dataclass
 
-from zato_daemon.config import load_config
 from zato_daemon.logs.setup import check_server_log, configure_logging, server_log_path
 from zato_daemon.master.arbiter import Arbiter
 from zato_daemon.paths import ServerDir
 from zato_daemon.pidfile import PidFile
 from zato_daemon.sockets import bind_tcp, bind_unix
+from zato_daemon.startup import load_config_and_run_fs_config_only
 
 logger = logging.getLogger('zato_daemon.master')
 
@@ -24,6 +24,7 @@ class Prepared:
 
     config: object
     server_dir: ServerDir
+    callables: list
     pidfile: PidFile
     listener: object
     admin_listener: object
@@ -34,8 +35,8 @@ class Prepared:
 
 
 def prepare(base_dir):
-    """Loads and validates the config, takes the directory's lock, binds both sockets."""
-    config = load_config(base_dir)
+    """Loads and validates the config, runs FS_CONFIG_ONLY, takes the lock, binds both sockets."""
+    config, callables = load_config_and_run_fs_config_only(base_dir)
     server_dir = ServerDir(config.base_dir)
     server_dir.ensure()
     check_server_log(server_log_path(config, server_dir))
@@ -47,7 +48,7 @@ def prepare(base_dir):
     except BaseException:
         pidfile.release()
         raise
-    return Prepared(config, server_dir, pidfile, listener, admin_listener)
+    return Prepared(config, server_dir, callables, pidfile, listener, admin_listener)
 
 
 def serve(prepared, foreground, on_ready=None, on_halt=None, private_fds=()):
@@ -56,7 +57,7 @@ def serve(prepared, foreground, on_ready=None, on_halt=None, private_fds=()):
         configure_logging(prepared.config, prepared.server_dir, 'master', foreground)
         prepared.pidfile.write_pid()
         arbiter = Arbiter(prepared.server_dir, prepared.config, prepared.listener, prepared.admin_listener,
-                          foreground=foreground, on_ready=on_ready, on_halt=on_halt,
+                          prepared.callables, foreground=foreground, on_ready=on_ready, on_halt=on_halt,
                           private_fds=(prepared.pidfile.fd, *private_fds))
         return arbiter.run()
     finally:

@@ -24,11 +24,12 @@ from setproctitle import setproctitle  # noqa: E402
 
 from zato_daemon.deploy.pickup import PickupWatcher  # noqa: E402
 from zato_daemon.deploy.sources import deploy_configured  # noqa: E402
-from zato_daemon.errors import EXIT_CONFIG, EXIT_OK, ServiceDeployError  # noqa: E402
+from zato_daemon.errors import EXIT_OK, ServiceDeployError, StartupCallableError  # noqa: E402
 from zato_daemon.http.router import Router  # noqa: E402
 from zato_daemon.http.server import HttpServer  # noqa: E402
 from zato_daemon.logs.setup import configure_logging  # noqa: E402
 from zato_daemon.services.host import ServiceHost  # noqa: E402
+from zato_daemon.startup import run_after_started  # noqa: E402
 from zato_daemon.logs.levels import WORKER_BOOT_FAILED  # noqa: E402
 from zato_daemon.worker.channel import BOOT_FAILED_PREFIX, READY_MESSAGE, RETIRE_SIGNAL, WORKER_SIGNALS  # noqa: E402
 
@@ -49,6 +50,7 @@ class WorkerSpec:
     generation: int
     master_pid: int
     config: object
+    callables: list
     server_dir: object
     listener: object
     admin_listener: object
@@ -68,7 +70,11 @@ class Worker:
         self.http = None
 
     def boot(self):
-        """Deploys services and starts serving; raises ServiceDeployError when a configured one fails."""
+        """Deploys services, starts serving, runs AFTER_STARTED.
+
+        Raises ServiceDeployError when a configured service fails, StartupCallableError when
+        a callable fails (with the fail policy): either way the worker never reports ready.
+        """
         spec = self.spec
         config = spec.config
         self.host = ServiceHost(config, spec.server_dir, spec.number)
@@ -84,6 +90,7 @@ class Worker:
         spec.listener.close()
         spec.admin_listener.close()
         self.http.start()
+        run_after_started(spec.callables, self.host, spec.number)
 
     def start_pickup_watcher(self):
         config = self.spec.config
@@ -145,10 +152,12 @@ def run_worker(spec):
     _install_signal_handlers(worker)
     try:
         worker.boot()
-    except ServiceDeployError as exc:
-        logger.error('Worker %d cannot start: %s', spec.number, exc, extra=WORKER_BOOT_FAILED.extra)
+    except (ServiceDeployError, StartupCallableError) as exc:
+        details = getattr(exc, 'details', '')
+        logger.error('Worker %d cannot start: %s%s', spec.number, exc, f'\n{details.rstrip()}' if details else '',
+                     extra=WORKER_BOOT_FAILED.extra)
         # One write under PIPE_BUF bytes arrives whole, in one read.
         os.write(spec.status_fd, BOOT_FAILED_PREFIX + ' '.join(str(exc).split()).encode()[:3000])
-        return EXIT_CONFIG
+        return exc.exit_status
     worker.serve()
     return EXIT_OK

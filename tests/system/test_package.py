@@ -1,0 +1,342 @@
+"""What an operator does with the package, for real: install, call, reload, stop, upgrade, remove.
+
+The tests run in order in one booted container (see conftest.py) and each step builds on the
+state the previous ones left: the numbers in their names are that order. A step that needs
+the package fails, never skips, when the install did not work.
+"""
+
+import json
+import re
+import subprocess
+import textwrap
+
+import pytest
+
+from tests.system.container import poll, tail
+
+pytestmark = pytest.mark.xdist_group('system')
+
+UNIT = 'zato-daemon'
+CONFIG_DIR = '/etc/zato-daemon'
+PORT = 17010
+INSTANCES = {'a': 17021, 'b': 17022}
+MAX_EXPOSURE = 1.5
+UPGRADE_SUFFIX = '+test1'
+INSTALL_TIMEOUT = 300
+# The load script of the reload test, run inside the container by Debian's python3. Its
+# clients mix keep-alive connections with new ones, as tests/integration's reload test does.
+LOAD_SCRIPT = textwrap.dedent('''\
+    """POSTs to demo.echo from several threads until a stop file appears or a time limit
+    passes, writing progress to a file; prints {"ok": N, "failed": N, "errors": [...]}."""
+    import http.client, json, os, sys, threading, time
+
+    port, seconds, stop_file, progress_file = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3], sys.argv[4]
+    counts, errors, lock = {'ok': 0, 'failed': 0}, [], threading.Lock()
+    deadline = time.monotonic() + seconds
+
+    def is_done():
+        return os.path.exists(stop_file) or time.monotonic() > deadline
+
+    def record(ok, error=None):
+        with lock:
+            counts['ok' if ok else 'failed'] += 1
+            if error and len(errors) < 10:
+                errors.append(error)
+
+    def hammer():
+        connection, number = None, 0
+        while not is_done():
+            number += 1
+            try:
+                if connection is None or number % 5 == 0:
+                    if connection is not None:
+                        connection.close()
+                    connection = http.client.HTTPConnection('127.0.0.1', port, timeout=10)
+                connection.request('POST', '/services/demo.echo', json.dumps({'n': number}))
+                response = connection.getresponse()
+                body = response.read()
+                ok = response.status == 200 and json.loads(body) == {'n': number}
+                record(ok, None if ok else f'{response.status} {body[:200]!r}')
+                if response.getheader('connection', '').lower() == 'close':
+                    connection.close()
+                    connection = None
+            except (OSError, http.client.HTTPException, ValueError) as exc:
+                record(False, repr(exc))
+                connection = None
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    while not is_done():
+        with lock:
+            progress = json.dumps(counts)
+        with open(progress_file + '.tmp', 'w') as file:
+            file.write(progress)
+        os.replace(progress_file + '.tmp', progress_file)
+        time.sleep(0.1)
+    for thread in threads:
+        thread.join(30)
+    print(json.dumps(dict(counts, errors=errors)))
+''')
+
+
+def systemctl(container, *args, check=True):
+    """`systemctl ARGS` inside; returns the CompletedProcess."""
+    return container.run(['systemctl', *args], check=check)
+
+
+def unit_report(container, unit=UNIT):
+    """Status and journal tail of `unit`, for assertion messages."""
+    status = systemctl(container, 'status', '--no-pager', '--full', unit, check=False).stdout
+    return f'--- systemctl status ---\n{status}\n--- journal ---\n{tail(container.journal("-u", unit), 30)}'
+
+
+def assert_active(container, unit=UNIT):
+    state = systemctl(container, 'is-active', unit, check=False).stdout.strip()
+    assert state == 'active', f'{unit} is {state}\n{unit_report(container, unit)}'
+
+
+def main_pid(container, unit=UNIT):
+    return int(container.show(unit, 'MainPID')['MainPID'])
+
+
+def server_info(container, config_dir=CONFIG_DIR):
+    """`zato-daemon info DIR --json`, run as root inside."""
+    return json.loads(container.run(['zato-daemon', 'info', config_dir, '--json']).stdout)
+
+
+def zato_processes(container):
+    """(user, pid, args) of every process whose title starts with 'zato-daemon:'."""
+    output = container.run(['ps', '-eo', 'user:32=,pid=,args=']).stdout
+    rows = [line.split(None, 2) for line in output.splitlines()]
+    return [(user, int(pid), args) for user, pid, args in rows if args.startswith('zato-daemon:')]
+
+
+def post(container, port, path, payload):
+    """POSTs JSON with curl inside; returns (status, lower-cased headers, body text)."""
+    result = container.run(['curl', '-sS', '-i', '--max-time', '10', '-X', 'POST',
+                            f'http://127.0.0.1:{port}{path}', '-d', json.dumps(payload)])
+    # run() reads text with universal newlines: the CRLFs arrive as plain newlines.
+    head, _, body = result.stdout.partition('\n\n')
+    status_line, *header_lines = head.splitlines()
+    headers = dict(line.split(':', 1) for line in header_lines if ':' in line)
+    return int(status_line.split()[1]), {key.strip().lower(): value.strip() for key, value in headers.items()}, body
+
+
+def install(container, deb):
+    """Copies `deb` into /root and runs `apt-get install -y ./NAME` there; returns the result."""
+    container.put(f'/root/{deb.name}', deb)
+    return container.run(['sh', '-c', f'cd /root && apt-get install -y ./{deb.name}'], check=False,
+                         timeout=INSTALL_TIMEOUT)
+
+
+def installed_version(container):
+    return container.run(['dpkg-query', '-W', '-f', '${Version}', 'zato-daemon']).stdout
+
+
+def repack_with_version_suffix(deb, suffix, workdir):
+    """A copy of `deb` whose version has `suffix` appended: an upgrade with identical files."""
+    tree = workdir / 'tree'
+    subprocess.run(['dpkg-deb', '-R', str(deb), str(tree)], check=True)
+    control = tree / 'DEBIAN' / 'control'
+    text, count = re.subn(r'^Version: (\S+)$', lambda match: f'Version: {match[1]}{suffix}',
+                          control.read_text(), flags=re.MULTILINE)
+    assert count == 1, f'no Version field in {deb.name}:\n{text}'
+    control.write_text(text)
+    version = re.search(r'^Version: (\S+)$', text, re.MULTILINE)[1]
+    upgrade = workdir / f'zato-daemon_{version.split(":")[-1]}_all.deb'
+    subprocess.run(['dpkg-deb', '-b', str(tree), str(upgrade)], check=True, capture_output=True)
+    return upgrade, version
+
+
+def start_load(container, seconds=120):
+    """Starts LOAD_SCRIPT inside against the main server; it stops at stop_load() or after `seconds`."""
+    container.put('/root/load.py', LOAD_SCRIPT.encode())
+    container.run(['rm', '-f', '/root/load.stop', '/root/load.progress'])
+    return container.popen(['python3', '/root/load.py', str(PORT), str(seconds), '/root/load.stop',
+                            '/root/load.progress'])
+
+
+def load_progress(container):
+    """How many requests the load script has had answered correctly so far."""
+    if not container.exists('/root/load.progress'):
+        return 0
+    return json.loads(container.get('/root/load.progress'))['ok']
+
+
+def stop_load(container, load):
+    """Stops the load script; returns its counts {'ok': N, 'failed': N, 'errors': [...]}."""
+    container.run(['touch', '/root/load.stop'])
+    stdout, stderr = load.communicate(timeout=60)
+    assert load.returncode == 0, f'the load script failed:\n{stderr}'
+    return json.loads(stdout)
+
+
+@pytest.fixture(scope='module')
+def installed(container, package_deb):
+    """The package installed from build/ with apt, as an operator would; fails if it won't."""
+    result = install(container, package_deb)
+    if result.returncode != 0:
+        pytest.fail(f'apt-get install -y ./{package_deb.name} failed with {result.returncode}:\n'
+                    f'{tail(result.stdout)}\n{tail(result.stderr)}', pytrace=False)
+    return package_deb
+
+
+def test_01_package_installs_without_network(container, installed):
+    status = container.run(['dpkg-query', '-W', '-f', '${Status}', 'zato-daemon']).stdout
+    assert status == 'install ok installed'
+    version = subprocess.run(['dpkg-deb', '--field', str(installed), 'Version'], capture_output=True, text=True,
+                             check=True).stdout.strip()
+    assert installed_version(container) == version
+
+
+def test_02_service_is_active_as_zato_with_type_notify(container, installed):
+    assert_active(container)
+    properties = container.show(UNIT, 'Type', 'User', 'MainPID', 'StatusText')
+    assert properties['Type'] == 'notify'
+    assert properties['User'] == 'zato'
+    assert 'serving' in properties['StatusText'].lower(), properties
+    processes = zato_processes(container)
+    assert int(properties['MainPID']) in [pid for _, pid, _ in processes], processes
+    assert any('worker' in args for _, _, args in processes), processes
+    assert {user for user, _, _ in processes} == {'zato'}, processes
+
+
+def test_03_echo_service_answers_over_http(container, installed):
+    status, headers, body = post(container, PORT, '/services/demo.echo', {'a': 1})
+    assert status == 200, body
+    assert json.loads(body) == {'a': 1}
+    assert headers.get('x-zato-cid'), headers
+
+
+def test_04_info_reports_the_main_pid(container, installed):
+    assert server_info(container)['master_proc_pid'] == main_pid(container)
+
+
+def test_05_journal_has_the_start_up_lines(container, installed):
+    poll(lambda: 'Server ready' in container.journal('-u', UNIT), 10, message="'Server ready' in the journal")
+
+
+def test_06_reload_under_load_loses_no_request(container, installed):
+    master = main_pid(container)
+    old_workers = set(server_info(container)['worker_pids'])
+
+    def new_generation():
+        workers = set(server_info(container)['worker_pids'])
+        return workers if workers.isdisjoint(old_workers) and len(workers) == len(old_workers) else None
+
+    load = start_load(container)
+    try:
+        poll(lambda: load_progress(container) > 50, 30, message='requests before the reload')
+        systemctl(container, 'reload', UNIT)
+        new_workers = poll(new_generation, 60, interval=0.2, message='a new generation of workers')
+        served = load_progress(container)
+        poll(lambda: load_progress(container) > served + 50, 30, message='requests after the reload')
+    finally:
+        counts = stop_load(container, load)
+    print(f'during the reload: {counts}; workers {sorted(old_workers)} -> {sorted(new_workers)}')
+    assert counts['failed'] == 0, counts
+    assert main_pid(container) == master
+    assert_active(container)
+    poll(lambda: 'Reload complete' in container.journal('-u', UNIT), 10, message="'Reload complete' in the journal")
+
+
+def test_07_stop_is_clean_then_start_again(container, installed):
+    old_master = main_pid(container)
+    systemctl(container, 'stop', UNIT)
+    assert systemctl(container, 'is-active', UNIT, check=False).stdout.strip() == 'inactive'
+    result = container.show(UNIT, 'Result', 'ExecMainStatus', 'ExecMainCode')
+    assert result['Result'] == 'success', result
+    assert result['ExecMainStatus'] == '0', f'the master did not exit 0 on SIGTERM: {result}'
+    journal = container.journal('-u', UNIT)
+    for sign_of_a_kill in ('SIGKILL', 'Killing process'):
+        assert sign_of_a_kill not in journal, tail(journal, 30)
+    assert zato_processes(container) == []
+
+    systemctl(container, 'start', UNIT)
+    assert_active(container)
+    assert main_pid(container) != old_master
+    assert post(container, PORT, '/services/demo.echo', {'again': True})[0] == 200
+
+
+def test_08_upgrade_keeps_an_edited_conffile_and_restarts(container, installed, tmp_path_factory):
+    server_conf = container.host_path(f'{CONFIG_DIR}/server.conf')
+    text = server_conf.read_text()
+    assert '\n[channels]\n' in text, 'the shipped server.conf has no [channels] section'
+    # Written in place, so that the conffile keeps its owner and mode.
+    server_conf.write_text(text.replace('\n[channels]\n', '\n[channels]\n/ping2 = demo.echo\n', 1))
+    old_master = main_pid(container)
+    upgrade, version = repack_with_version_suffix(installed, UPGRADE_SUFFIX, tmp_path_factory.mktemp('upgrade'))
+
+    # No --force-confold: the conffile did not change in the package, so dpkg must not ask.
+    result = install(container, upgrade)
+    assert result.returncode == 0, f'{tail(result.stdout)}\n{tail(result.stderr)}'
+    assert installed_version(container) == version
+    assert '/ping2 = demo.echo' in container.get(f'{CONFIG_DIR}/server.conf').decode()
+    leftovers = container.run(['find', CONFIG_DIR, '-name', '*.dpkg-*']).stdout.split()
+    assert leftovers == [], leftovers
+    assert_active(container)
+    assert main_pid(container) != old_master, 'the upgrade did not restart the service'
+    status, _, body = post(container, PORT, '/ping2', {'ping': 2})
+    assert (status, json.loads(body)) == (200, {'ping': 2})
+
+
+@pytest.fixture
+def instance_dirs(container, installed):
+    """/etc/zato-daemon/a and b: the shipped config with ports 17021 and 17022.
+
+    Stops the instances and deletes the directories afterwards, so that purge can remove
+    /etc/zato-daemon (dpkg leaves a directory that holds files it does not own).
+    """
+    for name, port in INSTANCES.items():
+        directory = f'{CONFIG_DIR}/{name}'
+        container.run(f'mkdir -p {directory} && cp {CONFIG_DIR}/*.conf {directory}/ && '
+                      f'sed -i "s/^port = .*/port = {port}/" {directory}/server.conf')
+        assert f'\nport = {port}\n' in container.get(f'{directory}/server.conf').decode()
+    yield
+    systemctl(container, 'stop', *(f'{UNIT}@{name}' for name in INSTANCES), check=False)
+    container.run(['rm', '-rf', *(f'{CONFIG_DIR}/{name}' for name in INSTANCES)])
+
+
+def test_09_template_unit_runs_two_instances(container, instance_dirs):
+    systemctl(container, 'start', *(f'{UNIT}@{name}' for name in INSTANCES))
+    for name, port in INSTANCES.items():
+        unit = f'{UNIT}@{name}'
+        assert_active(container, unit)
+        status, _, body = post(container, port, '/services/demo.echo', {'instance': name})
+        assert (status, json.loads(body)) == (200, {'instance': name})
+        info = server_info(container, f'{CONFIG_DIR}/{name}')
+        assert info['master_proc_pid'] == main_pid(container, unit)
+        expected = {'state_dir': f'/var/lib/zato-daemon/{name}', 'logs_dir': f'/var/log/zato-daemon/{name}',
+                    'runtime_dir': f'/run/zato-daemon/{name}'}
+        assert {key: info[key] for key in expected} == expected
+        for directory in expected.values():
+            owner = container.run(['stat', '-c', '%U', directory]).stdout.strip()
+            assert owner == 'zato', f'{directory} belongs to {owner}'
+    assert_active(container)  # the main server on 17010 is untouched
+
+
+@pytest.mark.parametrize('unit', [f'/lib/systemd/system/{UNIT}.service', f'{UNIT}@a.service'])
+def test_10_units_expose_little(container, installed, unit):
+    result = container.run(['systemd-analyze', 'security', '--offline=yes', unit], check=False)
+    match = re.search(r'Overall exposure level for \S+: ([0-9.]+)', result.stdout)
+    assert match, f'no exposure level in the output:\n{result.stdout}\n{result.stderr}'
+    exposure = float(match[1])
+    print(f'{unit}: exposure {exposure}')
+    assert exposure <= MAX_EXPOSURE, tail(result.stdout, 80)
+
+
+def test_11_remove_stops_the_service_and_purge_removes_its_files(container, installed):
+    container.run(['apt-get', 'remove', '-y', 'zato-daemon'], timeout=INSTALL_TIMEOUT)
+    assert systemctl(container, 'is-active', UNIT, check=False).stdout.strip() != 'active'
+    assert zato_processes(container) == []
+    assert container.exists(f'{CONFIG_DIR}/server.conf'), 'remove (not purge) must keep the conffiles'
+
+    container.run(['apt-get', 'purge', '-y', 'zato-daemon'], timeout=INSTALL_TIMEOUT)
+    status = container.run(['dpkg-query', '-W', '-f', '${Status}', 'zato-daemon'], check=False).stdout
+    assert 'installed' not in status.replace('not-installed', ''), status
+    # Debian Policy 10.8: log files go on purge, as do configuration and state.
+    for directory in (CONFIG_DIR, '/var/lib/zato-daemon', '/var/log/zato-daemon'):
+        assert not container.exists(directory), f'{directory} survived the purge'
+    user = container.run(['getent', 'passwd', 'zato'], check=False).stdout.strip()
+    print(f'user zato after purge: {user or "removed"} (Debian practice is to leave it)')

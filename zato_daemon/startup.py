@@ -1,0 +1,137 @@
+"""Startup callables: user code run at the phases FS_CONFIG_ONLY and AFTER_STARTED.
+
+Which process runs what, and how often (docs/startup.md says the same to users):
+- the extlib directories go on sys.path in the master before anything else, so workers
+  inherit them;
+- names in `[misc] startup_callable` are resolved in the master before the first phase
+  (a name that does not resolve is a configuration error, exit 78, also reported by
+  `check-config`);
+- FS_CONFIG_ONLY runs in the master, once per start and once per reload, before any
+  socket is bound; changes callables make to the config objects are what the server uses;
+- AFTER_STARTED runs in every worker, each time one starts, after its services are
+  deployed and it serves, before it reports ready (so a failing callable fails the start).
+
+Failure policy, `[misc] startup_callable_failure`: fail (default) stops the start with
+one error naming the callable, the phase and the cause; warn logs a WARNING and goes on.
+"""
+
+import importlib
+import logging
+import sys
+import traceback
+
+from zato_daemon.common import SERVER_STARTUP
+from zato_daemon.config import load_config
+from zato_daemon.errors import EXIT_SOFTWARE, StartupCallableError
+from zato_daemon.paths import ServerDir
+
+logger = logging.getLogger('zato_daemon.startup')
+
+FS_CONFIG_ONLY = SERVER_STARTUP.PHASE.FS_CONFIG_ONLY
+AFTER_STARTED = SERVER_STARTUP.PHASE.AFTER_STARTED
+EXTLIB = 'extlib'
+
+
+class PhaseCtx:
+    """What a startup callable receives: the phase, and the objects of that phase in kwargs."""
+
+    def __init__(self, phase, args=(), kwargs=None):
+        self.phase = phase
+        self.args = args
+        self.kwargs = kwargs if kwargs is not None else {}
+
+    @property
+    def worker_number(self):
+        """1 to N in AFTER_STARTED (so `== 1` picks one worker), None in FS_CONFIG_ONLY."""
+        return self.kwargs.get('worker_number')
+
+    def __repr__(self):
+        return f'PhaseCtx(phase={self.phase!r}, kwargs={sorted(self.kwargs)})'
+
+
+def extlib_paths(config, server_dir):
+    """The directories user code is imported from: two extlib folders, then extra_paths."""
+    extra = [config.resolve_path(path) for path in config.server_config.misc.extra_paths]
+    return [server_dir.base / EXTLIB, server_dir.state / EXTLIB, *extra]
+
+
+def extend_sys_path(paths):
+    """Appends the directories not on sys.path yet: after the standard library, so that a
+    user module named like a stdlib one cannot shadow it."""
+    for path in map(str, paths):
+        if path not in sys.path:
+            sys.path.append(path)
+
+
+def resolve_callables(config):
+    """The callables `[misc] startup_callable` names, as (name, callable) pairs, in order."""
+    return [(name, _resolve(name)) for name in config.server_config.misc.startup_callable]
+
+
+def _resolve(dotted_name):
+    module_name, _, attribute = dotted_name.rpartition('.')
+    if not module_name:
+        raise StartupCallableError(f'startup callable {dotted_name!r}: write it as module.callable; '
+                                   'fix [misc] startup_callable in server.conf')
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise StartupCallableError(f'startup callable {dotted_name}: cannot import module {module_name}: {exc!r}; '
+                                   'put it in an extlib directory or fix [misc] startup_callable in server.conf',
+                                   details=traceback.format_exc()) from None
+    target = getattr(module, attribute, None)
+    if not callable(target):
+        what = 'has no attribute' if target is None else 'has a non-callable attribute'
+        raise StartupCallableError(f'startup callable {dotted_name}: module {module_name} {what} {attribute!r}; '
+                                   'fix [misc] startup_callable in server.conf')
+    return target
+
+
+def run_phase(callables, ctx, policy):
+    """Calls each callable with `ctx`; on failure raises (policy FAIL) or logs a WARNING (WARN)."""
+    for name, function in callables:
+        try:
+            function(ctx)
+        except Exception as exc:
+            message = f'startup callable {name} failed in phase {_phase_name(ctx.phase)}: {exc!r}'
+            if policy == 'WARN':
+                logger.warning('%s; starting anyway ([misc] startup_callable_failure = warn)', message,
+                               exc_info=True)
+                continue
+            raise StartupCallableError(message, EXIT_SOFTWARE, traceback.format_exc()) from None
+
+
+def run_fs_config_only(config, callables):
+    """FS_CONFIG_ONLY: runs in the master before anything is bound; callables may change `config`."""
+    kwargs = {'server_config': config.server_config, 'pickup_config': config.pickup_config,
+              'sio_config': config.sio_config, 'sso_config': config.sso_config, 'base_dir': str(config.base_dir)}
+    run_phase(callables, PhaseCtx(FS_CONFIG_ONLY, kwargs=kwargs), config.server_config.misc.startup_callable_failure)
+    for config_file in (config.server_config, config.pickup_config, config.sio_config, config.sso_config):
+        for key in config_file.unknown_assignments:
+            logger.warning('A startup callable set %s.%s, which no setting declares: the server ignores it',
+                           config_file.name, key)
+
+
+def run_after_started(callables, host, worker_number):
+    """AFTER_STARTED: runs in a worker once it serves, before it reports ready."""
+    ctx = PhaseCtx(AFTER_STARTED, kwargs={'server': host, 'worker_number': worker_number})
+    run_phase(callables, ctx, host.config.server_config.misc.startup_callable_failure)
+
+
+def prepare_callables(config, server_dir):
+    """Puts the extlib directories on sys.path and resolves the configured callables."""
+    extend_sys_path(extlib_paths(config, server_dir))
+    return resolve_callables(config)
+
+
+def load_config_and_run_fs_config_only(base_dir, server_dir=None):
+    """Reads the config and lets the FS_CONFIG_ONLY callables change it: at start and at reload."""
+    config = load_config(base_dir)
+    callables = prepare_callables(config, server_dir or ServerDir(config.base_dir))
+    run_fs_config_only(config, callables)
+    return config, callables
+
+
+def _phase_name(phase):
+    return {FS_CONFIG_ONLY: 'FS_CONFIG_ONLY', AFTER_STARTED: 'AFTER_STARTED'}.get(phase, phase)
+
