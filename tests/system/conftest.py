@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import REPO_ROOT
 from tests.system.container import Container, base_tree, host_problems, tail
+from tests.system.helpers import install
 
 BUILD_DIR = REPO_ROOT / 'build'
 MAKE_DEB_TIMEOUT = 900
@@ -64,3 +65,13 @@ def package_deb():
     debs = sorted(BUILD_DIR.glob('zato-daemon_*_all.deb'))
     assert len(debs) == 1, f'expected exactly one build/zato-daemon_*_all.deb after make deb, found {debs}'
     return debs[0]
+
+
+@pytest.fixture(scope='session')
+def installed(container, package_deb):
+    """The package installed from build/ with apt, as an operator would; fails if it won't."""
+    result = install(container, package_deb)
+    if result.returncode != 0:
+        pytest.fail(f'apt-get install -y ./{package_deb.name} failed with {result.returncode}:\n'
+                    f'{tail(result.stdout)}\n{tail(result.stderr)}', pytrace=False)
+    return package_deb

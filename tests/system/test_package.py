@@ -13,16 +13,14 @@ import textwrap
 import pytest
 
 from tests.system.container import poll, tail
+from tests.system.helpers import (CONFIG_DIR, INSTALL_TIMEOUT, PORT, UNIT, assert_active, install, main_pid, post,
+                                  server_info, systemctl, zato_processes)
 
 pytestmark = pytest.mark.xdist_group('system')
 
-UNIT = 'zato-daemon'
-CONFIG_DIR = '/etc/zato-daemon'
-PORT = 17010
 INSTANCES = {'a': 17021, 'b': 17022}
 MAX_EXPOSURE = 1.5
 UPGRADE_SUFFIX = '+test1'
-INSTALL_TIMEOUT = 300
 # The load script of the reload test, run inside the container by Debian's python3. Its
 # clients mix keep-alive connections with new ones, as tests/integration's reload test does.
 LOAD_SCRIPT = textwrap.dedent('''\
@@ -80,56 +78,6 @@ LOAD_SCRIPT = textwrap.dedent('''\
 ''')
 
 
-def systemctl(container, *args, check=True):
-    """`systemctl ARGS` inside; returns the CompletedProcess."""
-    return container.run(['systemctl', *args], check=check)
-
-
-def unit_report(container, unit=UNIT):
-    """Status and journal tail of `unit`, for assertion messages."""
-    status = systemctl(container, 'status', '--no-pager', '--full', unit, check=False).stdout
-    return f'--- systemctl status ---\n{status}\n--- journal ---\n{tail(container.journal("-u", unit), 30)}'
-
-
-def assert_active(container, unit=UNIT):
-    state = systemctl(container, 'is-active', unit, check=False).stdout.strip()
-    assert state == 'active', f'{unit} is {state}\n{unit_report(container, unit)}'
-
-
-def main_pid(container, unit=UNIT):
-    return int(container.show(unit, 'MainPID')['MainPID'])
-
-
-def server_info(container, config_dir=CONFIG_DIR):
-    """`zato-daemon info DIR --json`, run as root inside."""
-    return json.loads(container.run(['zato-daemon', 'info', config_dir, '--json']).stdout)
-
-
-def zato_processes(container):
-    """(user, pid, args) of every process whose title starts with 'zato-daemon:'."""
-    output = container.run(['ps', '-eo', 'user:32=,pid=,args=']).stdout
-    rows = [line.split(None, 2) for line in output.splitlines()]
-    return [(user, int(pid), args) for user, pid, args in rows if args.startswith('zato-daemon:')]
-
-
-def post(container, port, path, payload):
-    """POSTs JSON with curl inside; returns (status, lower-cased headers, body text)."""
-    result = container.run(['curl', '-sS', '-i', '--max-time', '10', '-X', 'POST',
-                            f'http://127.0.0.1:{port}{path}', '-d', json.dumps(payload)])
-    # run() reads text with universal newlines: the CRLFs arrive as plain newlines.
-    head, _, body = result.stdout.partition('\n\n')
-    status_line, *header_lines = head.splitlines()
-    headers = dict(line.split(':', 1) for line in header_lines if ':' in line)
-    return int(status_line.split()[1]), {key.strip().lower(): value.strip() for key, value in headers.items()}, body
-
-
-def install(container, deb):
-    """Copies `deb` into /root and runs `apt-get install -y ./NAME` there; returns the result."""
-    container.put(f'/root/{deb.name}', deb)
-    return container.run(['sh', '-c', f'cd /root && apt-get install -y ./{deb.name}'], check=False,
-                         timeout=INSTALL_TIMEOUT)
-
-
 def installed_version(container):
     return container.run(['dpkg-query', '-W', '-f', '${Version}', 'zato-daemon']).stdout
 
@@ -170,16 +118,6 @@ def stop_load(container, load):
     stdout, stderr = load.communicate(timeout=60)
     assert load.returncode == 0, f'the load script failed:\n{stderr}'
     return json.loads(stdout)
-
-
-@pytest.fixture(scope='module')
-def installed(container, package_deb):
-    """The package installed from build/ with apt, as an operator would; fails if it won't."""
-    result = install(container, package_deb)
-    if result.returncode != 0:
-        pytest.fail(f'apt-get install -y ./{package_deb.name} failed with {result.returncode}:\n'
-                    f'{tail(result.stdout)}\n{tail(result.stderr)}', pytrace=False)
-    return package_deb
 
 
 def test_01_package_installs_without_network(container, installed):

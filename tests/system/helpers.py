@@ -1,0 +1,60 @@
+"""What the system tests do inside the container, shared by their modules."""
+
+import json
+
+from tests.system.container import tail
+
+UNIT = 'zato-daemon'
+CONFIG_DIR = '/etc/zato-daemon'
+PORT = 17010
+INSTALL_TIMEOUT = 300
+
+
+def systemctl(container, *args, check=True):
+    """`systemctl ARGS` inside; returns the CompletedProcess."""
+    return container.run(['systemctl', *args], check=check)
+
+
+def unit_report(container, unit=UNIT):
+    """Status and journal tail of `unit`, for assertion messages."""
+    status = systemctl(container, 'status', '--no-pager', '--full', unit, check=False).stdout
+    return f'--- systemctl status ---\n{status}\n--- journal ---\n{tail(container.journal("-u", unit), 30)}'
+
+
+def assert_active(container, unit=UNIT):
+    state = systemctl(container, 'is-active', unit, check=False).stdout.strip()
+    assert state == 'active', f'{unit} is {state}\n{unit_report(container, unit)}'
+
+
+def main_pid(container, unit=UNIT):
+    return int(container.show(unit, 'MainPID')['MainPID'])
+
+
+def server_info(container, config_dir=CONFIG_DIR):
+    """`zato-daemon info DIR --json`, run as root inside."""
+    return json.loads(container.run(['zato-daemon', 'info', config_dir, '--json']).stdout)
+
+
+def zato_processes(container):
+    """(user, pid, args) of every process whose title starts with 'zato-daemon:'."""
+    output = container.run(['ps', '-eo', 'user:32=,pid=,args=']).stdout
+    rows = [line.split(None, 2) for line in output.splitlines()]
+    return [(user, int(pid), args) for user, pid, args in rows if args.startswith('zato-daemon:')]
+
+
+def post(container, port, path, payload):
+    """POSTs JSON with curl inside; returns (status, lower-cased headers, body text)."""
+    result = container.run(['curl', '-sS', '-i', '--max-time', '10', '-X', 'POST',
+                            f'http://127.0.0.1:{port}{path}', '-d', json.dumps(payload)])
+    # run() reads text with universal newlines: the CRLFs arrive as plain newlines.
+    head, _, body = result.stdout.partition('\n\n')
+    status_line, *header_lines = head.splitlines()
+    headers = dict(line.split(':', 1) for line in header_lines if ':' in line)
+    return int(status_line.split()[1]), {key.strip().lower(): value.strip() for key, value in headers.items()}, body
+
+
+def install(container, deb):
+    """Copies `deb` into /root and runs `apt-get install -y ./NAME` there; returns the result."""
+    container.put(f'/root/{deb.name}', deb)
+    return container.run(['sh', '-c', f'cd /root && apt-get install -y ./{deb.name}'], check=False,
+                         timeout=INSTALL_TIMEOUT)
