@@ -12,6 +12,7 @@ import textwrap
 
 import pytest
 
+from tests.conftest import REPO_ROOT
 from tests.system.container import poll, tail
 from tests.system.helpers import (CONFIG_DIR, INSTALL_TIMEOUT, PORT, UNIT, assert_active, install, main_pid, post,
                                   server_info, systemctl, zato_processes)
@@ -195,6 +196,16 @@ def test_07_stop_is_clean_then_start_again(container, installed):
     assert_active(container)
     assert main_pid(container) != old_master
     assert post(container, PORT, '/services/demo.echo', {'again': True})[0] == 200
+
+
+def test_07b_autopkgtest_service_test_passes(container, installed):
+    # debian/tests/service is what autopkgtest runs; CI runs the same script here.
+    container.put('/root/autopkgtest-service', (REPO_ROOT / 'debian' / 'tests' / 'service').read_bytes(), mode=0o755)
+    result = container.run(['/root/autopkgtest-service'], check=False)
+    assert result.returncode == 0, f'{result.stdout}\n{result.stderr}'
+    assert result.stdout.strip().endswith('service: OK')
+    systemctl(container, 'start', UNIT)
+    assert_active(container)
 
 
 def test_08_upgrade_keeps_an_edited_conffile_and_restarts(container, installed, tmp_path_factory):
