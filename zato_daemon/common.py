@@ -50,4 +50,26 @@ SERVER_STARTUP = Namespace(
     ),
 )
 
-__all__ = ['CACHE', 'SERVER_STARTUP', 'Namespace']
+_TRUE = frozenset(('true', 'yes', 'on', 'y', 't', '1'))
+_FALSE = frozenset(('false', 'no', 'off', 'n', 'f', '0', ''))
+
+
+def as_bool(value):
+    """True or False from a bool, a number or a word such as 'true', 'Yes', 'off' or '0'.
+
+    Zato's helper of the same name, which the seed's startup callable uses on a remote
+    endpoint's answer; anything else raises ValueError rather than guessing.
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        return bool(value)
+    word = str(value).strip().lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise ValueError(f'not a boolean: {value!r}')
+
+
+__all__ = ['CACHE', 'SERVER_STARTUP', 'Namespace', 'as_bool']

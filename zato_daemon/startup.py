@@ -71,7 +71,7 @@ def resolve_callables(config):
 def _resolve(dotted_name):
     module_name, _, attribute = dotted_name.rpartition('.')
     if not module_name:
-        raise StartupCallableError(f'startup callable {dotted_name!r}: write it as module.callable; '
+        raise StartupCallableError(f'startup callable {dotted_name}: write it as module.callable; '
                                    'fix [misc] startup_callable in server.conf')
     try:
         module = importlib.import_module(module_name)

@@ -18,6 +18,8 @@ import re
 from dataclasses import dataclass
 from inspect import cleandoc
 
+from zato_daemon.cache.definition import CacheDefinition, CacheError
+
 CONFIG_FILES = ('server.conf', 'pickup.conf', 'simple-io.conf', 'sso.conf')
 REQUIRED_FILES = ('server.conf',)
 
@@ -302,6 +304,43 @@ class Workers(Validator):
         return value
 
 
+class CacheFields(Validator):
+    """`field=value, ...` of a cache definition, checked as zato.cache.builtin.create checks it."""
+
+    type_name = 'cache fields'
+    expected = 'comma-separated field=value pairs of a cache definition'
+
+    def parse(self, text):
+        fields = {}
+        for part in filter(None, (item.strip() for item in re.split(r'[,\n]', text))):
+            name, separator, value = part.partition('=')
+            if not separator:
+                raise InvalidValue(f'{part!r} is not field=value', 'write e.g. max_size=1000, sync_method=no-sync')
+            fields[name.strip()] = _cache_field_value(value.strip())
+        return self.accept(fields)
+
+    def accept(self, value):
+        if not isinstance(value, dict):
+            raise self.invalid(value)
+        try:
+            # The name is the section key, which the loader reports; any valid name will do here.
+            CacheDefinition.from_request(dict(value, name='cache'))
+        except CacheError as error:
+            problems = error.reason.split(': ', 1)[-1]
+            raise InvalidValue(problems, 'see [caches] in docs/config.md for the fields') from None
+        return value
+
+
+def _cache_field_value(text):
+    # INI text to what the JSON payload of zato.cache.builtin.create would carry.
+    lowered = text.lower()
+    if lowered in ('true', 'yes', 'on'):
+        return True
+    if lowered in ('false', 'no', 'off'):
+        return False
+    return int(text) if re.fullmatch(r'-?[0-9]+', text) else text
+
+
 class ListOf(Validator):
     """Items separated by commas and/or line breaks; empty items are dropped. Typed: a list."""
 
@@ -420,6 +459,18 @@ SECTIONS = (
         records still need a destination. Empty by default. For example:
         zato_daemon.http = DEBUG"""),
         key_validator=dotted_name(), value_validator=Choice('DEBUG', 'INFO', 'WARNING', 'ERROR', 'CRITICAL')),
+    SectionSpec('server.conf', 'caches', _doc("""
+        Built-in caches created at start: one line per cache, `name = field=value, ...`.
+
+        The fields are those of zato.cache.builtin.create: is_default, max_size (entries),
+        max_item_size (bytes of JSON), extend_expiry_on_get, extend_expiry_on_set,
+        sync_method (no-sync: each worker its own; in-background: a change is seen by every
+        worker within 100 ms), persistent_storage (no-persistent-storage, or sql: kept in the
+        state directory across restarts), is_active, cache_type (builtin). Omitted fields take
+        their defaults; every worker creates the caches before it deploys services. Services
+        use them as self.caches['name'] (self.cache is the default one). For example:
+        sessions = max_size=50000, sync_method=in-background, persistent_storage=sql"""),
+        key_validator=service_name(), value_validator=CacheFields()),
     SectionSpec('server.conf', 'misc', 'Startup callables and where user code is imported from.'),
     SectionSpec('pickup.conf', 'hot_deploy', 'The pickup directory and how it is watched.'),
     SectionSpec('simple-io.conf', 'json', 'JSON serialization of responses.'),

@@ -1,4 +1,5 @@
-"""Deploys what the config names: built-in services, `[services] modules` and `paths`.
+"""Deploys what the config names: built-in services, `[services] modules` and `paths`, and
+creates the caches of `[caches]`.
 
 Runs in each worker at boot. Any failure here is fatal (exit 78): a server whose
 configured services do not deploy must not pretend to be ready.
@@ -9,6 +10,7 @@ from pathlib import Path
 from zato_daemon.errors import ServiceDeployError
 from zato_daemon.logs.levels import SERVICE_DEPLOYED
 from zato_daemon.services.builtin import BUILTIN_ORIGIN, BUILTIN_SERVICES
+from zato_daemon.services.cache_builtin import CACHE_SERVICES, CACHE_SERVICES_ORIGIN
 
 
 def service_files(path):
@@ -22,9 +24,16 @@ def service_files(path):
     raise ServiceDeployError('no such file or directory; fix [services] paths in server.conf', path)
 
 
+def create_configured_caches(caches, config):
+    """Creates the caches `[caches]` in server.conf declares (validated when the config loaded)."""
+    for name, fields in config.server_config.caches.items():
+        caches.create(dict(fields, name=name))
+
+
 def deploy_configured(store, config, logger):
     """Deploys the built-in services, then configured modules, then configured paths."""
     store.deploy_classes(BUILTIN_SERVICES, BUILTIN_ORIGIN)
+    store.deploy_classes(CACHE_SERVICES, CACHE_SERVICES_ORIGIN)
     services = config.server_config.services
     deployed = []
     for dotted_name in services.modules:

@@ -11,6 +11,7 @@ through the admin socket, whose router has `is_admin` set.
 import json
 import logging
 
+from zato_daemon.errors import HttpError
 from zato_daemon.http.protocol import render_response
 from zato_daemon.logs.levels import SERVICE_FAILED
 from zato_daemon.logs.redact import redact, render_capped
@@ -74,6 +75,14 @@ class Router:
         service_request = Request(payload, request.headers, request.method, request.path)
         try:
             response = self.host.call(name, cid=cid, request=service_request)
+        except HttpError as exc:
+            if exc.status >= 500:
+                self.log_failure(name, cid, payload, request.headers)
+                return self.error(exc.status, 'the service failed; the server log has the details under this cid',
+                                  cid, keep_alive)
+            # The service refused the request on purpose: its message is meant for the client.
+            logger.info('Service %s answered %d: %s', name, exc.status, exc.reason, extra=context)
+            return self.error(exc.status, exc.reason, cid, keep_alive)
         except (Exception, SystemExit):
             # SystemExit too: a service calling sys.exit() must fail its call, not end the worker.
             self.log_failure(name, cid, payload, request.headers)

@@ -107,6 +107,8 @@ class Arbiter:
         self.private_fds = tuple(private_fds)
         self.pid = os.getpid()
         self.started_at = time.time()
+        # Same for every worker of this run of the server, across reloads and respawns.
+        self.boot_id = f'{self.pid}-{self.started_at}'
         self.workers = {}
         self.generation = 1
         self.is_ready = False
@@ -251,7 +253,7 @@ class Arbiter:
             if self.pending_reload is not None and self.pending_reload.listener is not self.listener:
                 self.pending_reload.listener.close()
             from zato_daemon.worker.process import WorkerSpec, run_worker
-            spec = WorkerSpec(number=number, generation=self.generation, master_pid=self.pid,
+            spec = WorkerSpec(number=number, generation=self.generation, boot_id=self.boot_id, master_pid=self.pid,
                               config=self.config, callables=self.callables, server_dir=self.server_dir,
                               listener=self.listener,
                               admin_listener=self.admin_listener, status_fd=write_fd,

@@ -60,6 +60,16 @@ class Service:
     def logger(self):
         return self.get_logger()
 
+    @property
+    def cache(self):
+        """The server's default cache (see zato.cache.builtin.create's is_default)."""
+        return self.server.caches.default
+
+    @property
+    def caches(self):
+        """Every cache by name: `self.caches['my.cache']`."""
+        return self.server.caches
+
     def handle(self):
         """Does the work of one call. Subclasses must implement it."""
         raise NotImplementedError(f'service {self.name!r} does not implement handle()')

@@ -7,6 +7,7 @@ import json
 import os
 import time
 
+from zato_daemon.cache.registry import CacheRegistry
 from zato_daemon.logs.context import enter_call, leave_call
 from zato_daemon.services.base import Request, Response
 from zato_daemon.services.cid import CidGenerator
@@ -20,13 +21,16 @@ class ServiceHost:
     use, since they need the whole response (status, headers) and not only the payload.
     """
 
-    def __init__(self, config, server_dir, worker_number=0):
+    def __init__(self, config, server_dir, worker_number=0, boot_id=None, generation=0):
         self.config = config
         self.server_dir = server_dir
         self.worker_number = worker_number
         self.pid = os.getpid()
         self.started_at = time.time()
         self.store = ServiceStore()
+        # boot_id tells a restart of the server (caches without persistence start empty)
+        # from a new worker of the same server (they are kept); see cache/registry.py.
+        self.caches = CacheRegistry(server_dir.state, boot_id=boot_id, generation=generation)
         self.new_cid = CidGenerator()
         self.dumps_json = _json_dumper(config.sio_config)
 

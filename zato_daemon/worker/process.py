@@ -23,7 +23,7 @@ from gevent.socket import socket as gevent_socket  # noqa: E402
 from setproctitle import setproctitle  # noqa: E402
 
 from zato_daemon.deploy.pickup import PickupWatcher  # noqa: E402
-from zato_daemon.deploy.sources import deploy_configured  # noqa: E402
+from zato_daemon.deploy.sources import create_configured_caches, deploy_configured  # noqa: E402
 from zato_daemon.errors import EXIT_OK, ServiceDeployError, StartupCallableError  # noqa: E402
 from zato_daemon.http.router import Router  # noqa: E402
 from zato_daemon.http.server import HttpServer  # noqa: E402
@@ -48,6 +48,7 @@ class WorkerSpec:
 
     number: int
     generation: int
+    boot_id: str
     master_pid: int
     config: object
     callables: list
@@ -77,7 +78,9 @@ class Worker:
         """
         spec = self.spec
         config = spec.config
-        self.host = ServiceHost(config, spec.server_dir, spec.number)
+        self.host = ServiceHost(config, spec.server_dir, spec.number, spec.boot_id, spec.generation)
+        gevent.spawn(self.host.caches.run, gevent.sleep)
+        create_configured_caches(self.host.caches, config)
         deploy_configured(self.host.store, config, logger)
         if config.server_config.component_enabled.hot_deploy:
             self.start_pickup_watcher()
@@ -110,6 +113,8 @@ class Worker:
             self.http.drain(0, 0)
         else:
             self.http.drain(graceful_timeout, graceful_timeout if self.is_retiring else STOP_IDLE_GRACE)
+        # Changes still queued for the other workers (the database was busy) are written now.
+        self.host.caches.close()
         logger.info('Worker %d stopped', self.spec.number)
 
     def request_stop(self, quick=False, retire=False):

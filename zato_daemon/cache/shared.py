@@ -1,0 +1,477 @@
+"""The SQLite database that carries cache changes between workers and across restarts.
+
+One file, `<state_dir>/caches.sqlite3`, in WAL mode (readers never wait for the writer),
+synchronous=NORMAL (a commit does not wait for fsync; a power cut may lose the last
+moments of a cache, never corrupt it) and a short busy timeout (a waiting worker blocks
+its whole gevent loop, so it gives up early and retries on its next poll).
+
+Tables:
+- cache_definitions: every cache created in this boot, so workers learn of caches created
+  elsewhere (an admin call reaches one worker only) and a respawned worker gets them all.
+- cache_entries: the current contents of every cache that uses the table (in-background
+  or sql), one row per key, with the version (change-log id) that wrote it.
+- cache_changes: the change log of in-background caches; ids order every change.
+- cache_meta: the boot id and `pruned_up_to`, the newest change id already pruned.
+
+Rules:
+1. A change is applied in memory first and then written here, in one transaction per
+   flush. A failing database never raises into a cache method: changes queue in
+   memory (the outbox), one WARNING is logged, and the next poll writes them.
+2. Every process replays every change in id order, its own included; versions make the
+   replay idempotent and make the highest id win (see lru.Cache.apply_*).
+3. The change log keeps LOG_RETENTION seconds. A process that has not read that far back
+   (its position is below `pruned_up_to`) reloads whole caches from cache_entries, which
+   always holds the result of every committed change: nothing is lost silently.
+4. A new boot id (a server restart, not a worker respawn or a reload) empties the log and
+   the definitions and deletes the entries of non-persistent caches.
+
+Not fork-safe: open one store per process, after fork.
+"""
+
+import sqlite3
+from contextlib import contextmanager
+from pathlib import Path
+
+from zato_daemon.cache.definition import CacheDefinition, CacheError
+from zato_daemon.cache.lru import CLEAR, DELETE, EVICT, PENDING, SET, TOUCH, Entry
+
+DATABASE_NAME = 'caches.sqlite3'
+DEFINE = 'define'
+
+BUSY_TIMEOUT = 0.1
+LOG_RETENTION = 60.0
+# Past this many queued changes (the database has been unavailable for long), the queue is
+# dropped with an ERROR and the caches reload once the database is back: memory stays bounded.
+MAX_QUEUED = 100_000
+# While the database keeps failing, the WARNING is repeated this often, not at every poll.
+WARNING_INTERVAL = 60.0
+
+# What a missing, locked, full or broken database raises.
+STORE_ERRORS = (sqlite3.Error, OSError)
+
+NEW, SAME, REPLACED, CONFLICT = 'new', 'same', 'replaced', 'conflict'
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS cache_meta (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cache_definitions (
+    name TEXT PRIMARY KEY,
+    definition TEXT NOT NULL,
+    generation INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cache_entries (
+    cache TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    expires_at REAL,
+    expiry REAL,
+    last_used REAL NOT NULL,
+    version INTEGER NOT NULL,
+    persistent INTEGER NOT NULL,
+    PRIMARY KEY (cache, key)
+);
+CREATE TABLE IF NOT EXISTS cache_changes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    cache TEXT NOT NULL,
+    op TEXT NOT NULL,
+    key TEXT,
+    value TEXT,
+    expires_at REAL,
+    expiry REAL,
+    version INTEGER,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS cache_changes_created_at ON cache_changes (created_at);
+"""
+
+CHANGE_COLUMNS = 'id, cache, op, key, value, expires_at, expiry, version, created_at'
+
+
+class Op:
+    """One queued change: what happened to which key of which cache."""
+
+    __slots__ = ('cache', 'kind', 'key', 'entry', 'definition', 'generation')
+
+    def __init__(self, cache, kind, key=None, entry=None, definition=None, generation=0):
+        self.cache = cache
+        self.kind = kind
+        self.key = key
+        self.entry = entry
+        self.definition = definition
+        self.generation = generation
+
+
+class Gap:
+    """read_changes() found changes pruned past the reader's position: reload."""
+
+
+GAP = Gap()
+
+
+class SharedStore:
+    """One process's connection to the cache database, and its outbox of unwritten changes.
+
+    Also the journal of every cache that uses the table: caches call `record()`,
+    `record_use()` and `commit()`, and never see an exception from them.
+    """
+
+    def __init__(self, state_dir, clock, logger, boot_id=None, busy_timeout=BUSY_TIMEOUT):
+        self.path = Path(state_dir) / DATABASE_NAME
+        self.clock = clock
+        self.logger = logger
+        self.boot_id = boot_id
+        self.busy_timeout = busy_timeout
+        self.connection = None
+        self.outbox = []
+        # (cache name, key) -> (cache, key, entry, is_extended): gets, coalesced until the
+        # next flush, so that a get never writes to the database itself.
+        self.uses = {}
+        # (ours, stored) definition pairs whose deferred publishing lost to a stored one.
+        self.conflicts = []
+        self.needs_reload = False
+        self.failures = 0
+        self._warned_at = None
+
+    # ---- connection
+
+    def _connection(self):
+        # Opened lazily, on first use, and again after a failure: a database that cannot be
+        # opened at start only delays synchronisation.
+        if self.connection is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            connection = sqlite3.connect(str(self.path), timeout=self.busy_timeout, isolation_level=None)
+            try:
+                _prepare(connection, self.logger, self.path)
+                with _transaction(connection, 'BEGIN IMMEDIATE'):
+                    self._start_boot(connection)
+            except BaseException:
+                connection.close()
+                raise
+            self.connection = connection
+        return self.connection
+
+    def _start_boot(self, connection):
+        # The first worker of a new boot forgets the previous one: its log, its definitions,
+        # the contents of its non-persistent caches. Later workers find the boot id stored.
+        if self.boot_id is None or _meta(connection, 'boot') == str(self.boot_id):
+            return
+        connection.execute('DELETE FROM cache_entries WHERE persistent = 0')
+        connection.execute('DELETE FROM cache_definitions')
+        connection.execute('DELETE FROM cache_changes')
+        _set_meta(connection, 'pruned_up_to', _current_position(connection))
+        _set_meta(connection, 'boot', self.boot_id)
+
+    def close(self):
+        """Writes what is queued, if it can, and closes the connection."""
+        self.flush()
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
+
+    # ---- the journal caches call
+
+    def record(self, cache, kind, key, entry):
+        """Queues one change of a cache, in order."""
+        self.outbox.append(Op(cache, kind, key, entry))
+        self._bound_outbox()
+
+    def record_use(self, cache, key, entry, is_extended):
+        """Notes a get: written at the next flush, coalesced per key."""
+        slot = (cache.name, key)
+        previous = self.uses.get(slot)
+        is_extended = is_extended or (previous is not None and previous[3])
+        self.uses[slot] = (cache, key, entry, is_extended)
+        self._bound_outbox()
+
+    def commit(self):
+        """Writes queued changes now, so that a set or delete reaches the pollers at once.
+
+        While the database is failing, only polls retry: a locked database would otherwise
+        hold every set() for the busy timeout, and with it the worker's whole gevent loop.
+        """
+        if self.is_failing:
+            return False
+        return self.flush()
+
+    @property
+    def is_failing(self):
+        """The last attempt to use the database failed."""
+        return self.failures > 0
+
+    # ---- writing
+
+    def flush(self):
+        """Writes the outbox and the coalesced uses in one transaction; never raises.
+
+        Returns True when nothing is left queued.
+        """
+        if not self.outbox and not self.uses:
+            return True
+        assigned = []
+        try:
+            with self._write() as connection:
+                for op in self.outbox:
+                    self._write_op(connection, op, assigned)
+                for use in self.uses.values():
+                    self._write_use(connection, *use)
+        except STORE_ERRORS as exc:
+            # The versions handed out inside the rolled-back transaction are not real ids.
+            for entry, version in assigned:
+                entry.version = version
+            self._failed('writing changes', exc)
+            self._bound_outbox()
+            return False
+        self.outbox = []
+        self.uses = {}
+        self._succeeded()
+        return True
+
+    def _write_op(self, connection, op, assigned):
+        if op.kind == DEFINE:
+            outcome, stored = _publish(connection, op.definition, op.generation, self.clock())
+            if outcome == CONFLICT:
+                self.conflicts.append((op.definition, stored))
+            return
+        definition = op.cache.definition
+        if definition.is_synced:
+            change_id = self._log_op(connection, op)
+            if op.kind == SET:
+                assigned.append((op.entry, op.entry.version))
+                op.entry.version = change_id
+        _write_entry(connection, op)
+
+    def _log_op(self, connection, op):
+        entry = op.entry
+        value = expires_at = expiry = version = None
+        if op.kind == SET:
+            value, expires_at, expiry = entry.value, entry.expires_at, entry.expiry
+        elif op.kind == EVICT:
+            version = _stored_version(entry)
+        return _insert_change(connection, op.cache.name, op.kind, op.key, value, expires_at, expiry,
+                              version, self.clock())
+
+    def _write_use(self, connection, cache, key, entry, is_extended):
+        # A key replaced or removed since the get needs no touch: its new version is newer.
+        if cache.entries.get(key) is not entry or entry.version == PENDING:
+            return
+        definition = cache.definition
+        if definition.is_synced and is_extended:
+            _insert_change(connection, cache.name, TOUCH, key, None, entry.expires_at, entry.expiry,
+                           entry.version, entry.last_used)
+        if is_extended or definition.is_persistent:
+            connection.execute('UPDATE cache_entries SET last_used = ?, expires_at = ? '
+                               'WHERE cache = ? AND key = ? AND version = ?',
+                               (entry.last_used, entry.expires_at, cache.name, key, entry.version))
+
+    def publish(self, definition, generation):
+        """Stores a new cache's definition so every worker creates it too.
+
+        Returns NEW, SAME or REPLACED (a definition of an older generation, from before a
+        reload, gives way), or None when the database is unavailable: then it is queued.
+        Raises CacheError when this boot already has another definition under the name.
+        """
+        try:
+            with self._write() as connection:
+                outcome, stored = _publish(connection, definition, generation, self.clock())
+        except STORE_ERRORS as exc:
+            self._failed(f'publishing cache {definition.name!r}', exc)
+            self.outbox.append(Op(None, DEFINE, definition=definition, generation=generation))
+            return None
+        self._succeeded()
+        if outcome == CONFLICT:
+            raise CacheError(f'cache {definition.name!r} is already defined differently by another worker '
+                             f'(requested vs existing: {"; ".join(definition.differences(stored))})')
+        return outcome
+
+    def prune(self, retention=LOG_RETENTION):
+        """Deletes changes older than `retention` and entries expired longer than that."""
+        cutoff = self.clock() - retention
+        try:
+            with self._write() as connection:
+                newest_old = connection.execute(
+                    'SELECT MAX(id) FROM cache_changes WHERE created_at < ?', (cutoff,)).fetchone()[0]
+                if newest_old is not None:
+                    connection.execute('DELETE FROM cache_changes WHERE id <= ?', (newest_old,))
+                    _set_meta(connection, 'pruned_up_to', max(newest_old, _pruned_up_to(connection)))
+                connection.execute('DELETE FROM cache_entries WHERE expires_at < ?', (cutoff,))
+        except STORE_ERRORS as exc:
+            self._failed('pruning the change log', exc)
+            return False
+        self._succeeded()
+        return True
+
+    # ---- reading
+
+    def read_changes(self, position):
+        """Change rows after `position`, in id order; GAP if some were pruned; None on failure."""
+        def read(connection):
+            if _pruned_up_to(connection) > position:
+                return GAP
+            return connection.execute(f'SELECT {CHANGE_COLUMNS} FROM cache_changes WHERE id > ? ORDER BY id',
+                                      (position,)).fetchall()
+        return self._read_with('reading changes', read)
+
+    def read_definitions(self):
+        """(position, [CacheDefinition]) as of one moment; None on failure."""
+        def read(connection):
+            rows = connection.execute('SELECT definition FROM cache_definitions ORDER BY name').fetchall()
+            return _current_position(connection), [CacheDefinition.from_json(row[0]) for row in rows]
+        return self._read_with('reading cache definitions', read)
+
+    def read_entries(self, cache_name):
+        """(position, [(key, Entry)]) of one cache, least recently used first; None on failure."""
+        def read(connection):
+            rows = connection.execute('SELECT key, value, expires_at, expiry, last_used, version FROM cache_entries '
+                                      'WHERE cache = ? ORDER BY last_used, version', (cache_name,)).fetchall()
+            return _current_position(connection), [(row[0], Entry(*row[1:])) for row in rows]
+        return self._read_with(f'loading cache {cache_name!r}', read)
+
+    def _read_with(self, action, read):
+        # One deferred transaction: everything `read` selects comes from one snapshot.
+        try:
+            with _transaction(self._connection(), 'BEGIN') as connection:
+                result = read(connection)
+        except STORE_ERRORS as exc:
+            self._failed(action, exc)
+            return None
+        self._succeeded()
+        return result
+
+    # ---- transactions and failure reports
+
+    @contextmanager
+    def _write(self):
+        with _transaction(self._connection(), 'BEGIN IMMEDIATE') as connection:
+            yield connection
+
+    def _failed(self, action, exc):
+        self.failures += 1
+        now = self.clock()
+        if self._warned_at is None or now - self._warned_at >= WARNING_INTERVAL:
+            self._warned_at = now
+            self.logger.warning('Cache database %s unavailable while %s (%s: %s); changes apply in this '
+                                'worker and %d queued ones are written when it is back',
+                                self.path, action, type(exc).__name__, exc, len(self.outbox))
+
+    def _succeeded(self):
+        if self.is_failing:
+            self.logger.info('Cache database %s available again after %d failed attempts',
+                                self.path, self.failures)
+            self._warned_at = None
+            self.failures = 0
+
+    def _bound_outbox(self):
+        if len(self.outbox) + len(self.uses) <= MAX_QUEUED:
+            return
+        self.logger.error('Cache database %s unavailable for too long: dropped %d queued changes; '
+                          'caches reload from the database when it is back', self.path, len(self.outbox))
+        self.outbox = []
+        self.uses = {}
+        self.needs_reload = True
+
+
+@contextmanager
+def _transaction(connection, begin):
+    connection.execute(begin)
+    try:
+        yield connection
+        connection.execute('COMMIT')
+    except BaseException:
+        # COMMIT itself may fail (busy): the transaction is then still open.
+        if connection.in_transaction:
+            try:
+                connection.execute('ROLLBACK')
+            except sqlite3.Error:
+                pass
+        raise
+
+
+def _prepare(connection, logger, path):
+    mode = connection.execute('PRAGMA journal_mode = WAL').fetchone()[0]
+    if mode.lower() != 'wal':
+        # A filesystem without shared memory (some network mounts) refuses WAL: still
+        # correct, but readers and the writer then wait for each other.
+        logger.warning('Cache database %s: journal mode is %s, not WAL', path, mode)
+    connection.execute('PRAGMA synchronous = NORMAL')
+    with _transaction(connection, 'BEGIN IMMEDIATE'):
+        for statement in SCHEMA.split(';'):
+            if statement.strip():
+                connection.execute(statement)
+
+
+def _publish(connection, definition, generation, now):
+    """(outcome, stored definition) of storing `definition` inside a write transaction."""
+    row = connection.execute('SELECT definition, generation FROM cache_definitions WHERE name = ?',
+                             (definition.name,)).fetchone()
+    if row is not None:
+        stored = CacheDefinition.from_json(row[0])
+        if stored == definition:
+            return SAME, stored
+        if row[1] >= generation:
+            return CONFLICT, stored
+    connection.execute('INSERT OR REPLACE INTO cache_definitions (name, definition, generation) VALUES (?, ?, ?)',
+                       (definition.name, definition.to_json(), generation))
+    _insert_change(connection, definition.name, DEFINE, None, definition.to_json(), None, None, None, now)
+    is_new = row is None
+    if not definition.uses_table or (is_new and not definition.is_persistent):
+        # Left over from an earlier boot or definition: this one starts empty.
+        connection.execute('DELETE FROM cache_entries WHERE cache = ?', (definition.name,))
+    else:
+        connection.execute('UPDATE cache_entries SET persistent = ? WHERE cache = ?',
+                           (int(definition.is_persistent), definition.name))
+    return (NEW if is_new else REPLACED), None
+
+
+def _write_entry(connection, op):
+    """Brings cache_entries in line with one change."""
+    definition = op.cache.definition
+    name, key, entry = op.cache.name, op.key, op.entry
+    if op.kind == SET:
+        connection.execute(
+            'INSERT OR REPLACE INTO cache_entries (cache, key, value, expires_at, expiry, last_used, version, '
+            'persistent) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+            (name, key, entry.value, entry.expires_at, entry.expiry, entry.last_used, _stored_version(entry),
+             int(definition.is_persistent)))
+    elif op.kind == DELETE:
+        connection.execute('DELETE FROM cache_entries WHERE cache = ? AND key = ?', (name, key))
+    elif op.kind == EVICT and definition.is_synced:
+        # Only the version evicted (or older): a newer write from another worker stays.
+        connection.execute('DELETE FROM cache_entries WHERE cache = ? AND key = ? AND version <= ?',
+                           (name, key, _stored_version(entry)))
+    elif op.kind == EVICT:
+        connection.execute('DELETE FROM cache_entries WHERE cache = ? AND key = ?', (name, key))
+    elif op.kind == CLEAR:
+        connection.execute('DELETE FROM cache_entries WHERE cache = ?', (name,))
+
+
+def _stored_version(entry):
+    # An entry whose own write never reached the log (it was dropped) has no real version.
+    return 0 if entry.version == PENDING else entry.version
+
+
+def _insert_change(connection, cache_name, kind, key, value, expires_at, expiry, version, created_at):
+    cursor = connection.execute(
+        'INSERT INTO cache_changes (cache, op, key, value, expires_at, expiry, version, created_at) '
+        'VALUES (?, ?, ?, ?, ?, ?, ?, ?)', (cache_name, kind, key, value, expires_at, expiry, version, created_at))
+    return cursor.lastrowid
+
+
+def _current_position(connection):
+    # sqlite_sequence keeps the highest id ever handed out, even once the log is pruned empty.
+    row = connection.execute("SELECT seq FROM sqlite_sequence WHERE name = 'cache_changes'").fetchone()
+    return row[0] if row else 0
+
+
+def _meta(connection, name):
+    row = connection.execute('SELECT value FROM cache_meta WHERE name = ?', (name,)).fetchone()
+    return row[0] if row else None
+
+
+def _set_meta(connection, name, value):
+    connection.execute('INSERT OR REPLACE INTO cache_meta (name, value) VALUES (?, ?)', (name, str(value)))
+
+
+def _pruned_up_to(connection):
+    return int(_meta(connection, 'pruned_up_to') or 0)
