@@ -16,7 +16,8 @@ from zato_daemon.admin import call_service
 from zato_daemon.config import load_config
 from zato_daemon.errors import EXIT_OK, EXIT_SOFTWARE, EXIT_UNAVAILABLE, NotRunning, UsageError, ZatoDaemonError
 from zato_daemon.logs import journal
-from zato_daemon.logs.levels import START_FAILED
+from zato_daemon.logs.levels import DUMP_WRITTEN, START_FAILED
+from zato_daemon.logs.setup import server_log_path
 from zato_daemon.paths import DEFAULT_SERVER_DIR, ServerDir
 from zato_daemon.pidfile import running_pid
 from zato_daemon.startup import prepare_callables
@@ -43,6 +44,7 @@ def build_parser():
     start.add_argument('--fg', action='store_true', help='stay in the foreground, logging to stdout')
     command('stop', 'Stop a running server gracefully and wait until it has exited.')
     command('reload', 'Reload a running server: re-read its config, replace its workers without dropping requests.')
+    command('dump', 'Make every process of a running server write a dump of its threads and greenlets.')
     info = command('info', 'Show pids, version, directories, address, uptime and deployed services.')
     info.add_argument('--json', action='store_true', help='print JSON')
     check = command('check-config', 'Validate the configuration files without starting.')
@@ -85,7 +87,6 @@ def report_error(args, exc):
 
 def command_start(args):
     # Imported here: `info` or `invoke` need neither python-daemon nor the master.
-    from zato_daemon.logs.setup import server_log_path
     from zato_daemon.master.launch import prepare, serve
     prepared = prepare(args.server_dir)
     if args.fg or sd.is_notify_unit():
@@ -140,6 +141,18 @@ def command_reload(args):
     pid = _master_pid(server_dir)
     os.kill(pid, signal.SIGHUP)
     print(f'zato-daemon: reload requested from master pid {pid}; see {server_dir.server_log}')
+    return EXIT_OK
+
+
+def command_dump(args):
+    """SIGURG to the master, which dumps itself and has every worker dump."""
+    server_dir = ServerDir(args.server_dir)
+    pid = _master_pid(server_dir)
+    since = time.strftime('%Y-%m-%d %H:%M:%S')
+    os.kill(pid, signal.SIGURG)
+    log_path = server_log_path(load_config(args.server_dir), server_dir)
+    print(f'zato-daemon: dump requested from master pid {pid} and its workers; they are in {log_path}, and in '
+          f'the journal:\n  journalctl -o cat MESSAGE_ID={DUMP_WRITTEN.message_id} --since "{since}"')
     return EXIT_OK
 
 
@@ -210,6 +223,7 @@ COMMANDS = {
     'start': command_start,
     'stop': command_stop,
     'reload': command_reload,
+    'dump': command_dump,
     'info': command_info,
     'invoke': command_invoke,
     'check-config': command_check_config,

@@ -44,3 +44,9 @@ def reloading(status):
 def stopping(status):
     """The master is draining its workers and will exit."""
     _notify(f'STOPPING=1\nSTATUS={status}')
+
+
+def watchdog():
+    """Still alive: sent from the master's loop; WatchdogSec= in the unit makes systemd act
+    (SIGABRT, then a restart) when these stop."""
+    _notify('WATCHDOG=1')

@@ -536,6 +536,14 @@ SETTINGS = (
         treated as having failed to boot, so that a start or reload fails instead of waiting
         forever. Raise it if services do slow work when imported or in AFTER_STARTED startup
         callables.""")),
+    Setting('server.conf', 'main', 'hang_timeout', Seconds(), '30', _doc("""
+        Seconds without a heartbeat after which a worker counts as hung.
+
+        Each worker's gevent hub sends the master a heartbeat every second. A hub that sends
+        none for this long is blocked (a service spinning the CPU without yielding, a call
+        gevent does not make cooperative): the master logs an ERROR, has the worker write a
+        dump of its threads and greenlets (which needs no hub), then kills it and starts a
+        new one. The other workers keep serving.""")),
     Setting('server.conf', 'component_enabled', 'hot_deploy', Boolean(), 'true', _doc("""
         Watch the pickup directory and deploy service modules dropped into it.
 
@@ -574,6 +582,13 @@ SETTINGS = (
         packaged units, logs/ in the server directory otherwise. A relative path is relative
         to the server directory. The file is reopened when logrotate moves it, with no
         restart.""")),
+    Setting('server.conf', 'logging', 'dump_max_size', Size(), '512K', _doc("""
+        Largest size of one thread and greenlet dump, in bytes (K, M, G suffixes).
+
+        SIGURG (or `zato-daemon dump`) makes every process of the server write a dump to
+        server.log and one journal entry: every thread and greenlet with its frames,
+        arguments and local variables, identical stacks grouped. A dump that would be larger
+        stops at this size and says what it left out.""")),
     Setting('server.conf', 'misc', 'startup_callable', ListOf(dotted_name()), '', _doc("""
         Callables invoked at startup, by dotted name, in this order.
 

@@ -116,6 +116,24 @@ SERVICE_DEPLOYED = _event('SERVICE_DEPLOYED', logging.INFO, '175f3e1480774a2586c
     A service module was deployed; the message gives its path, its SHA-256 and its services.
     Compare the hash with `sha256sum FILE` of a local copy to know which version runs.''')
 
+DUMP_WRITTEN = _event('DUMP_WRITTEN', logging.INFO, '66729019367b4defa9a8bcb3610d37a0',
+                      'zato-daemon wrote a thread and greenlet dump', '''
+    The process @ZATO_DUMP_PID@ (@ZATO_ROLE@) of the server @ZATO_SERVER_DIR@ wrote the stack of
+    each of its threads and greenlets, with the arguments and local variables of every frame
+    (values of secret-named variables redacted), because it received SIGURG (`zato-daemon dump
+    DIR`, `systemctl kill -s SIGURG zato-daemon`) or because the master found it hung. Greenlets
+    with the same stack are shown once, with their count. Read it with
+    `journalctl -u zato-daemon ZATO_DUMP_ID=@ZATO_DUMP_ID@` (add `-o cat --all` to print it whole);
+    the same text is in server.log, between lines naming the dump id @ZATO_DUMP_ID@.''')
+
+WORKER_HUNG = _event('WORKER_HUNG', logging.ERROR, 'cc04eaaad461431c83651d39845d54b8',
+                     'zato-daemon worker hung and was replaced', f'''
+    A worker's gevent hub sent no heartbeat for hang_timeout seconds: something blocks it,
+    such as a service spinning the CPU without yielding or a blocking call gevent does not
+    patch. The master had it write a dump of its threads and greenlets (the entry with
+    MESSAGE_ID {DUMP_WRITTEN.message_id} from the same pid shows the frame that
+    blocked), then killed it and started a new one. The requests it was serving failed.''')
+
 EVENTS = (SERVER_READY, SERVER_STOPPED, SERVER_HALTED, START_FAILED, RELOAD_COMPLETE, RELOAD_REFUSED,
           RELOAD_FAILED, WORKER_EXITED, WORKER_BOOT_FAILED, WORKER_BOOT_TIMEOUT, WORKERS_KILLED,
-          SERVICE_FAILED, DEPLOY_FAILED, SERVICE_DEPLOYED)
+          SERVICE_FAILED, DEPLOY_FAILED, SERVICE_DEPLOYED, WORKER_HUNG, DUMP_WRITTEN)

@@ -14,6 +14,7 @@ old one to drain only once every new worker reported ready, so the listening soc
 always has a worker accepting on it. Shutdown travels as HaltServer up to `run()`.
 """
 
+import _thread
 import collections
 import enum
 import logging
@@ -33,7 +34,9 @@ from zato_daemon.logs.setup import configure_logging
 from zato_daemon.sockets import address_of, bind_tcp
 from zato_daemon.startup import load_config_and_run_fs_config_only
 from zato_daemon.status import write_status
-from zato_daemon.worker.channel import BOOT_FAILED_PREFIX, READY_MESSAGE, RETIRE_SIGNAL, WORKER_SIGNALS
+from zato_daemon.dump.setup import install_dump
+from zato_daemon.worker.channel import (BOOT_FAILED_PREFIX, DUMPED_MESSAGE, HEARTBEAT_MESSAGE, READY_MESSAGE,
+                                        RETIRE_SIGNAL, WORKER_SIGNALS)
 
 logger = logging.getLogger('zato_daemon.master')
 
@@ -46,6 +49,8 @@ STABLE_AFTER = 10.0
 # stop gives workers beyond graceful_timeout to flush and exit.
 QUICK_STOP_WAIT = 3.0
 GRACEFUL_STOP_MARGIN = 5.0
+# How long a hung worker may take to write its dump before it is killed anyway.
+HUNG_DUMP_WAIT = 10.0
 
 SIGNAL_NAMES = {
     signal.SIGTERM: 'term',
@@ -73,6 +78,8 @@ class WorkerRecord:
     state: WorkerState = WorkerState.BOOTING
     boot_failure: str = ''
     spawned_at: float = field(default_factory=time.monotonic)
+    last_heartbeat: float = field(default_factory=time.monotonic)
+    hung_at: float = None
     started_at: float = field(default_factory=time.time)
 
     def as_dict(self):
@@ -114,6 +121,7 @@ class Arbiter:
         self.is_ready = False
         self.pending_reload = None
         self.signal_queue = collections.deque()
+        self.dump_trigger = None
         self.failures = collections.Counter()
         self.spawn_not_before = {}
         self._wakeup_read = self._wakeup_write = None
@@ -135,9 +143,11 @@ class Arbiter:
             self.spawn_workers()
             while True:
                 self.wait_for_events(1.0)
+                sd.watchdog()
                 self.dispatch_signals()
                 self.reap_workers()
                 self.check_booting_workers()
+                self.check_hung_workers()
                 self.manage_workers()
         except HaltServer as halt:
             self.halt(halt)
@@ -156,7 +166,19 @@ class Arbiter:
         signal.set_wakeup_fd(self._wakeup_write, warn_on_full_buffer=False)
         for signum in SIGNAL_NAMES:
             signal.signal(signum, self.enqueue_signal)
+        self.dump_trigger = install_dump(self.config, self.server_dir, 'master', self.foreground,
+                                         lambda function: _thread.start_new_thread(function, ()),
+                                         before_dump=self.forward_dump_request)
         self.write_status()
+
+    def forward_dump_request(self):
+        """Runs in the master's dump thread: every worker dumps too. A worker that got the
+        signal directly as well (`systemctl kill` reaches them all) folds the two into one."""
+        for pid in list(self.workers):
+            try:
+                os.kill(pid, signal.SIGURG)
+            except ProcessLookupError:
+                pass
 
     def enqueue_signal(self, signum, frame):
         """Signal handler: enqueue only, no logging. A signal already queued is not queued twice."""
@@ -248,6 +270,8 @@ class Arbiter:
                 if record.status_fd >= 0:
                     os.close(record.status_fd)
             signal.set_wakeup_fd(-1)
+            if self.dump_trigger is not None:
+                self.dump_trigger.discard_after_fork()
             for fd in (self._wakeup_read, self._wakeup_write, *self.private_fds):
                 os.close(fd)
             if self.pending_reload is not None and self.pending_reload.listener is not self.listener:
@@ -292,8 +316,13 @@ class Arbiter:
         if data.startswith(BOOT_FAILED_PREFIX):
             record.boot_failure = data[len(BOOT_FAILED_PREFIX):].decode('utf-8', 'replace')
             return
+        if HEARTBEAT_MESSAGE in data:
+            record.last_heartbeat = time.monotonic()
+        if DUMPED_MESSAGE in data and record.hung_at is not None:
+            self.kill_worker(record, signal.SIGKILL)
         if READY_MESSAGE in data and record.state == WorkerState.BOOTING:
             record.state = WorkerState.READY
+            record.last_heartbeat = time.monotonic()
             logger.info('Worker %d (pid %d) is serving', record.number, record.pid)
             self.write_status()
             self.on_worker_ready()
@@ -356,6 +385,26 @@ class Arbiter:
                              record.number, record.pid, timeout, extra=levels.WORKER_BOOT_TIMEOUT.extra)
                 self.kill_worker(record, signal.SIGKILL)
                 record.spawned_at = now
+
+    def check_hung_workers(self):
+        """A worker whose hub sent no heartbeat for hang_timeout: dump it, then replace it.
+
+        The dump needs no hub (its own thread), so it shows the frame that blocks. The worker
+        is killed once it reports the dump written, or after HUNG_DUMP_WAIT.
+        """
+        timeout = self.config.server_config.main.hang_timeout
+        now = time.monotonic()
+        for record in list(self.workers.values()):
+            if record.state == WorkerState.BOOTING:
+                continue
+            if record.hung_at is None and now - record.last_heartbeat > timeout:
+                record.hung_at = now
+                logger.error('Worker %d (pid %d) sent no heartbeat for %.0f s: its hub is blocked; '
+                             'dumping it, then replacing it', record.number, record.pid, timeout,
+                             extra=levels.WORKER_HUNG.extra)
+                self.kill_worker(record, signal.SIGURG)
+            elif record.hung_at is not None and now - record.hung_at > HUNG_DUMP_WAIT:
+                self.kill_worker(record, signal.SIGKILL)
 
     def kill_worker(self, record, signum):
         """Signals one worker; one that is already gone is reaped by the loop."""

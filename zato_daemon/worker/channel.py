@@ -3,7 +3,9 @@
 Importable by the master: no gevent here.
 
 Worker to master: a pipe per worker; READY_MESSAGE once the worker serves, or
-BOOT_FAILED_PREFIX and a one-line reason when it cannot; end of file when it is gone. Master to worker, by signal: SIGTERM stops (drain, then exit: the
+BOOT_FAILED_PREFIX and a one-line reason when it cannot; HEARTBEAT_MESSAGE every
+HEARTBEAT_INTERVAL from a greenlet on the worker's hub (their absence means the hub is
+blocked); DUMPED_MESSAGE from the dump thread after each dump; end of file when it is gone. Master to worker, by signal: SIGTERM stops (drain, then exit: the
 server is going away, so idle keep-alive connections are closed after a short grace);
 RETIRE_SIGNAL retires a worker replaced by a reload (drain, but idle keep-alive
 connections keep their chance to send one more request, answered with
@@ -15,6 +17,9 @@ import signal
 
 READY_MESSAGE = b'R'
 BOOT_FAILED_PREFIX = b'F'
+HEARTBEAT_MESSAGE = b'H'
+DUMPED_MESSAGE = b'D'
+HEARTBEAT_INTERVAL = 1.0
 RETIRE_SIGNAL = signal.SIGUSR2
 # Blocked by the master across fork, until the worker has installed its own handlers.
-WORKER_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, RETIRE_SIGNAL}
+WORKER_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, RETIRE_SIGNAL, signal.SIGURG}

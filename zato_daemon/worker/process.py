@@ -31,7 +31,9 @@ from zato_daemon.logs.setup import configure_logging  # noqa: E402
 from zato_daemon.services.host import ServiceHost  # noqa: E402
 from zato_daemon.startup import run_after_started  # noqa: E402
 from zato_daemon.logs.levels import WORKER_BOOT_FAILED  # noqa: E402
-from zato_daemon.worker.channel import BOOT_FAILED_PREFIX, READY_MESSAGE, RETIRE_SIGNAL, WORKER_SIGNALS  # noqa: E402
+from zato_daemon.dump.setup import install_dump  # noqa: E402
+from zato_daemon.worker.channel import (BOOT_FAILED_PREFIX, DUMPED_MESSAGE, HEARTBEAT_INTERVAL,  # noqa: E402
+                                        HEARTBEAT_MESSAGE, READY_MESSAGE, RETIRE_SIGNAL, WORKER_SIGNALS)
 
 logger = logging.getLogger('zato_daemon.worker')
 
@@ -107,6 +109,7 @@ class Worker:
         """Reports ready to the master and serves until a stop signal, then drains."""
         os.write(self.spec.status_fd, READY_MESSAGE)
         gevent.spawn(self.watch_master)
+        gevent.spawn(self.send_heartbeats)
         self.stop_requested.wait()
         graceful_timeout = self.spec.config.server_config.main.graceful_timeout
         if self.is_quick_stop:
@@ -123,6 +126,12 @@ class Worker:
         self.is_retiring = retire and not self.stop_requested.is_set()
         self.stop_requested.set()
 
+    def send_heartbeats(self):
+        """Runs on the hub: when the hub is blocked, the heartbeats stop and the master notices."""
+        while True:
+            os.write(self.spec.status_fd, HEARTBEAT_MESSAGE)
+            gevent.sleep(HEARTBEAT_INTERVAL)
+
     def watch_master(self):
         while os.getppid() == self.spec.master_pid:
             gevent.sleep(PARENT_CHECK_INTERVAL)
@@ -135,9 +144,18 @@ def _adopt(listener):
     return gevent_socket(listener.family, listener.type, fileno=os.dup(listener.fileno()))
 
 
+def _start_os_thread(function):
+    # gevent's original: a patched start_new_thread would start a greenlet, which the
+    # greenlet a dump is usually needed for (one spinning the CPU) would starve.
+    monkey.get_original('_thread', 'start_new_thread')(function, ())
+
+
 def _install_signal_handlers(worker):
-    """Replaces the master's handlers inherited through fork, then lets the signals in."""
-    for signum in (*WORKER_SIGNALS, signal.SIGCHLD):
+    """Replaces the master's handlers inherited through fork, then lets the signals in.
+
+    SIGURG is left to the worker's dump trigger, installed before this.
+    """
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, RETIRE_SIGNAL, signal.SIGCHLD):
         signal.signal(signum, signal.SIG_DFL)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     gevent.signal_handler(signal.SIGTERM, worker.request_stop)
@@ -154,6 +172,8 @@ def run_worker(spec):
     config = spec.config
     configure_logging(config, server_dir, f'worker-{spec.number}', spec.foreground, spec.number)
     worker = Worker(spec)
+    install_dump(config, server_dir, f'worker-{spec.number}', spec.foreground, _start_os_thread,
+                 after_dump=lambda dump: os.write(spec.status_fd, DUMPED_MESSAGE))
     _install_signal_handlers(worker)
     try:
         worker.boot()

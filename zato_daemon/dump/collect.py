@@ -1,0 +1,640 @@
+"""Threads, greenlets, their frames and variables, as plain data, read safely from any thread.
+
+Runs in the dump thread (see trigger.py) of the master or of a worker, while every other
+thread, and every greenlet of the main thread, keeps running.
+
+Rule 1: no code of the objects being dumped runs. Values never go through repr(), str() or
+isinstance() (which looks `__class__` up through `__getattr__`); render_value() knows the builtin
+types and shows anything else by type and address. Greenlets are read through greenlet's and
+gevent's own C-level descriptors, never getattr(): gevent's `name` and repr format the spawn
+arguments with repr (DESIGN.md, "SIGURG dump").
+Rule 2: no locks, no logging, no imports. The hung thread may hold logging's lock, the import
+lock, or the lock of threading.enumerate() - under gevent's patch_all a gevent lock, which a
+foreign thread cannot wait on. Thread names come from threading's registry, copied without it.
+Rule 3: no gevent. The master stays gevent-free; greenlets are looked for only when the process
+already imported greenlet (a process that never did has none).
+Rule 4: everything is bounded by Limits. A stack already seen keeps only its first greenlet's
+variables: 10,000 idle greenlets share a handful of stacks, and render.py prints each once.
+"""
+
+import collections
+import dataclasses
+import functools
+import gc
+import inspect
+import itertools
+import linecache
+import os
+import sys
+import threading
+import time
+import types
+from dataclasses import dataclass
+
+from zato_daemon.logs.redact import REDACTED, is_secret_name
+
+RUNNING = 'running'
+SUSPENDED = 'suspended'
+NOT_STARTED = 'not started'
+DEAD = 'dead'
+STATES = (RUNNING, SUSPENDED, NOT_STARTED, DEAD)
+
+# A source line or a name longer than this is cut; a stack deeper than MAX_WALK is not even counted.
+MAX_SOURCE_LINE = 300
+MAX_NAME = 100
+MAX_WALK = 100_000
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How much of each thing a dump holds; render.py's byte budget then bounds the whole."""
+
+    max_frames: int = 64        # per stack; the innermost frames are kept
+    max_variables: int = 32     # arguments and locals together, per frame
+    max_string: int = 200       # characters of a str, bytes or bytearray value
+    max_items: int = 10         # items of one container
+    max_depth: int = 3          # containers within containers
+    max_value: int = 400        # characters of one rendered value, notes included
+    max_spawn_frames: int = 3   # frames of where a greenlet was spawned
+
+
+DEFAULT_LIMITS = Limits()
+
+
+@dataclass(frozen=True)
+class FrameInfo:
+    """One frame. `arguments` and `locals` hold (name, rendered value) pairs, or None when not collected."""
+
+    file: str
+    line: int
+    function: str
+    source_line: str
+    arguments: tuple = None
+    locals: tuple = None
+    variables_cut: int = 0
+
+
+@dataclass(frozen=True)
+class ThreadInfo:
+    """One OS thread: ids, name, flags, and its current stack, outermost frame first."""
+
+    name: str
+    ident: int
+    native_id: int
+    daemon: bool
+    is_main: bool
+    is_current: bool            # the thread that collected this dump; its frames are not taken
+    frames: tuple
+    frames_cut: int = 0         # outer frames beyond Limits.max_frames
+
+
+@dataclass(frozen=True)
+class GreenletInfo:
+    """One greenlet. A running one has no frames here: its stack is its thread's current stack."""
+
+    address: int
+    kind: str                   # module.Qualname of its class
+    state: str                  # one of STATES
+    is_main: bool               # a thread's main greenlet
+    runs: str                   # the function it runs, or None when unknown
+    spawned_at: tuple           # FrameInfo without variables, outermost first; None when unknown
+    frames: tuple
+    frames_cut: int = 0
+
+
+@dataclass(frozen=True)
+class Dump:
+    """Everything one dump found in one process, as plain data."""
+
+    pid: int
+    role: str
+    server_dir: str
+    time: float                 # time.time() when collecting began
+    dump_id: str
+    counts: dict                # threads, greenlets, and greenlets per state
+    threads: tuple
+    greenlets: tuple
+    duration: float             # seconds spent collecting
+
+
+def collect(main_thread_ident, role, server_dir, dump_id=None, include_greenlets=True, limits=DEFAULT_LIMITS):
+    """Reads every thread and (optionally) every greenlet of this process into a Dump.
+
+    Runs in the dump thread, never in a signal handler. `main_thread_ident` is the main
+    thread's OS ident, taken at start with os_thread_ident(): under gevent's patch_all
+    threading.main_thread().ident is a greenlet's. Safe while other threads and greenlets
+    run, hold locks or spin; see the rules at the top of this module.
+    """
+    started = time.monotonic()
+    wall_time = time.time()
+    stacks = _StackReader(limits)
+    threads = collect_threads(main_thread_ident, stacks)
+    greenlets = collect_greenlets(stacks) if include_greenlets else ()
+    return Dump(pid=os.getpid(), role=role, server_dir=str(server_dir), time=wall_time,
+                dump_id=dump_id or new_dump_id(), counts=_count(threads, greenlets), threads=threads,
+                greenlets=greenlets, duration=time.monotonic() - started)
+
+
+def new_dump_id():
+    """A fresh id that names one dump in server.log and in the journal (ZATO_DUMP_ID)."""
+    return os.urandom(8).hex()
+
+
+def os_thread_ident():
+    """The calling thread's OS-level ident, the key sys._current_frames() uses.
+
+    threading.get_ident() is gevent's under patch_all and names the current greenlet instead;
+    the calling frame is this thread's current frame, which identifies it without gevent.
+    """
+    frame = sys._getframe()
+    for ident, top in sys._current_frames().items():
+        if top is frame:
+            return ident
+    raise RuntimeError('the calling thread is missing from sys._current_frames()')
+
+
+def collect_threads(main_thread_ident, stacks):
+    """Every OS thread with its current stack: the main thread first, then by ident."""
+    own_frame = sys._getframe()
+    current = sys._current_frames()
+    known = _threading_threads(main_thread_ident)
+    threads = [_thread_info(ident, top, known.get(ident), ident == main_thread_ident, top is own_frame, stacks)
+               for ident, top in current.items()]
+    threads.sort(key=lambda thread: (not thread.is_main, thread.ident))
+    return tuple(threads)
+
+
+def _threading_threads(main_thread_ident):
+    # threading._active copied in one C call instead of threading.enumerate(), whose lock
+    # may be held by the hung thread (Rule 2). Under patch_all it is keyed by greenlet ids,
+    # so the main thread is put back under its OS ident.
+    try:
+        known = dict(threading._active)
+    except Exception:
+        known = {}
+    known[main_thread_ident] = threading.main_thread()
+    return known
+
+
+def _thread_info(ident, top, thread, is_main, is_current, stacks):
+    name, native_id, daemon = _thread_attributes(thread)
+    if is_main:
+        # On Linux the main thread's id is the pid; the Thread object's copy may be the
+        # parent's after a fork under gevent's patched threading.
+        native_id = os.getpid()
+    if is_current:
+        native_id = threading.get_native_id()
+        frames, cut = (), 0
+    else:
+        frames, cut = stacks.stack(top)
+    return ThreadInfo(name=name, ident=ident, native_id=native_id, daemon=daemon, is_main=is_main,
+                      is_current=is_current, frames=frames, frames_cut=cut)
+
+
+def _thread_attributes(thread):
+    # Read from the instance's dict: a Thread subclass may override the `name` property.
+    attributes = _instance_dict(thread) if thread is not None else {}
+    name = attributes.get('_name')
+    native_id = attributes.get('_native_id')
+    daemon = attributes.get('_daemonic')
+    return (name if type(name) is str else None, native_id if type(native_id) is int else None,
+            daemon if type(daemon) is bool else None)
+
+
+def collect_greenlets(stacks):
+    """Every greenlet of the process, of every thread, found by a gc scan (about 10 ms for 10,000)."""
+    module = sys.modules.get('greenlet')
+    base = _instance_dict(module).get('greenlet') if module is not None else None
+    if not (type(base) is type and 'gr_frame' in base.__dict__):
+        return ()
+    # Classes are compared by id: `in` on a set would hash them, which a metaclass may override.
+    # The filter is all C iterators: no bytecode runs per object of the heap.
+    kind_ids = {id(kind) for kind in _subclasses(base)}
+    objects = gc.get_objects()
+    found = list(itertools.compress(objects, map(kind_ids.__contains__, map(id, map(type, objects)))))
+    del objects
+    reader = _GreenletReader(base, stacks)
+    greenlets = (reader.describe(greenlet) for greenlet in found)
+    return tuple(info for info in greenlets if info is not None)
+
+
+def _subclasses(base):
+    kinds, pending = {id(base): base}, [base]
+    while pending:
+        for kind in type.__subclasses__(pending.pop()):
+            if id(kind) not in kinds:
+                kinds[id(kind)] = kind
+                pending.append(kind)
+    return kinds.values()
+
+
+def _count(threads, greenlets):
+    counts = collections.Counter(greenlet.state for greenlet in greenlets)
+    return {'threads': len(threads), 'greenlets': len(greenlets), **{state: counts[state] for state in STATES}}
+
+
+class _StackReader:
+    """Turns frame objects into FrameInfo; caches source lines and the stacks greenlets share."""
+
+    def __init__(self, limits):
+        self.limits = limits
+        self._sources = {}
+        self._bare = {}      # (code, line) -> FrameInfo without variables
+        self._shared = {}    # sequence of (code, last instruction) -> frames without variables
+        self._spawn_sites = {}  # sequence of (code, line) -> spawned_at tuple
+
+    def stack(self, top):
+        """(frames outermost first with their variables, how many outer frames were cut)."""
+        frames, cut, _ = self._walk(top)
+        return tuple(self._frame_info(frame, True) for frame in frames), cut
+
+    def shared_stack(self, top):
+        """Like stack(), plus the outermost frame; a stack seen before comes without variables (Rule 4)."""
+        frames, cut, outermost = self._walk(top)
+        # f_lasti is a plain read where f_lineno is a table lookup: the key is cheap, and two
+        # instructions on one line are still one group when render.py groups by line.
+        key = tuple((frame.f_code, frame.f_lasti) for frame in frames)
+        known = self._shared.get(key)
+        if known is None:
+            self._shared[key] = tuple(self._frame_info(frame, False) for frame in frames)
+            known = tuple(self._frame_info(frame, True) for frame in frames)
+        return known, cut, outermost
+
+    def spawn_site(self, frame):
+        """gevent's record of where a greenlet was spawned, as bare frames outermost first; shared."""
+        key = []
+        # Room for the frames pure-Python gevent records of its own spawn() before the caller's.
+        while frame is not None and len(key) < self.limits.max_spawn_frames + 4:
+            key.append((frame.f_code, frame.f_lineno))
+            frame = frame.f_back
+        key = tuple(key)
+        site = self._spawn_sites.get(key)
+        if site is None:
+            frames = [self.bare_frame(code, line) for code, line in key if not _is_gevent_file(code.co_filename)]
+            site = self._spawn_sites[key] = tuple(reversed(frames[:self.limits.max_spawn_frames]))
+        return site
+
+    def bare_frame(self, code, line):
+        """A FrameInfo of a code object and line, without variables; shared between greenlets."""
+        info = self._bare.get((code, line))
+        if info is None:
+            info = FrameInfo(code.co_filename, line or 0, code.co_qualname, self._source_line(code.co_filename, line))
+            self._bare[(code, line)] = info
+        return info
+
+    def _walk(self, top):
+        kept, cut, outermost = [], 0, top
+        frame = top
+        while frame is not None and cut < MAX_WALK:
+            if len(kept) < self.limits.max_frames:
+                kept.append(frame)
+            else:
+                cut += 1
+            outermost, frame = frame, frame.f_back
+        kept.reverse()
+        return kept, cut, outermost
+
+    def _frame_info(self, frame, with_variables):
+        try:
+            info = self.bare_frame(frame.f_code, frame.f_lineno)
+            if not with_variables:
+                return info
+            arguments, local_variables, cut = _variables(frame, self.limits)
+            return dataclasses.replace(info, arguments=arguments, locals=local_variables, variables_cut=cut)
+        except Exception as error:  # a frame torn down while read; the dump goes on
+            return FrameInfo('?', 0, f'<unreadable frame: {type_name(type(error))}>', '')
+
+    def _source_line(self, file, line):
+        text = self._sources.get((file, line))
+        if text is None:
+            try:
+                text = linecache.getline(file, line or 0).strip()
+            except Exception:
+                text = ''
+            text = text if len(text) <= MAX_SOURCE_LINE else f'{text[:MAX_SOURCE_LINE]}...'
+            self._sources[(file, line)] = text
+        return text
+
+
+def _variables(frame, limits):
+    """(arguments, locals, how many were not shown) of one frame, rendered and redacted."""
+    values = frame.f_locals
+    # A module's top level shows its globals, and exec() may pass any mapping: neither are variables.
+    if type(values) is not dict or values is frame.f_globals:
+        return (), (), 0
+    argument_names = [name for name in _argument_names(frame.f_code) if name in values]
+    local_names = [name for name in list(values) if name not in argument_names]
+    shown = limits.max_variables
+    arguments = tuple(_variable(name, values, limits) for name in argument_names[:shown])
+    local_variables = tuple(_variable(name, values, limits) for name in local_names[:max(0, shown - len(arguments))])
+    return arguments, local_variables, len(argument_names) + len(local_names) - len(arguments) - len(local_variables)
+
+
+def _argument_names(code):
+    count = code.co_argcount + code.co_kwonlyargcount
+    count += bool(code.co_flags & inspect.CO_VARARGS) + bool(code.co_flags & inspect.CO_VARKEYWORDS)
+    return code.co_varnames[:count]
+
+
+def _variable(name, values, limits):
+    value = values.get(name)
+    name = name[:MAX_NAME] if type(name) is str else render_value(name, limits)
+    return name, REDACTED if is_secret_name(name) else render_value(value, limits)
+
+
+class _GreenletReader:
+    """Reads greenlets through greenlet's own descriptors, so no subclass code runs (Rule 1)."""
+
+    def __init__(self, base, stacks):
+        attributes = base.__dict__
+        self._frame = attributes['gr_frame']
+        self._dead = attributes['dead']
+        self._parent = attributes['parent']
+        self._run = attributes['run']
+        self._is_active = attributes['__bool__']
+        self._stacks = stacks
+        self._plans = {}
+
+    def describe(self, greenlet):
+        """A GreenletInfo, or None when the greenlet cannot be read (it is then left out)."""
+        try:
+            frame = self._frame.__get__(greenlet)
+            state = self._state(greenlet, frame)
+            frames, cut, outermost = self._stacks.shared_stack(frame) if frame is not None else ((), 0, None)
+            plan = self._plan(type(greenlet))
+            return GreenletInfo(address=id(greenlet), kind=plan.kind, state=state,
+                                is_main=self._parent.__get__(greenlet) is None,
+                                runs=self._runs(greenlet, plan, outermost),
+                                spawned_at=self._spawned_at(greenlet, plan), frames=frames, frames_cut=cut)
+        except Exception:
+            return None
+
+    def _state(self, greenlet, frame):
+        if self._dead.__get__(greenlet):
+            return DEAD
+        if not self._is_active(greenlet):
+            return NOT_STARTED
+        return RUNNING if frame is None else SUSPENDED
+
+    def _plan(self, kind):
+        plan = self._plans.get(id(kind))  # by id: see _C_DESCRIPTOR_IDS
+        if plan is None:
+            plan = self._plans[id(kind)] = _plan_of(kind)
+        return plan
+
+    def _runs(self, greenlet, plan, outermost):
+        run = _instance_dict(greenlet).get('_run')  # gevent.spawn(function) keeps it here until it returns
+        if run is not None:
+            return describe_callable(run)
+        if plan.run_method is not None:
+            return plan.run_method
+        try:
+            return describe_callable(self._run.__get__(greenlet))  # greenlet(function), not started yet
+        except AttributeError:
+            pass
+        return _function_of(outermost) if outermost is not None else None
+
+    def _spawned_at(self, greenlet, plan):
+        if plan.spawning_stack is None:
+            return None
+        return self._stacks.spawn_site(plan.spawning_stack.__get__(greenlet))
+
+
+@dataclass(frozen=True)
+class _Plan:
+    kind: str                   # module.Qualname of the greenlet class
+    run_method: str             # the class's own run()/_run(), e.g. gevent's Hub.run
+    spawning_stack: object      # gevent's C descriptor, None for plain greenlets
+
+
+def _plan_of(kind):
+    run_method = spawning_stack = None
+    for cls in type.__dict__['__mro__'].__get__(kind):
+        attributes = type.__dict__['__dict__'].__get__(cls)
+        if spawning_stack is None and id(type(attributes.get('spawning_stack'))) in _C_DESCRIPTOR_IDS:
+            spawning_stack = attributes['spawning_stack']
+        if run_method is None and not _is_gevent_greenlet_class(cls):
+            run_method = _own_run_method(attributes)
+    return _Plan(type_name(kind), run_method, spawning_stack)
+
+
+def _own_run_method(attributes):
+    for name in ('_run', 'run'):
+        if type(attributes.get(name)) is types.FunctionType:
+            return describe_callable(attributes[name])
+    return None
+
+
+def _is_gevent_greenlet_class(cls):
+    # gevent's Greenlet.run/_run only wrap what was spawned; they say nothing (pure-Python gevent).
+    return type_name(cls) in ('gevent.greenlet.Greenlet', 'gevent._gevent_cgreenlet.Greenlet')
+
+
+def _is_gevent_file(filename):
+    return f'{os.sep}gevent{os.sep}' in filename
+
+
+def _function_of(frame):
+    module = frame.f_globals.get('__name__') if type(frame.f_globals) is dict else None
+    return _qualified(module, frame.f_code.co_qualname)
+
+
+def describe_callable(value):
+    """'module.qualname' of a function, method or functools.partial; others as render_value() shows them."""
+    kind = type(value)
+    if kind is types.MethodType:
+        value = value.__func__
+        kind = type(value)
+    if kind is functools.partial:
+        return f'functools.partial({describe_callable(value.func)})'
+    if kind is types.FunctionType or kind is types.BuiltinFunctionType:
+        return _qualified(value.__module__, value.__qualname__)
+    return _opaque(value, kind)
+
+
+def _qualified(module, qualname):
+    if type(module) is not str or module == 'builtins':
+        return qualname
+    return f'{module}.{qualname}'
+
+
+# ---- bounded rendering of values (Rule 1 and Rule 4)
+
+# Classes are looked up by id throughout: `kind in {...}` would hash and compare them, and a
+# metaclass may define __hash__ and __eq__ (Rule 1).
+_C_DESCRIPTOR_IDS = frozenset(map(id, (types.GetSetDescriptorType, types.MemberDescriptorType)))
+_CALLABLE_IDS = frozenset(map(id, (types.FunctionType, types.BuiltinFunctionType, types.MethodType, functools.partial)))
+_TYPE_MODULE = type.__dict__['__module__']
+_TYPE_QUALNAME = type.__dict__['__qualname__']
+_EXCEPTION_ARGS = BaseException.__dict__['args']
+
+
+def render_value(value, limits=DEFAULT_LIMITS):
+    """`value` as text of at most about limits.max_value characters, running none of its code.
+
+    None, bool, numbers, str, bytes, bytearray, range and containers of them (list, tuple,
+    dict, set, frozenset and their subclasses) show as repr() would show them, cut to `limits`
+    with a note of what was cut; exceptions by type and args; a few stdlib types (datetime,
+    Decimal, UUID, paths) by their repr; anything else as <module.Qualname at 0x...>.
+    In a dict, the value of a secret-named key (logs.redact.is_secret_name) is REDACTED.
+    """
+    try:
+        text = _render(value, limits, limits.max_depth)
+    except Exception as error:  # e.g. a dict resized by another thread while read
+        text = f'<{type_name(type(value))} at {id(value):#x}, unreadable: {type_name(type(error))}>'
+    return _clip(text, limits.max_value)
+
+
+def type_name(kind):
+    """'module.Qualname' of a class (builtins bare), read through type's own descriptors."""
+    try:
+        module, qualname = _TYPE_MODULE.__get__(kind), _TYPE_QUALNAME.__get__(kind)
+    except Exception:
+        return '?'
+    return _qualified(module, qualname) if type(qualname) is str else '?'
+
+
+def _render(value, limits, depth):
+    kind = type(value)
+    render = _SCALARS.get(id(kind))
+    if render is not None:
+        return render(value, limits)
+    for base, render in _CONTAINERS:
+        if issubclass(kind, base):
+            return render(value, kind, base, limits, depth)
+    if issubclass(kind, BaseException):
+        return f'{type_name(kind)}({", ".join(_items(_EXCEPTION_ARGS.__get__(value), tuple, limits, depth))})'
+    return _render_other(value, kind)
+
+
+def _clip(text, limit):
+    if len(text) <= limit:
+        return text
+    return f'{text[:limit]}... ({len(text) - limit} more characters)'
+
+
+def _render_str(value, limits):
+    if len(value) <= limits.max_string:
+        return repr(value)
+    return f'{value[:limits.max_string]!r}... ({len(value) - limits.max_string} more characters)'
+
+
+def _render_bytes(value, limits):
+    if len(value) <= limits.max_string:
+        return repr(value)
+    return f'{value[:limits.max_string]!r}... ({len(value) - limits.max_string} more bytes)'
+
+
+def _render_int(value, limits):
+    # Converting a huge int to text takes quadratic time, or raises past sys.get_int_max_str_digits().
+    bits = value.bit_length()
+    return repr(value) if bits <= 256 else f'<int of {bits} bits>'
+
+
+def _render_plain(value, limits):
+    return repr(value)
+
+
+_SCALARS = {id(kind): render for kind, render in (
+    (type(None), _render_plain), (bool, _render_plain), (float, _render_plain), (complex, _render_plain),
+    (range, _render_plain), (type(Ellipsis), _render_plain), (type(NotImplemented), _render_plain),
+    (int, _render_int), (str, _render_str), (bytes, _render_bytes), (bytearray, _render_bytes))}
+
+
+def _items(value, base, limits, depth):
+    """Rendered items of a container through its base class's C methods; stops at the limits."""
+    size = base.__len__(value)
+    parts, used = [], 0
+    for item in itertools.islice(base.__iter__(value), limits.max_items):
+        if used > limits.max_value:
+            break
+        parts.append(_render(item, limits, depth - 1))
+        used += len(parts[-1]) + 2
+    if size > len(parts):
+        parts.append(f'... ({size - len(parts)} more)')
+    return parts
+
+
+def _render_sequence(value, kind, base, limits, depth):
+    opening, closing = _BRACKETS[base]
+    if depth <= 0:
+        text = f'{opening}... ({base.__len__(value)} items){closing}'
+    else:
+        parts = _items(value, base, limits, depth)
+        if not parts and base in (set, frozenset):
+            return f'{type_name(kind)}()'
+        text = f'{opening}{", ".join(parts)}{"," if base is tuple and len(parts) == 1 else ""}{closing}'
+    return text if kind is base else f'{type_name(kind)}({text})'
+
+
+def _render_dict(value, kind, base, limits, depth):
+    if depth <= 0:
+        text = f'{{... ({dict.__len__(value)} items)}}'
+    else:
+        text = f'{{{", ".join(_dict_items(value, limits, depth))}}}'
+    return text if kind is dict else f'{type_name(kind)}({text})'
+
+
+def _dict_items(value, limits, depth):
+    size = dict.__len__(value)
+    parts, used = [], 0
+    for key, item in itertools.islice(dict.items(value), limits.max_items):
+        if used > limits.max_value:
+            break
+        is_secret = type(key) is str and is_secret_name(key[:MAX_NAME])
+        shown = REDACTED if is_secret else _render(item, limits, depth - 1)
+        parts.append(f'{_render(key, limits, depth - 1)}: {shown}')
+        used += len(parts[-1]) + 2
+    if size > len(parts):
+        parts.append(f'... ({size - len(parts)} more)')
+    return parts
+
+
+_BRACKETS = {list: ('[', ']'), tuple: ('(', ')'), set: ('{', '}'), frozenset: ('frozenset({', '})')}
+_CONTAINERS = ((dict, _render_dict), (list, _render_sequence), (tuple, _render_sequence),
+               (set, _render_sequence), (frozenset, _render_sequence))
+
+
+def _render_other(value, kind):
+    if id(kind) in _stdlib_type_ids():
+        return repr(value)
+    if id(kind) in _CALLABLE_IDS:
+        return f'<function {describe_callable(value)}>'
+    if issubclass(kind, type):
+        return f'<class {type_name(value)}>'
+    if kind is types.ModuleType:
+        return f'<module {_instance_dict(value).get("__name__")!r}>'
+    return _opaque(value, kind)
+
+
+def _opaque(value, kind):
+    return f'<{type_name(kind)} at {id(value):#x}>'
+
+
+# Stdlib types whose repr is short and runs no code of the application. Only modules the
+# process already imported are looked at (Rule 2); the set is rebuilt when sys.modules changes
+# size. The cache holds the classes themselves too, so that their ids stay theirs.
+_STDLIB_REPRS = (('datetime', ('datetime', 'date', 'time', 'timedelta', 'timezone')), ('decimal', ('Decimal',)),
+                 ('uuid', ('UUID',)), ('pathlib', ('PosixPath', 'PurePosixPath')))
+_stdlib_cache = (-1, (), frozenset())
+
+
+def _stdlib_type_ids():
+    global _stdlib_cache
+    size, _, ids = _stdlib_cache
+    if size != len(sys.modules):
+        kinds = []
+        for module_name, names in _STDLIB_REPRS:
+            attributes = _instance_dict(sys.modules.get(module_name))
+            kinds.extend(kind for kind in map(attributes.get, names) if type(kind) is type)
+        ids = frozenset(map(id, kinds))
+        _stdlib_cache = (len(sys.modules), tuple(kinds), ids)
+    return ids
+
+
+def _instance_dict(obj):
+    try:
+        attributes = object.__getattribute__(obj, '__dict__')
+    except Exception:
+        return {}
+    return attributes if type(attributes) is dict else {}

@@ -1,0 +1,50 @@
+"""Where a dump goes: appended to server.log, one journal entry, stdout in --fg mode.
+
+Runs in the dump thread (dump/trigger.py), so it uses no logging and no lock the main
+thread may hold: server.log is opened for each dump with O_APPEND and written with
+os.write (which also follows a rotation), the journal gets one entry through
+python-systemd's C sendv (which moves an entry of hundreds of KiB out of band), and
+stdout gets plain os.write.
+"""
+
+import os
+
+from zato_daemon.dump.collect import collect
+from zato_daemon.dump.render import journal_fields, render_text, write_text_to_fd
+
+try:
+    from systemd import journal as _journal
+except ImportError:
+    _journal = None
+
+
+class DumpWriter:
+    """The on_dump of a DumpTrigger: collects this process, renders it, writes it out."""
+
+    def __init__(self, role, server_dir, server_log, budget_bytes, to_journal, to_stdout, after_dump=None):
+        self.role = role
+        self.server_dir = server_dir
+        self.server_log = server_log
+        self.budget_bytes = budget_bytes
+        self.to_journal = to_journal and _journal is not None
+        self.to_stdout = to_stdout
+        self.after_dump = after_dump
+        self.trigger = None
+
+    def __call__(self):
+        dump = collect(self.trigger.main_thread_ident, self.role, str(self.server_dir))
+        text = render_text(dump, self.budget_bytes)
+        self.write_server_log(text)
+        if self.to_journal:
+            _journal.sendv(*journal_fields(dump, text))
+        if self.to_stdout:
+            write_text_to_fd(1, text)
+        if self.after_dump is not None:
+            self.after_dump(dump)
+
+    def write_server_log(self, text):
+        fd = os.open(self.server_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        try:
+            write_text_to_fd(fd, text)
+        finally:
+            os.close(fd)
