@@ -1,0 +1,126 @@
+"""Dumps and hangs under the real systemd: systemctl kill -s SIGURG, a hung worker, the watchdog."""
+
+import json
+import time
+
+import pytest
+
+from tests.system.container import poll
+from tests.system.helpers import CONFIG_DIR, PORT, UNIT, assert_active, main_pid, post, systemctl, zato_processes
+from zato_daemon.logs import levels
+
+pytestmark = pytest.mark.xdist_group('system')
+
+LOG = '/var/log/zato-daemon/server.log'
+PICKUP = '/var/lib/zato-daemon/pickup'
+SPIN = b'''\
+import time
+from zato_daemon import Service
+
+class Spin(Service):
+    name = 'demo.spin'
+
+    def handle(self):
+        deadline = time.monotonic() + self.request.payload['seconds']
+        spins = 0
+        while time.monotonic() < deadline:
+            spins += 1
+        self.response.payload = {'spins': spins}
+'''
+
+
+def dump_entries(container, since):
+    output = container.journal('-u', UNIT, '-o', 'json', '--all', f'MESSAGE_ID={levels.DUMP_WRITTEN.message_id}',
+                               '--since', since)
+    return [json.loads(line) for line in output.splitlines() if line.strip()]
+
+
+def now(container):
+    return container.run(['date', '+%Y-%m-%d %H:%M:%S']).stdout.strip()
+
+
+def unit_pids(container):
+    """The pids of the main server's processes (master and workers), by process title."""
+    return {pid for _, pid, title in zato_processes(container) if title.endswith(f' {CONFIG_DIR}')}
+
+
+def test_systemctl_kill_sigurg_gives_one_dump_per_process(container, installed):
+    systemctl(container, 'restart', UNIT)
+    assert_active(container)
+    poll(lambda: post(container, PORT, '/services/demo.echo', {})[0] == 200, 10, message='the server')
+    pids = unit_pids(container)
+    since = now(container)
+    time.sleep(1)  # --since has one-second resolution
+    systemctl(container, 'kill', '-s', 'SIGURG', UNIT)
+    poll(lambda: {int(entry['_PID']) for entry in dump_entries(container, since)} == pids, 15,
+         message='one dump entry from every process of the unit')
+    time.sleep(1.5)
+    entries = dump_entries(container, since)
+    assert len(entries) == len(pids), [entry['ZATO_ROLE'] for entry in entries]
+    assert sorted(entry['ZATO_ROLE'] for entry in entries)[0] == 'master'
+    log = container.get(LOG).decode()
+    for entry in entries:
+        assert f'==== end of zato-daemon dump {entry["ZATO_DUMP_ID"]}' in log
+    # The dump-id field finds one entry.
+    one = entries[0]['ZATO_DUMP_ID']
+    assert len([line for line in container.journal('-u', UNIT, '-o', 'json', f'ZATO_DUMP_ID={one}').splitlines()
+                if line.strip()]) == 1
+
+
+@pytest.fixture
+def quick_hang_timeout(container, installed):
+    conf = f'{CONFIG_DIR}/server.conf'
+    original = container.get(conf)
+    container.put(conf, original.replace(b'hang_timeout = 30', b'hang_timeout = 2'))
+    container.put(f'{PICKUP}/spin.py', SPIN)
+    container.run(['chown', 'zato:zato', f'{PICKUP}/spin.py'])
+    systemctl(container, 'restart', UNIT)
+    assert_active(container)
+    poll(lambda: post(container, PORT, '/services/demo.spin', {'seconds': 0})[0] == 200, 15, message='demo.spin')
+    yield
+    container.put(conf, original)
+    container.run(['rm', '-f', f'{PICKUP}/spin.py'])
+    systemctl(container, 'restart', UNIT)
+    assert_active(container)
+
+
+def test_a_hung_worker_is_dumped_to_the_journal_and_replaced(container, quick_hang_timeout):
+    since = now(container)
+    master = main_pid(container)
+    spin = container.popen(['curl', '-s', '--max-time', '40', '-X', 'POST', f'http://127.0.0.1:{PORT}/services/demo.spin',
+                            '-d', '{"seconds": 30}'])
+    try:
+        def hung_entry():
+            output = container.journal('-u', UNIT, '-o', 'json', f'MESSAGE_ID={levels.WORKER_HUNG.message_id}',
+                                       '--since', since)
+            return [json.loads(line) for line in output.splitlines() if line.strip()]
+        entries = poll(hung_entry, 20, message='the WORKER_HUNG entry')
+        assert entries[0]['PRIORITY'] == '3'
+        hung_pid = int(entries[0]['MESSAGE'].split('(pid ')[1].split(')')[0])
+        dump = poll(lambda: [entry for entry in dump_entries(container, since) if int(entry['_PID']) == hung_pid],
+                    20, message="the hung worker's dump")[0]
+        assert 'in Spin.handle' in dump['MESSAGE'] and 'spins=' in dump['MESSAGE']
+        poll(lambda: hung_pid not in unit_pids(container) and len(unit_pids(container)) >= 2, 20,
+             message='the hung worker to be replaced')
+        assert main_pid(container) == master
+        assert post(container, PORT, '/services/demo.echo', {'after': 'hang'})[0] == 200
+    finally:
+        spin.kill()
+
+
+def test_the_master_keeps_the_watchdog_fed(container, installed):
+    container.run(['mkdir', '-p', '/etc/systemd/system/zato-daemon.service.d'])
+    container.put('/etc/systemd/system/zato-daemon.service.d/watchdog.conf', b'[Service]\nWatchdogSec=2\n')
+    try:
+        systemctl(container, 'daemon-reload')
+        systemctl(container, 'restart', UNIT)
+        assert_active(container)
+        master = main_pid(container)
+        time.sleep(5)  # more than twice WatchdogSec
+        assert_active(container)
+        assert main_pid(container) == master
+        assert container.show(UNIT, 'NRestarts', 'WatchdogUSec') == {'NRestarts': '0', 'WatchdogUSec': '2s'}
+    finally:
+        container.run(['rm', '-rf', '/etc/systemd/system/zato-daemon.service.d'])
+        systemctl(container, 'daemon-reload')
+        systemctl(container, 'restart', UNIT)
