@@ -2,6 +2,7 @@
 
 import json
 import socket
+import time
 
 from tests.integration.helpers import call, request
 
@@ -121,3 +122,26 @@ def test_garbage_request_line_is_400_and_closes(server):
         while chunk := sock.recv(65536):
             data += chunk
         assert data.startswith(b'HTTP/1.1 400')
+
+
+def test_idle_and_stalled_connections_are_closed_after_keep_alive_timeout(server_factory):
+    server = server_factory(main='keep_alive_timeout = 1')
+    with socket.create_connection(('127.0.0.1', server.port), timeout=10) as idle, \
+            socket.create_connection(('127.0.0.1', server.port), timeout=10) as stalled:
+        idle.sendall(b'GET /zato/ping HTTP/1.1\r\nHost: x\r\n\r\n')
+        assert b'200 OK' in _read_responses(idle, 1)[0][0]
+        stalled.sendall(b'POST /services/demo.echo HTTP/1.1\r\nHost: x\r\nContent-Le')
+        started = time.monotonic()
+        assert idle.recv(100) == b''  # closed by the server, not by this test's timeout
+        assert stalled.recv(100) == b''
+        assert 0.9 < time.monotonic() - started < 5
+
+
+def test_expect_100_continue(server):
+    with socket.create_connection(('127.0.0.1', server.port), timeout=10) as sock:
+        sock.sendall(b'POST /services/demo.echo HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\n'
+                     b'Expect: 100-continue\r\n\r\n')
+        assert sock.recv(100) == b'HTTP/1.1 100 Continue\r\n\r\n'
+        sock.sendall(b'{"a": 1}')
+        head, body = _read_responses(sock, 1)[0]
+        assert head.startswith(b'HTTP/1.1 200') and json.loads(body) == {'a': 1}
