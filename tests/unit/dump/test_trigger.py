@@ -58,9 +58,10 @@ class Recorder:
             if self.gate is not None:
                 assert self.gate.wait(10)
             text = render_text(collect(self.trigger.main_thread_ident, 'worker', self.tmp_path))
-            self.texts.append(text)
+            # on_text first: tests wait for `texts` and then read what on_text wrote.
             if self.on_text:
                 self.on_text(text)
+            self.texts.append(text)
         finally:
             with self._lock:
                 self._running -= 1

@@ -1,7 +1,7 @@
 """HTTP throughput and latency: zato-daemon against gunicorn+gevent and gevent.pywsgi.
 
-    .venv/bin/python bench/http.py                 # 1 and 2 workers, 5 rounds of 10 s
-    .venv/bin/python bench/http.py --workers 1 --rounds 3 --seconds 5
+    .venv/bin/python bench/throughput.py                 # 1 and 2 workers, 5 rounds of 10 s
+    .venv/bin/python bench/throughput.py --workers 1 --rounds 3 --seconds 5
 
 Each server runs on 127.0.0.1 with the same number of worker processes and echoes a
 50-byte JSON POST back as JSON: zato-daemon's demo.echo on its /echo channel, the same
