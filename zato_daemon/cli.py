@@ -10,16 +10,21 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 
 from zato_daemon import __version__, sd
 from zato_daemon.admin import call_service
 from zato_daemon.config import load_config
+from zato_daemon.diagnostics.recorder import database_path
+from zato_daemon.diagnostics.report import format_samples, format_slow
+from zato_daemon.diagnostics.store import list_samples, list_slow
 from zato_daemon.errors import EXIT_OK, EXIT_SOFTWARE, EXIT_UNAVAILABLE, NotRunning, UsageError, ZatoDaemonError
 from zato_daemon.logs import journal
 from zato_daemon.logs.levels import DUMP_WRITTEN, START_FAILED
 from zato_daemon.logs.setup import server_log_path
 from zato_daemon.paths import DEFAULT_SERVER_DIR, ServerDir
 from zato_daemon.pidfile import running_pid
+from zato_daemon.services.registry import sha256_of
 from zato_daemon.startup import prepare_callables
 
 # How long `stop` waits beyond graceful_timeout, and `start` beyond worker_boot_timeout.
@@ -49,6 +54,22 @@ def build_parser():
     info.add_argument('--json', action='store_true', help='print JSON')
     check = command('check-config', 'Validate the configuration files without starting.')
     check.set_defaults(json=False)
+    slow = command('slow', 'List stored slow calls, newest first.')
+    slow.add_argument('service', nargs='?', metavar='SERVICE', help='only this service')
+    slow.add_argument('--since', metavar='TIME', help='only calls since this ISO 8601 time (UTC unless it says)')
+    slow.add_argument('--json', action='store_true', help='print JSON, in a stable order, to diff environments')
+    samples = command('samples', 'List the stored sample requests and responses of a service, newest first.')
+    samples.add_argument('service', metavar='SERVICE')
+    samples.add_argument('--json', action='store_true', help='print JSON, in a stable order, to diff environments')
+    hashes = commands.add_parser('hash', help='Print the SHA-256 of local files, as info shows deployed modules.',
+                                 description='Print the SHA-256 of local files, as info shows deployed modules.')
+    hashes.add_argument('files', nargs='+', metavar='FILE')
+    verify = commands.add_parser('verify', help='Say whether the deployed module of a service is a local file.',
+                                 description='Compare the SHA-256 of the module a service was deployed from with '
+                                             'a local file: exit 0 when they match, 1 when they do not.')
+    verify.add_argument('server_dir', metavar='DIR')
+    verify.add_argument('service', metavar='SERVICE')
+    verify.add_argument('file', metavar='FILE')
     invoke = commands.add_parser('invoke', help='Call a service and print its response.',
                                  description='Call a service and print its response.')
     invoke.add_argument('server_dir', metavar='DIR')
@@ -212,6 +233,56 @@ def _read_payload(text):
         raise UsageError(f'the payload is not valid JSON: {exc}') from None
 
 
+def command_slow(args):
+    """Reads the diagnostics database directly: it works while the server is stopped too."""
+    try:
+        rows = list_slow(_diagnostics_database(args.server_dir), args.service, args.since)
+    except ValueError as exc:
+        raise UsageError(f'--since: {exc}') from None
+    print(format_slow(rows, as_json=args.json))
+    return EXIT_OK
+
+
+def command_samples(args):
+    print(format_samples(list_samples(_diagnostics_database(args.server_dir), args.service), as_json=args.json))
+    return EXIT_OK
+
+
+def _diagnostics_database(base_dir):
+    config = load_config(base_dir)
+    return database_path(config, ServerDir(config.base_dir))
+
+
+def command_hash(args):
+    """`SHA256  FILE` lines, the hash in the form `info` and get-source-info show."""
+    status = EXIT_OK
+    for name in args.files:
+        try:
+            print(f'{sha256_of(Path(name).read_bytes())}  {name}')
+        except OSError as exc:
+            print(f'zato-daemon: {name}: {exc.strerror}', file=sys.stderr)
+            status = 1
+    return status
+
+
+def command_verify(args):
+    server_dir = ServerDir(args.server_dir)
+    _master_pid(server_dir)
+    try:
+        local = sha256_of(Path(args.file).read_bytes())
+    except OSError as exc:
+        raise UsageError(f'{args.file}: {exc.strerror}') from None
+    status, _, info = call_service(server_dir.admin_socket, 'zato.service.get-source-info', {'name': args.service})
+    if status != 200:
+        print(f'zato-daemon: {args.service}: {info.get("error", info) if isinstance(info, dict) else info}',
+              file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    matches = info['sha256'] == local
+    print(f'{"match" if matches else "MISMATCH"}: {args.service}\n'
+          f'  deployed {info["sha256"]}  {info["path"]}\n  local    {local}  {args.file}')
+    return EXIT_OK if matches else 1
+
+
 def command_check_config(args):
     config = load_config(args.server_dir)
     prepare_callables(config, ServerDir(config.base_dir))
@@ -227,4 +298,8 @@ COMMANDS = {
     'info': command_info,
     'invoke': command_invoke,
     'check-config': command_check_config,
+    'slow': command_slow,
+    'samples': command_samples,
+    'hash': command_hash,
+    'verify': command_verify,
 }

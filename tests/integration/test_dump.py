@@ -147,8 +147,11 @@ def test_dump_command_and_foreground_stdout(server):
 
 
 def test_a_hung_worker_is_dumped_and_replaced_while_the_other_serves(server_factory):
-    server = server_factory(workers=2, main='hang_timeout = 2')
-    deploy_hostile(server)
+    # In the pickup directory before the start: every worker has demo.spin when it is ready.
+    server = server_factory(workers=2, main='hang_timeout = 2', start=False)
+    (server.server_dir / 'pickup').mkdir()
+    (server.server_dir / 'pickup' / 'hostile.py').write_text(HOSTILE)
+    server.start()
     before = set(server.worker_pids())
     with ThreadPoolExecutor(1) as pool:
         pool.submit(call, server.port, 'demo.spin', {'seconds': 30})

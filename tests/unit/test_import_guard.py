@@ -7,7 +7,8 @@ from tests.conftest import REPO_ROOT
 
 MASTER_SIDE_MODULES = ['zato_daemon', 'zato_daemon.cli', 'zato_daemon.master.arbiter', 'zato_daemon.master.launch',
                        'zato_daemon.daemonize', 'zato_daemon.services.builtin', 'zato_daemon.deploy.pickup',
-                       'zato_daemon.http.router']
+                       'zato_daemon.http.router', 'zato_daemon.diagnostics.recorder', 'zato_daemon.cache.registry',
+                       'zato_daemon.dump.setup', 'zato_daemon.startup']
 
 
 def test_master_side_modules_do_not_import_gevent():

@@ -270,8 +270,13 @@ class Size(Validator):
             raise self.invalid(value)
         return self._check(value, value)
 
+    def __init__(self, minimum=1):
+        self.minimum = minimum
+        if minimum > 1:
+            self.expected = f'{self.expected}, at least {minimum // 1024}K'
+
     def _check(self, value, original):
-        if value < 1:
+        if value < self.minimum:
             raise self.invalid(original)
         return value
 
@@ -471,6 +476,13 @@ SECTIONS = (
         use them as self.caches['name'] (self.cache is the default one). For example:
         sessions = max_size=50000, sync_method=in-background, persistent_storage=sql"""),
         key_validator=service_name(), value_validator=CacheFields()),
+    SectionSpec('server.conf', 'diagnostics', 'Sample and slow calls kept for troubleshooting.'),
+    SectionSpec('server.conf', 'slow_thresholds', _doc("""
+        Slow thresholds of single services: one line per service, `name = milliseconds`.
+
+        Overrides the service class's own slow_threshold attribute and [diagnostics]
+        slow_threshold. For example: crm.customer.get = 250"""),
+        key_validator=service_name(), value_validator=Integer(minimum=1)),
     SectionSpec('server.conf', 'misc', 'Startup callables and where user code is imported from.'),
     SectionSpec('pickup.conf', 'hot_deploy', 'The pickup directory and how it is watched.'),
     SectionSpec('simple-io.conf', 'json', 'JSON serialization of responses.'),
@@ -550,6 +562,19 @@ SETTINGS = (
         When true, every worker deploys a .py file that appears or changes in the pickup
         directory (see pickup.conf) without a restart. Set it to false where services must
         change only through [services] and a restart or reload.""")),
+    Setting('server.conf', 'component_enabled', 'samples', Boolean(), 'true', _doc("""
+        Keep sample requests and responses of every service.
+
+        Each worker stores the last calls of each service (every sample_rate-th call, every
+        failed one) in the diagnostics database, redacted and size-capped, written in the
+        background: compare them between environments with `zato-daemon samples DIR SERVICE
+        --json`. See [diagnostics].""")),
+    Setting('server.conf', 'component_enabled', 'slow_responses', Boolean(), 'true', _doc("""
+        Keep the requests and responses of calls slower than their threshold.
+
+        A call that takes longer than its service's slow_threshold (milliseconds) is stored
+        in the diagnostics database and logged as a WARNING; `zato-daemon slow DIR` lists
+        them. See [diagnostics] and [slow_thresholds].""")),
     Setting('server.conf', 'services', 'paths', ListOf(FilePath()), '', _doc("""
         Files or directories of service modules to deploy at start.
 
@@ -589,6 +614,36 @@ SETTINGS = (
         server.log and one journal entry: every thread and greenlet with its frames,
         arguments and local variables, identical stacks grouped. A dump that would be larger
         stops at this size and says what it left out.""")),
+    Setting('server.conf', 'diagnostics', 'database', FilePath(allow_empty=True), '', _doc("""
+        Path of the diagnostics database; empty means diagnostics.sqlite3 in the state directory.
+
+        A SQLite file all workers write to in the background (samples and slow calls), which
+        the CLI reads, also while the server is stopped. A relative path is relative to the
+        server directory. It is kept across restarts and package upgrades.""")),
+    Setting('server.conf', 'diagnostics', 'slow_threshold', Integer(minimum=1), '2000', _doc("""
+        Milliseconds after which a call counts as slow, for services that set no threshold.
+
+        A service class may set its own (`slow_threshold = 500`), and [slow_thresholds]
+        overrides both.""")),
+    Setting('server.conf', 'diagnostics', 'slow_keep', Integer(minimum=1), '100', _doc("""
+        Slow calls kept per service; older ones are deleted.
+
+        Counted over all workers: the database keeps the newest ones of each service.""")),
+    Setting('server.conf', 'diagnostics', 'samples_keep', Integer(minimum=1), '20', _doc("""
+        Sample calls kept per service; older ones are deleted.
+
+        Counted over all workers: the database keeps the newest ones of each service.""")),
+    Setting('server.conf', 'diagnostics', 'sample_rate', Integer(minimum=1), '10', _doc("""
+        Keep one call in this many as a sample (1 keeps every call).
+
+        Failed calls are always kept. A busy service is sampled without the store being
+        written on every call.""")),
+    Setting('server.conf', 'diagnostics', 'max_size', Size(minimum=256 * 1024), '64M', _doc("""
+        Largest size of the diagnostics database; the oldest calls go first beyond it.
+
+        A plain number of bytes or one with a K, M or G suffix, at least 256K. The database
+        is cut back to it after each write, whatever the per-service limits allow; its
+        write-ahead log beside it adds up to a quarter of it (at most 4 MiB).""")),
     Setting('server.conf', 'misc', 'startup_callable', ListOf(dotted_name()), '', _doc("""
         Callables invoked at startup, by dotted name, in this order.
 

@@ -10,6 +10,7 @@ through the admin socket, whose router has `is_admin` set.
 
 import json
 import logging
+import time
 
 from zato_daemon.errors import HttpError
 from zato_daemon.http.protocol import render_response
@@ -31,10 +32,12 @@ INPUT_LOG_LIMIT = 4096
 class Router:
     """Maps request paths to services and renders their responses. One per listener."""
 
-    def __init__(self, host, channels, is_admin=False):
+    def __init__(self, host, channels, is_admin=False, recorder=None):
         self.host = host
         self.channels = dict(channels)
         self.is_admin = is_admin
+        # diagnostics/recorder.py: samples and slow calls; None when both are off.
+        self.recorder = recorder
         self.dumps = host.dumps_json
 
     def respond(self, request, keep_alive):
@@ -72,6 +75,15 @@ class Router:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug('Request %s %s: %s', request.method, request.path, render_capped(payload, INPUT_LOG_LIMIT),
                          extra=context)
+        started_at, clock = time.time(), time.perf_counter()
+        answer, status, response, failure = self.run_service(name, payload, cid, request, keep_alive, context)
+        if self.recorder is not None:
+            self.recorder.after_call(name, cid, started_at, (time.perf_counter() - clock) * 1000, status, payload,
+                                     response, failure)
+        return answer
+
+    def run_service(self, name, payload, cid, request, keep_alive, context):
+        """Calls the service; returns (response bytes, status, its Response or None, exception or None)."""
         service_request = Request(payload, request.headers, request.method, request.path)
         try:
             response = self.host.call(name, cid=cid, request=service_request)
@@ -79,24 +91,25 @@ class Router:
             if exc.status >= 500:
                 self.log_failure(name, cid, payload, request.headers)
                 return self.error(exc.status, 'the service failed; the server log has the details under this cid',
-                                  cid, keep_alive)
+                                  cid, keep_alive), exc.status, None, exc
             # The service refused the request on purpose: its message is meant for the client.
             logger.info('Service %s answered %d: %s', name, exc.status, exc.reason, extra=context)
-            return self.error(exc.status, exc.reason, cid, keep_alive)
-        except (Exception, SystemExit):
+            return self.error(exc.status, exc.reason, cid, keep_alive), exc.status, None, exc
+        except (Exception, SystemExit) as exc:
             # SystemExit too: a service calling sys.exit() must fail its call, not end the worker.
             self.log_failure(name, cid, payload, request.headers)
             return self.error(500, 'the service raised an exception; the server log has the details '
-                              'under this cid', cid, keep_alive)
+                              'under this cid', cid, keep_alive), 500, None, exc
         try:
             rendered = self.render(response, cid, keep_alive, request.http_version == '1.0')
         except (TypeError, ValueError) as exc:
             logger.error('Service %s returned a response that cannot be sent: %s', name, exc, extra=context)
-            return self.error(500, 'the service returned a response that cannot be sent', cid, keep_alive)
+            return self.error(500, 'the service returned a response that cannot be sent', cid,
+                              keep_alive), 500, response, exc
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug('Response %s: %s', response.status_code, render_capped(response.payload, INPUT_LOG_LIMIT),
                          extra=context)
-        return rendered
+        return rendered, response.status_code, response, None
 
     def render(self, response, cid, keep_alive, is_http10):
         """The bytes of a service's response; TypeError or ValueError when it cannot be sent."""

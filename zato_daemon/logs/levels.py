@@ -134,6 +134,12 @@ WORKER_HUNG = _event('WORKER_HUNG', logging.ERROR, 'cc04eaaad461431c83651d39845d
     MESSAGE_ID {DUMP_WRITTEN.message_id} from the same pid shows the frame that
     blocked), then killed it and started a new one. The requests it was serving failed.''')
 
+SLOW_RESPONSE = _event('SLOW_RESPONSE', logging.WARNING, '65c5540ab07a4e47b44b5ad167bb38c5',
+                       'zato-daemon service answered slowly', '''
+    The service @ZATO_SERVICE@ took longer than its slow threshold to serve the call
+    @ZATO_CID@. Its request and response are stored: `zato-daemon slow DIR @ZATO_SERVICE@`
+    lists them, so calls that are slow can be compared with ones that are not.''')
+
 EVENTS = (SERVER_READY, SERVER_STOPPED, SERVER_HALTED, START_FAILED, RELOAD_COMPLETE, RELOAD_REFUSED,
           RELOAD_FAILED, WORKER_EXITED, WORKER_BOOT_FAILED, WORKER_BOOT_TIMEOUT, WORKERS_KILLED,
-          SERVICE_FAILED, DEPLOY_FAILED, SERVICE_DEPLOYED, WORKER_HUNG, DUMP_WRITTEN)
+          SERVICE_FAILED, DEPLOY_FAILED, SERVICE_DEPLOYED, WORKER_HUNG, DUMP_WRITTEN, SLOW_RESPONSE)

@@ -7,6 +7,9 @@ from services and startup callables; never over the TCP channel, except ping.
 import time
 
 from zato_daemon import __version__
+from zato_daemon.diagnostics.recorder import database_path
+from zato_daemon.diagnostics.store import list_samples, list_slow
+from zato_daemon.errors import HttpError
 from zato_daemon.services.base import Service
 from zato_daemon.status import read_status
 
@@ -74,4 +77,31 @@ class GetSourceInfo(Service):
         self.response.payload = dict(deployed.module.as_dict(), name=name)
 
 
-BUILTIN_SERVICES = (Ping, ServerInfo, ServiceList, GetSourceInfo)
+class ListSlowCalls(Service):
+    """{service?, since?, limit?} -> the stored slow calls, newest first (as `zato-daemon slow`)."""
+
+    name = 'zato.diagnostics.slow.list'
+
+    def handle(self):
+        payload = self.request.payload or {}
+        try:
+            self.response.payload = list_slow(database_path(self.server.config, self.server.server_dir),
+                                              payload.get('service'), payload.get('since'), payload.get('limit', 100))
+        except ValueError as exc:
+            raise HttpError(f'since: {exc}', 400) from None
+
+
+class ListSamples(Service):
+    """{service, limit?} -> the stored sample calls of a service, newest first (as `zato-daemon samples`)."""
+
+    name = 'zato.diagnostics.samples.list'
+
+    def handle(self):
+        payload = self.request.payload or {}
+        if not payload.get('service'):
+            raise HttpError('service: required', 400)
+        self.response.payload = list_samples(database_path(self.server.config, self.server.server_dir),
+                                             payload['service'], payload.get('limit', 20))
+
+
+BUILTIN_SERVICES = (Ping, ServerInfo, ServiceList, GetSourceInfo, ListSlowCalls, ListSamples)

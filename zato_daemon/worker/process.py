@@ -23,6 +23,7 @@ from gevent.socket import socket as gevent_socket  # noqa: E402
 from setproctitle import setproctitle  # noqa: E402
 
 from zato_daemon.deploy.pickup import PickupWatcher  # noqa: E402
+from zato_daemon.diagnostics.recorder import make_recorder  # noqa: E402
 from zato_daemon.deploy.sources import create_configured_caches, deploy_configured  # noqa: E402
 from zato_daemon.errors import EXIT_OK, ServiceDeployError, StartupCallableError  # noqa: E402
 from zato_daemon.http.router import Router  # noqa: E402
@@ -71,6 +72,7 @@ class Worker:
         self.is_retiring = False
         self.host = None
         self.http = None
+        self.recorder = None
 
     def boot(self):
         """Deploys services, starts serving, runs AFTER_STARTED.
@@ -88,7 +90,11 @@ class Worker:
             self.start_pickup_watcher()
         main = config.server_config.main
         self.http = HttpServer(main, self.host.dumps_json, logger)
-        self.http.add_listener(_adopt(spec.listener), Router(self.host, config.server_config.channels))
+        self.recorder = make_recorder(config, spec.server_dir, self.host.store, spec.number)
+        if self.recorder is not None:
+            gevent.spawn(self.recorder.store.run, gevent.sleep)
+        self.http.add_listener(_adopt(spec.listener), Router(self.host, config.server_config.channels,
+                                                             recorder=self.recorder))
         self.http.add_listener(_adopt(spec.admin_listener), Router(self.host, {}, is_admin=True))
         # Only the gevent copies stay open: closing them at drain must close the socket in
         # this process, or the kernel would keep queueing connections nobody accepts.
@@ -118,6 +124,8 @@ class Worker:
             self.http.drain(graceful_timeout, graceful_timeout if self.is_retiring else STOP_IDLE_GRACE)
         # Changes still queued for the other workers (the database was busy) are written now.
         self.host.caches.close()
+        if self.recorder is not None:
+            self.recorder.store.close()
         logger.info('Worker %d stopped', self.spec.number)
 
     def request_stop(self, quick=False, retire=False):

@@ -62,7 +62,8 @@ def test_as_dict_is_plain_json():
     assert data['server.conf']['main']['port'] == 17010
     assert data['server.conf']['channels'] == {'/echo': 'demo.echo'}
     assert config.server_config.sections() == ['main', 'component_enabled', 'services', 'channels',
-                                               'logging', 'loggers', 'caches', 'misc']
+                                               'logging', 'loggers', 'caches', 'diagnostics',
+                                               'slow_thresholds', 'misc']
 
 
 def test_as_dict_is_a_copy():

@@ -1,0 +1,744 @@
+"""The troubleshooting store: slow calls and sample calls of each service, in SQLite.
+
+One file, `<state_dir>/diagnostics.sqlite3` by default, shared by every worker of a server
+and kept across restarts and upgrades (the schema version is in PRAGMA user_version).
+
+Rules:
+1. The request path only queues. `record_slow()` and `record_sample()` append to a bounded
+   deque and return: no file, no lock, no exception. When the queue is full the oldest
+   record goes, and retention would have deleted it anyway (the newest N per service win).
+2. One writer per worker. `run(sleep)` flushes the queue every `batch_interval` seconds in
+   ONE transaction, then applies retention: the newest `slow_keep` slow calls and
+   `samples_keep` samples per service, and a database of at most `max_db_bytes`.
+3. A failing database never raises out of `flush()`. A locked, full, read-only or damaged
+   database logs one WARNING a minute with the reason and what to do; the batch stays
+   queued (bounded by rule 1) and the next flush retries. Only a lock keeps the connection:
+   any other failure reopens the file, so a file moved aside is replaced by a new one.
+4. Several workers write the same file: WAL mode (readers never wait), BEGIN IMMEDIATE (a
+   writer waits at most the busy timeout, 100 ms, for another one, since a waiting worker
+   blocks its whole gevent loop) and synchronous=NORMAL (a power cut may lose the last
+   batches, never corrupt the file).
+5. Readers (`list_slow`, `list_samples`: the CLI, built-in services) open the file read-only
+   and work while servers write. The file is created 0640 with the state directory's group,
+   so the group `zato` may read it; SQLite gives -wal and -shm the same mode and owner.
+
+Not fork-safe: the connection opens lazily, at the first flush, in the process that flushes.
+Not thread-safe: one worker's greenlets share it, which the GIL and gevent make safe.
+"""
+
+import errno
+import json
+import logging
+import math
+import os
+import sqlite3
+import time
+import traceback
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from operator import itemgetter
+from pathlib import Path
+
+from zato_daemon.errors import EXIT_UNAVAILABLE, ZatoDaemonError
+from zato_daemon.logs.redact import render_capped
+
+DATABASE_NAME = 'diagnostics.sqlite3'
+SLOW_TABLE = 'slow_responses'
+SAMPLES_TABLE = 'samples'
+
+BATCH_INTERVAL = 0.2
+BUSY_TIMEOUT = 0.1
+SLOW_KEEP = 100
+SAMPLES_KEEP = 20
+MAX_DB_BYTES = 64 * 1024 * 1024
+# Below this, the schema and one batch of capped rows would not fit.
+MIN_DB_BYTES = 256 * 1024
+# Past max_db_bytes, the oldest rows go until the data fits in this share of it, so that
+# the next batches reuse the freed pages and do not trigger another pass at once.
+SHRINK_TO = 0.8
+MAX_SHRINK_ROUNDS = 8
+# 1,000 records of two payloads capped at 4 KiB each are 8 MiB per worker at worst, while the
+# database is unavailable; at 0.2 s batches it still takes 5,000 records a second.
+MAX_QUEUED = 1000
+# The store's own caps, whatever the caller rendered: a row always fits a page budget.
+MAX_TEXT_CHARS = 64 * 1024
+MAX_NAME_CHARS = 256
+# JSON text bigger than this is not parsed for redaction on the request path; it is
+# stored as a note instead, since cutting it unparsed could keep a secret.
+MAX_PARSED_CHARS = 1024 * 1024
+ERROR_FRAMES = 3
+CLOSE_ATTEMPTS = 5
+READ_TIMEOUT = 1.0
+WARNING_INTERVAL = 60.0
+FILE_MODE = 0o640
+SCHEMA_VERSION = 1
+# The -wal file beside the database is checkpointed into it, and cut back, once it holds
+# this share of max_db_bytes (SQLite's default, 1,000 pages, is 4 MiB): the two files
+# together stay near max_db_bytes * (1 + WAL_SHARE), plus the one batch being written.
+WAL_SHARE = 0.25
+MAX_WAL_BYTES = 4 * 1024 * 1024
+
+# What a missing, locked, full, read-only or damaged database raises.
+STORE_ERRORS = (sqlite3.Error, OSError)
+# The stable key order of every row the readers return: the JSON output is diffed.
+ROW_KEYS = ('cid', 'service', 'worker', 'started_at', 'duration_ms', 'status', 'request', 'response', 'error')
+COLUMNS = ', '.join(ROW_KEYS)
+
+TABLES = (SLOW_TABLE, SAMPLES_TABLE)
+_CREATE_TABLE = """CREATE TABLE IF NOT EXISTS {table} (
+    id INTEGER PRIMARY KEY,
+    cid TEXT NOT NULL,
+    service TEXT NOT NULL,
+    worker INTEGER NOT NULL,
+    started_at REAL NOT NULL,
+    duration_ms REAL NOT NULL,
+    status INTEGER NOT NULL,
+    request TEXT,
+    response TEXT,
+    error TEXT
+)"""
+_CREATE_INDEX = 'CREATE INDEX IF NOT EXISTS {table}_service_started_at ON {table} (service, started_at)'
+SCHEMA = tuple(statement.format(table=table) for table in TABLES for statement in (_CREATE_TABLE, _CREATE_INDEX))
+
+# What an admin can do about a failure, by primary SQLite result code, then by errno (an
+# OSError from creating the file, before SQLite).
+SQLITE_BUSY, SQLITE_LOCKED, SQLITE_READONLY, SQLITE_CANTOPEN = 5, 6, 8, 14
+_LOCK_HINT = 'another process held the write lock for longer than the busy timeout; retried at the next flush'
+_WRITABLE_HINT = 'make the state directory writable by the server user'
+_SQLITE_HINTS = {
+    SQLITE_BUSY: _LOCK_HINT,
+    SQLITE_LOCKED: _LOCK_HINT,
+    SQLITE_READONLY: f'the database or its directory is read-only; {_WRITABLE_HINT}',
+    10: 'the disk failed to read or write; check the filesystem and the kernel log',
+    11: 'the file is damaged; move it aside and a new one is created at the next flush',
+    13: 'the disk is full; free space on it',
+    SQLITE_CANTOPEN: f'the file cannot be opened; check that the state directory exists and {_WRITABLE_HINT}',
+    26: 'the file is not a SQLite database; move it aside and a new one is created at the next flush',
+}
+_ERRNO_HINTS = {
+    errno.ENOSPC: 'the disk is full; free space on it',
+    errno.EDQUOT: 'the disk quota is used up; free space or raise the quota',
+    errno.EROFS: f'the filesystem is read-only; {_WRITABLE_HINT}',
+    errno.EACCES: f'permission denied; {_WRITABLE_HINT}',
+}
+DEFAULT_HINT = 'retried at the next flush'
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One finished service call, as the troubleshooting store keeps it.
+
+    `request` and `response` are text already redacted and capped (see `render_payload`);
+    `error` is set when the call raised (see `describe_error`), `response` otherwise.
+    """
+
+    cid: str
+    service: str
+    worker: int
+    started_at: float
+    duration_ms: float
+    status: int
+    request: str
+    response: str | None = None
+    error: str | None = None
+
+
+def render_payload(value, limit):
+    """`value` as redacted text of at most about `limit` characters, for a Call.
+
+    Runs on the request path, so call it only once a record will really be stored. A dict
+    or list is redacted by key; text or bytes holding JSON are parsed first so that their
+    secrets are redacted too.
+    """
+    if isinstance(value, (bytes, bytearray)):
+        value = bytes(value).decode('utf-8', 'replace')
+    if isinstance(value, str):
+        value = _parse_json_text(value)
+    return render_capped(value, limit)
+
+
+def _parse_json_text(text):
+    if text.lstrip()[:1] not in ('{', '['):
+        return text
+    if len(text) > MAX_PARSED_CHARS:
+        return f'({len(text)} characters of JSON text, too large to redact; not stored)'
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def describe_error(exc, frames=ERROR_FRAMES):
+    """'Type: message' of an exception and the last `frames` frames of its traceback.
+
+    Cheap: no source lines are read. The message is not redacted; an exception that puts a
+    secret in its own message stores it.
+    """
+    lines = [f'{type(exc).__name__}: {exc}']
+    last = deque(traceback.walk_tb(exc.__traceback__), maxlen=frames)
+    lines.extend(f'  {frame.f_code.co_filename}:{lineno} in {frame.f_code.co_name}' for frame, lineno in last)
+    return '\n'.join(lines)
+
+
+class Sampler:
+    """Says which calls of each service are sampled: the first one, then every `every`-th.
+
+    O(1) per call, so the request path asks it before rendering anything.
+    """
+
+    def __init__(self, every=1):
+        if every < 1:
+            raise ValueError(f'every must be 1 or more, not {every!r}')
+        self.every = every
+        self.counts = {}
+
+    def is_due(self, service):
+        """True when this call of `service` is to be stored as a sample."""
+        count = self.counts.get(service, 0)
+        self.counts[service] = count + 1
+        return count % self.every == 0
+
+
+class DiagnosticsReadError(ZatoDaemonError):
+    """The diagnostics database exists but cannot be read."""
+
+    exit_status = EXIT_UNAVAILABLE
+
+
+class _RateLimit:
+    """True at most once per `interval` seconds of `clock`."""
+
+    def __init__(self, clock, interval=WARNING_INTERVAL):
+        self.clock = clock
+        self.interval = interval
+        self.last = None
+
+    def is_due(self):
+        now = self.clock()
+        if self.last is not None and now - self.last < self.interval:
+            return False
+        self.last = now
+        return True
+
+    def reset(self):
+        self.last = None
+
+
+class DiagnosticsStore:
+    """One worker's writer to the troubleshooting database, and its queue of unwritten calls.
+
+    Constructed anywhere, used after fork: nothing is opened before the first flush.
+
+    Args:
+        db_path: the database file; created (0640, the directory's group) when missing.
+        slow_keep: slow calls kept per service, the newest by start time.
+        samples_keep: sample calls kept per service.
+        max_db_bytes: the database's bound; past it the oldest rows of any service go.
+        logger: where WARNINGs go; 'zato_daemon.diagnostics' by default.
+        batch_interval: seconds between two flushes in `run()`.
+        busy_timeout: seconds a flush waits for another writer's lock before giving up.
+        max_queued: records held in memory; past it the oldest are dropped and counted.
+        clock: seconds, for rate-limiting WARNINGs.
+    """
+
+    def __init__(self, db_path, slow_keep=SLOW_KEEP, samples_keep=SAMPLES_KEEP, max_db_bytes=MAX_DB_BYTES,
+                 logger=None, batch_interval=BATCH_INTERVAL, busy_timeout=BUSY_TIMEOUT, max_queued=MAX_QUEUED,
+                 clock=time.monotonic):
+        for name, value in (('slow_keep', slow_keep), ('samples_keep', samples_keep), ('max_queued', max_queued)):
+            if value < 1:
+                raise ValueError(f'{name} must be 1 or more, not {value!r}')
+        if max_db_bytes < MIN_DB_BYTES:
+            raise ValueError(f'max_db_bytes must be {MIN_DB_BYTES} or more, not {max_db_bytes!r}')
+        self.path = Path(db_path)
+        self.keep = {SLOW_TABLE: slow_keep, SAMPLES_TABLE: samples_keep}
+        self.max_db_bytes = max_db_bytes
+        self.logger = logger or logging.getLogger('zato_daemon.diagnostics')
+        self.batch_interval = batch_interval
+        self.busy_timeout = busy_timeout
+        self.queue = deque(maxlen=max_queued)
+        self.connection = None
+        self.written = 0
+        self.dropped = 0
+        self.failures = 0
+        self._unreported_drops = 0
+        self._invalid = 0
+        self._is_busy = False
+        self._warnings = _RateLimit(clock)
+        self._drop_reports = _RateLimit(clock)
+        self._bug_reports = _RateLimit(clock)
+
+    # ---- the request path
+
+    def record_slow(self, call):
+        """Queues a call that took longer than its service's threshold.
+
+        O(1): never blocks, never raises, touches no file.
+        """
+        self._record(SLOW_TABLE, call)
+
+    def record_sample(self, call):
+        """Queues a sample call of its service. O(1): never blocks, never raises, touches no file."""
+        self._record(SAMPLES_TABLE, call)
+
+    def _record(self, table, call):
+        queue = self.queue
+        if len(queue) == queue.maxlen:
+            self.dropped += 1
+            self._unreported_drops += 1
+        queue.append((table, call))
+
+    @property
+    def pending(self):
+        """How many records wait for the next flush."""
+        return len(self.queue)
+
+    # ---- the writer
+
+    def run(self, sleep):
+        """Flushes every `batch_interval` seconds, forever.
+
+        The worker spawns it as a greenlet, passing gevent.sleep.
+        """
+        while True:
+            sleep(self.batch_interval)
+            self.flush()
+
+    def flush(self):
+        """Writes every queued record in one transaction, then applies retention. Never raises.
+
+        Returns True when the queue was written (or empty), False when it stays queued.
+        """
+        if not self.queue:
+            self._report_drops()
+            return True
+        batch, self.queue = self.queue, deque(maxlen=self.queue.maxlen)
+        try:
+            self._insert(batch)
+        except STORE_ERRORS as exc:
+            self._put_back(batch)
+            self._failed(f'writing a batch of {len(batch)}', exc)
+            return False
+        except Exception:
+            # A bug, not the database: keeping the batch would fail every flush from now on.
+            self._report_bug(f'dropped a batch of {len(batch)} records')
+            return True
+        self.written += len(batch)
+        try:
+            self._bound_size()
+        except STORE_ERRORS as exc:
+            self._failed('bounding its size', exc)
+            return True
+        self._succeeded()
+        self._report_drops()
+        return True
+
+    def close(self):
+        """Writes what is queued and closes the connection. Runs in the worker, at its stop.
+
+        While another worker holds the lock, tries up to CLOSE_ATTEMPTS times (each waits up
+        to the busy timeout); what is still queued then is dropped with a WARNING.
+        """
+        for _ in range(CLOSE_ATTEMPTS):
+            if self.flush() or not self._is_busy:
+                break
+        if self.queue:
+            self.logger.warning('Diagnostics database %s: records not written at close: %d', self.path,
+                                len(self.queue))
+            self.queue.clear()
+        self._disconnect()
+
+    def _put_back(self, batch):
+        # The batch is older than what was queued meanwhile: it goes first, and the deque's
+        # bound drops its oldest records when both do not fit.
+        newer = self.queue
+        overflow = len(batch) + len(newer) - batch.maxlen
+        if overflow > 0:
+            self.dropped += overflow
+            self._unreported_drops += overflow
+        batch.extend(newer)
+        self.queue = batch
+
+    def _insert(self, batch):
+        groups = self._rows(batch)
+        connection = self._connection()
+        with _transaction(connection):
+            for (table, service), rows in groups.items():
+                connection.executemany(f'INSERT INTO {table} ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)', rows)
+                _trim_service(connection, table, service, self.keep[table])
+
+    def _rows(self, batch):
+        """{(table, service): [row]}, each list already cut to what retention keeps."""
+        groups = {}
+        for table, call in batch:
+            try:
+                row = _row(call)
+            except (AttributeError, TypeError, ValueError):
+                self._invalid += 1
+                continue
+            groups.setdefault((table, row[1]), []).append(row)
+        for (table, _), rows in groups.items():
+            keep = self.keep[table]
+            if len(rows) > keep:
+                rows.sort(key=itemgetter(3))
+                del rows[:-keep]
+        if self._invalid:
+            self._report_bug(f'dropped {self._invalid} records that are not Calls', exc_info=False)
+        return groups
+
+    def _bound_size(self):
+        """Deletes the oldest rows of any service while the database is over max_db_bytes."""
+        connection = self.connection
+        page_size = _pragma(connection, 'page_size')
+        excess = _pragma(connection, 'page_count') - self.max_db_bytes // page_size
+        if excess <= 0:
+            return
+        with _transaction(connection):
+            for _ in range(MAX_SHRINK_ROUNDS):
+                if not _shrink_round(connection, self.max_db_bytes * SHRINK_TO):
+                    break
+        # auto_vacuum=INCREMENTAL: the pages past max_db_bytes leave the file. Only those:
+        # vacuuming moves pages, about 20 ms a 1,000 of them, with the worker's loop blocked,
+        # while the free pages left below the bound are reused by the next batches anyway.
+        # Through executescript, which steps the pragma to its end (and runs outside any
+        # transaction): execute() steps it once, which frees a single page.
+        connection.executescript(f'PRAGMA incremental_vacuum({excess})')
+        # The file itself shrinks when the checkpoint copies the shorter database back to it.
+        connection.execute('PRAGMA wal_checkpoint(PASSIVE)').fetchall()
+
+    # ---- the connection
+
+    def _connection(self):
+        if self.connection is None:
+            wal_bytes = min(MAX_WAL_BYTES, int(self.max_db_bytes * WAL_SHARE))
+            connection = _open(self.path, self.busy_timeout, wal_bytes, self.logger)
+            try:
+                # Limits may have been lowered since the last start: apply them to every service.
+                with _transaction(connection):
+                    _trim_all(connection, self.keep)
+            except BaseException:
+                connection.close()
+                raise
+            self.connection = connection
+        return self.connection
+
+    def _disconnect(self):
+        if self.connection is not None:
+            try:
+                self.connection.close()
+            except sqlite3.Error:
+                pass
+            self.connection = None
+
+    # ---- failure reports
+
+    def _failed(self, action, exc):
+        self.failures += 1
+        self._is_busy = _is_busy(exc)
+        if not self._is_busy:
+            self._disconnect()
+        if not self._warnings.is_due():
+            return
+        hint = _hint(exc, self.path)
+        self.logger.warning('Diagnostics database %s unavailable while %s (%s: %s): %s. Services keep answering; '
+                            'records queued: %d, dropped since the last report: %d', self.path, action,
+                            type(exc).__name__, exc, hint, len(self.queue), self._unreported_drops)
+        self._unreported_drops = 0
+
+    def _succeeded(self):
+        self._is_busy = False
+        if self.failures:
+            self.logger.info('Diagnostics database %s available again after %d failed attempts', self.path,
+                             self.failures)
+            self.failures = 0
+            self._warnings.reset()
+
+    def _report_drops(self):
+        if self._unreported_drops and self._drop_reports.is_due():
+            self.logger.warning('Diagnostics store of %s: its queue of %d was full; records dropped (the oldest) '
+                                'since the last report: %d', self.path, self.queue.maxlen, self._unreported_drops)
+            self._unreported_drops = 0
+
+    def _report_bug(self, what, exc_info=True):
+        if self._bug_reports.is_due():
+            self.logger.error('Diagnostics store of %s %s', self.path, what, exc_info=exc_info)
+            self._invalid = 0
+
+
+# ---- reading
+
+def list_slow(db_path, service=None, since=None, limit=SLOW_KEEP):
+    """Stored slow calls, newest first, as dicts with ROW_KEYS in that order.
+
+    `service` narrows to one service; `since` (epoch seconds, a datetime or ISO 8601 text,
+    naive meaning UTC) to calls started then or later. A missing database reads as empty. Opens the file
+    read-only: works while servers write, and for any user who may read the file.
+    Raises DiagnosticsReadError when the file cannot be read.
+    """
+    conditions, params = [], []
+    if service is not None:
+        conditions.append('service = ?')
+        params.append(service)
+    if since is not None:
+        conditions.append('started_at >= ?')
+        params.append(_epoch(since))
+    return _select(Path(db_path), SLOW_TABLE, conditions, params, limit)
+
+
+def list_samples(db_path, service, limit=SAMPLES_KEEP):
+    """Stored sample calls of `service`, newest first, as dicts with ROW_KEYS in that order.
+
+    Reads like `list_slow`.
+    """
+    return _select(Path(db_path), SAMPLES_TABLE, ['service = ?'], [service], limit)
+
+
+def _select(path, table, conditions, params, limit):
+    where = f' WHERE {" AND ".join(conditions)}' if conditions else ''
+    query = f'SELECT {COLUMNS} FROM {table}{where} ORDER BY started_at DESC, id DESC LIMIT ?'
+    try:
+        # Inside the try: a state directory this user may not enter raises PermissionError.
+        if not path.exists():
+            return []
+        connection = _open_read_only(path)
+        try:
+            rows = connection.execute(query, (*params, limit)).fetchall()
+        finally:
+            connection.close()
+    except sqlite3.OperationalError as exc:
+        # A file a worker has just created holds no tables yet.
+        if 'no such table' in str(exc):
+            return []
+        raise DiagnosticsReadError(f'cannot read {path}: {exc}') from None
+    except STORE_ERRORS as exc:
+        raise DiagnosticsReadError(f'cannot read {path}: {exc}') from None
+    return [_as_dict(row) for row in rows]
+
+
+def _open_read_only(path):
+    connection = _connect_uri(path, 'mode=ro')
+    try:
+        # Opening is lazy: the first statement is where a missing -shm file shows.
+        connection.execute('SELECT 1 FROM sqlite_master LIMIT 1').fetchall()
+        return connection
+    except sqlite3.OperationalError:
+        connection.close()
+        if Path(f'{path}-wal').exists():
+            raise
+    # No -wal file: no server has the database open, and this reader may not create the
+    # -shm file (a read-only mount, or a group member without write access to the state
+    # directory). The main file then holds everything; read it without any locking.
+    return _connect_uri(path, 'immutable=1')
+
+
+def _connect_uri(path, query):
+    return sqlite3.connect(f'{path.absolute().as_uri()}?{query}', uri=True, timeout=READ_TIMEOUT)
+
+
+def _as_dict(row):
+    values = dict(zip(ROW_KEYS, row))
+    values['started_at'] = _iso(values['started_at'])
+    # Rounded, so that the same stored value always prints the same way.
+    values['duration_ms'] = round(values['duration_ms'], 3)
+    return values
+
+
+def _iso(epoch):
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec='milliseconds').replace('+00:00', 'Z')
+
+
+def _epoch(since):
+    if isinstance(since, str):
+        # ValueError for text that is not ISO 8601: the CLI reports it as a usage error.
+        since = datetime.fromisoformat(since)
+    if isinstance(since, datetime):
+        return (since if since.tzinfo else since.replace(tzinfo=timezone.utc)).timestamp()
+    return float(since)
+
+
+# ---- SQL helpers
+
+class _transaction:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception, COMMIT's own included."""
+
+    def __init__(self, connection):
+        self.connection = connection
+
+    def __enter__(self):
+        self.connection.execute('BEGIN IMMEDIATE')
+        return self.connection
+
+    def __exit__(self, kind, value, tb):
+        if kind is None:
+            try:
+                self.connection.execute('COMMIT')
+                return False
+            except BaseException:
+                self._rollback()
+                raise
+        self._rollback()
+        return False
+
+    def _rollback(self):
+        # A failed COMMIT (busy, full) leaves the transaction open.
+        if self.connection.in_transaction:
+            try:
+                self.connection.execute('ROLLBACK')
+            except sqlite3.Error:
+                pass
+
+
+def _open(path, busy_timeout, wal_bytes, logger):
+    """A writing connection to the database, created and prepared if needed."""
+    _create(path)
+    connection = sqlite3.connect(str(path), timeout=busy_timeout, isolation_level=None)
+    try:
+        _prepare(connection, wal_bytes, logger, path)
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def _create(path):
+    """Creates the empty file 0640, with the group of its directory, unless it exists.
+
+    SQLite would create it 0644 minus the umask; it treats an empty file as a new database.
+    """
+    if not path.parent.is_dir():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
+    except FileExistsError:
+        return
+    try:
+        # The umask may have taken the group's read bit away.
+        os.fchmod(fd, FILE_MODE)
+        group = os.stat(path.parent).st_gid
+        if group != os.getegid():
+            try:
+                os.fchown(fd, -1, group)
+            except PermissionError:
+                # Only root or a member of that group may give the file to it.
+                pass
+    finally:
+        os.close(fd)
+
+
+def _prepare(connection, wal_bytes, logger, path):
+    # auto_vacuum takes effect only on a database without tables yet, so it comes first.
+    connection.execute('PRAGMA auto_vacuum = INCREMENTAL')
+    mode = connection.execute('PRAGMA journal_mode = WAL').fetchone()[0]
+    if mode.lower() != 'wal':
+        # A filesystem without shared memory (some network mounts) refuses WAL: still
+        # correct, but readers and writers then wait for each other.
+        logger.warning('Diagnostics database %s: journal mode is %s, not WAL', path, mode)
+    connection.execute('PRAGMA synchronous = NORMAL')
+    connection.execute(f'PRAGMA journal_size_limit = {int(wal_bytes)}').fetchall()
+    page_size = _pragma(connection, 'page_size')
+    connection.execute(f'PRAGMA wal_autocheckpoint = {max(1, wal_bytes // page_size)}').fetchall()
+    with _transaction(connection):
+        for statement in SCHEMA:
+            connection.execute(statement)
+        if connection.execute('PRAGMA user_version').fetchone()[0] == 0:
+            connection.execute(f'PRAGMA user_version = {SCHEMA_VERSION}')
+
+
+def _row(call):
+    """The row tuple of a Call, in ROW_KEYS order, within the store's own caps."""
+    return (_cut(str(call.cid), MAX_NAME_CHARS), _cut(str(call.service), MAX_NAME_CHARS), int(call.worker),
+            float(call.started_at), float(call.duration_ms), int(call.status), _text(call.request),
+            _text(call.response), _text(call.error))
+
+
+def _text(value):
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        # A caller that passed a payload instead of its rendering still stores no secret.
+        return render_payload(value, MAX_TEXT_CHARS)
+    return _cut(value, MAX_TEXT_CHARS)
+
+
+def _cut(text, limit):
+    if len(text) <= limit:
+        return text
+    return f'{text[:limit]}... ({len(text) - limit} more characters)'
+
+
+def _trim_service(connection, table, service, keep):
+    """Deletes the calls of `service` older than its newest `keep`."""
+    first_old = connection.execute(f'SELECT started_at, id FROM {table} WHERE service = ? '
+                                   'ORDER BY started_at DESC, id DESC LIMIT 1 OFFSET ?', (service, keep)).fetchone()
+    if first_old is not None:
+        connection.execute(f'DELETE FROM {table} WHERE service = ? AND (started_at, id) <= (?, ?)',
+                           (service, *first_old))
+
+
+def _trim_all(connection, keep):
+    for table, count in keep.items():
+        services = [row[0] for row in connection.execute(f'SELECT DISTINCT service FROM {table}')]
+        for service in services:
+            _trim_service(connection, table, service, count)
+
+
+def _shrink_round(connection, target):
+    """Deletes the oldest rows of each table, by the share the live data exceeds `target`.
+
+    Returns False when nothing was over or nothing was left to delete. Oldest by id: ids
+    follow the order of writing, which is the order of start times within a batch interval,
+    and a range of the primary key is deleted without reading the payloads of the rest (a
+    scan by started_at read the whole 64 MiB: up to 40 ms a round).
+    """
+    pages = _pragma(connection, 'page_count') - _pragma(connection, 'freelist_count')
+    live = pages * _pragma(connection, 'page_size')
+    if live <= target:
+        return False
+    share = 1 - target / live
+    is_deleted = False
+    for table in TABLES:
+        rows = connection.execute(f'SELECT COUNT(*) FROM {table}').fetchone()[0]
+        count = math.ceil(rows * share)
+        if count:
+            last = connection.execute(f'SELECT id FROM {table} ORDER BY id LIMIT 1 OFFSET ?', (count - 1,)).fetchone()
+            connection.execute(f'DELETE FROM {table} WHERE id <= ?', last)
+            is_deleted = True
+    return is_deleted
+
+
+def _pragma(connection, name):
+    return connection.execute(f'PRAGMA {name}').fetchone()[0]
+
+
+def _sqlite_code(exc):
+    """The primary SQLite result code of a sqlite3.Error, None when it carries none."""
+    code = getattr(exc, 'sqlite_errorcode', None)
+    return None if code is None else code & 0xff
+
+
+def _is_busy(exc):
+    """True when another connection held the lock: the only failure the connection survives."""
+    if _sqlite_code(exc) in (SQLITE_BUSY, SQLITE_LOCKED):
+        return True
+    return isinstance(exc, sqlite3.OperationalError) and 'locked' in str(exc)
+
+
+def _hint(exc, path):
+    if isinstance(exc, OSError):
+        return _ERRNO_HINTS.get(exc.errno, DEFAULT_HINT)
+    code = _sqlite_code(exc)
+    if code in (SQLITE_READONLY, SQLITE_CANTOPEN):
+        # SQLite says only that it could not open or write: the directory says why.
+        return _directory_hint(path.parent) or _SQLITE_HINTS[code]
+    return _SQLITE_HINTS.get(code, DEFAULT_HINT)
+
+
+def _directory_hint(directory):
+    try:
+        if os.statvfs(directory).f_flag & os.ST_RDONLY:
+            return _ERRNO_HINTS[errno.EROFS]
+        if not os.access(directory, os.W_OK | os.X_OK):
+            return _ERRNO_HINTS[errno.EACCES]
+    except OSError:
+        return None
+    return None
