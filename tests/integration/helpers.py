@@ -9,9 +9,9 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+from tests import polling
 from tests.conftest import REPO_ROOT
 
 SHIPPED_CONFIG = REPO_ROOT / 'etc' / 'zato-daemon'
@@ -28,14 +28,7 @@ def free_port():
 
 def wait_until(predicate, timeout=DEFAULT_WAIT, interval=0.05, message='condition'):
     """Polls `predicate` until it returns a true value, which is returned."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f'timed out after {timeout} s waiting for {message}')
-        time.sleep(interval)
+    return polling.wait_until(predicate, timeout, interval, message)
 
 
 def write_server_dir(path, port, workers=1, main='', sections='', pickup_dir=None, poll_interval=0.1):

@@ -32,8 +32,9 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from pathlib import Path, PurePosixPath
+
+from tests.polling import wait_until
 
 SUITE = 'bookworm'
 DEFAULT_MIRROR = 'http://deb.debian.org/debian'
@@ -90,14 +91,7 @@ def tail(text, lines=LOG_TAIL_LINES):
 
 def poll(predicate, timeout, interval=0.1, message='condition'):
     """Calls `predicate` until it returns a true value, which is returned; never a fixed sleep."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f'timed out after {timeout} s waiting for {message}')
-        time.sleep(interval)
+    return wait_until(predicate, timeout, interval, message)
 
 
 def host_problems():
