@@ -114,10 +114,11 @@ class Server:
 
 
 # What "operability features on" means: INFO logging with the call context, sample
-# requests/responses and slow-response tracking; "off" turns each of them off.
+# requests/responses (one call in ten, the default) and slow-response tracking; "off"
+# turns each of them off. The comparison table of servers runs with them on.
 OPERABILITY = {
-    'on': '[logging]\nlevel = INFO\n',
-    'off': '[logging]\nlevel = WARNING\n',
+    'on': '[logging]\nlevel = INFO\n[component_enabled]\nsamples = true\nslow_responses = true\n',
+    'off': '[logging]\nlevel = WARNING\n[component_enabled]\nsamples = false\nslow_responses = false\n',
 }
 
 
