@@ -73,8 +73,8 @@ def test_a_threshold_in_server_conf_overrides_the_class(server_factory):
     assert slow_rows(server) == []
 
 
-def test_samples_keep_every_nth_call_and_every_failure(server_factory):
-    server = server_factory(sections='[diagnostics]\nsample_rate = 5\nsamples_keep = 3\n')
+def test_samples_keep_the_last_calls_and_failures(server_factory):
+    server = server_factory(sections='[diagnostics]\nsample_interval = 0\nsamples_keep = 3\n')
     for number in range(11):
         call(server.port, 'demo.echo', {'n': number})
     call(server.port, 'demo.fail', {'n': 'x'})
@@ -82,10 +82,21 @@ def test_samples_keep_every_nth_call_and_every_failure(server_factory):
     def samples(service):
         return json.loads(zato_daemon('samples', server.server_dir, service, '--json').stdout)
     wait_until(lambda: len(samples('demo.echo')) == 3 and samples('demo.fail'), message='the samples')
-    assert [json.loads(row['request'])['n'] for row in samples('demo.echo')] == [10, 5, 0]
+    assert [json.loads(row['request'])['n'] for row in samples('demo.echo')] == [10, 9, 8]
     failure = samples('demo.fail')[0]
     assert failure['status'] == 500 and failure['response'] is None
     assert failure['error'].startswith('ValueError: demo.fail always fails')
+
+
+def test_a_busy_service_is_sampled_once_an_interval(server_factory):
+    server = server_factory(sections='[diagnostics]\nsample_interval = 60000\n')
+    for number in range(20):
+        call(server.port, 'demo.echo', {'n': number})
+    call(server.port, 'demo.fail', {})
+    wait_until(lambda: json.loads(zato_daemon('samples', server.server_dir, 'demo.fail', '--json').stdout),
+               message='the failure sample')
+    rows = json.loads(zato_daemon('samples', server.server_dir, 'demo.echo', '--json').stdout)
+    assert [json.loads(row['request'])['n'] for row in rows] == [0]
 
 
 def test_switched_off_nothing_is_stored(server_factory):
@@ -102,7 +113,7 @@ def test_a_read_only_state_dir_costs_a_warning_not_a_request(server_factory, tmp
     if subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=1m,ro', 'tmpfs', str(mount)]).returncode != 0:
         pytest.fail('cannot mount a read-only tmpfs here (the test needs root)')
     try:
-        server = server_factory(sections=f'[diagnostics]\ndatabase = {mount}/diagnostics.sqlite3\nsample_rate = 1\n')
+        server = server_factory(sections=f'[diagnostics]\ndatabase = {mount}/diagnostics.sqlite3\nsample_interval = 0\n')
         for number in range(5):
             assert call(server.port, 'demo.echo', {'n': number})[2] == {'n': number}
         wait_until(lambda: 'WARNING' in server.log() and 'diagnostics' in server.log(), message='the warning')

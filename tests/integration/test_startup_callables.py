@@ -290,3 +290,19 @@ def test_reload_runs_fs_config_only_again(tmp_path, endpoint):
         assert endpoint['hits'] == 2
     finally:
         server.stop()
+
+
+def test_services_import_from_extlib(tmp_path, endpoint):
+    server = make_server(tmp_path, endpoint, '')
+    (server.server_dir / 'extlib' / 'shared_rules.py').write_text('DISCOUNT = 0.15\n')
+    pickup = server.server_dir / 'pickup'
+    pickup.mkdir()
+    (pickup / 'priced.py').write_text(
+        'from shared_rules import DISCOUNT\nfrom zato_daemon import Service\n'
+        'class Priced(Service):\n    name = "demo.priced"\n'
+        '    def handle(self):\n        self.response.payload = {"discount": DISCOUNT}\n')
+    try:
+        server.start()
+        assert call(server.port, 'demo.priced', {})[2] == {'discount': 0.15}
+    finally:
+        server.stop()

@@ -565,8 +565,8 @@ SETTINGS = (
     Setting('server.conf', 'component_enabled', 'samples', Boolean(), 'true', _doc("""
         Keep sample requests and responses of every service.
 
-        Each worker stores the last calls of each service (every sample_rate-th call, every
-        failed one) in the diagnostics database, redacted and size-capped, written in the
+        Each worker stores the last calls of each service (at most one a sample_interval,
+        and failed ones on their own clock) in the diagnostics database, redacted and size-capped, written in the
         background: compare them between environments with `zato-daemon samples DIR SERVICE
         --json`. See [diagnostics].""")),
     Setting('server.conf', 'component_enabled', 'slow_responses', Boolean(), 'true', _doc("""
@@ -633,11 +633,12 @@ SETTINGS = (
         Sample calls kept per service; older ones are deleted.
 
         Counted over all workers: the database keeps the newest ones of each service.""")),
-    Setting('server.conf', 'diagnostics', 'sample_rate', Integer(minimum=1), '10', _doc("""
-        Keep one call in this many as a sample (1 keeps every call).
+    Setting('server.conf', 'diagnostics', 'sample_interval', Integer(minimum=0), '1000', _doc("""
+        Milliseconds between two samples of one service in one worker (0 keeps every call).
 
-        Failed calls are always kept. A busy service is sampled without the store being
-        written on every call.""")),
+        A quiet service has every call sampled; a busy one is not stored on every call. Failed
+        calls are sampled on their own clock, so the last failures are kept even when
+        successful calls were sampled just before.""")),
     Setting('server.conf', 'diagnostics', 'max_size', Size(minimum=256 * 1024), '64M', _doc("""
         Largest size of the diagnostics database; the oldest calls go first beyond it.
 

@@ -1,19 +1,17 @@
 """After each call through a channel: is it slow, is it a sample? If so, store it.
 
-Runs in a worker, on the request path: the decisions are O(1) and nothing is rendered
-unless a call is really stored; the store itself writes in the background (store.py).
+Runs in a worker, on the request path: the decisions are O(1), and payloads are queued as
+they are (Unrendered) and rendered, redacted, only for the calls the store really writes,
+in the background (store.py).
 """
 
 import logging
+import time
 
-from zato_daemon.diagnostics.store import DATABASE_NAME, Call, DiagnosticsStore, Sampler, describe_error, render_payload
+from zato_daemon.diagnostics.store import DATABASE_NAME, Call, DiagnosticsStore, Sampler, Unrendered, describe_error
 from zato_daemon.logs.levels import SLOW_RESPONSE
 
 logger = logging.getLogger('zato_daemon.diagnostics')
-
-# Stored request and response texts are capped at this many characters each.
-PAYLOAD_LIMIT = 4096
-
 
 class CallRecorder:
     """Decides what to keep of a finished call and hands it to the store."""
@@ -23,7 +21,8 @@ class CallRecorder:
         self.store = store
         self.samples_on = samples_on
         self.slow_on = slow_on
-        self.sampler = Sampler(diagnostics_config.sample_rate)
+        # The router's perf_counter readings serve the sampler too: one clock call less.
+        self.sampler = Sampler(diagnostics_config.sample_interval / 1000, clock=None)
         self.default_threshold = diagnostics_config.slow_threshold
         self.thresholds = dict(slow_thresholds)
         self.services = services
@@ -37,15 +36,20 @@ class CallRecorder:
             threshold = getattr(deployed.service_class, 'slow_threshold', None) if deployed else None
         return threshold or self.default_threshold
 
-    def after_call(self, name, cid, started_at, duration_ms, status, payload, response, failure):
-        """Stores the call if it was slow or is due as a sample (a failed call always is)."""
+    def after_call(self, name, cid, started, ended, status, payload, response, failure):
+        """Stores the call if it was slow or is due as a sample.
+
+        `started` and `ended` are time.perf_counter() readings around the call; the wall-clock
+        start is worked out only for a call that is stored.
+        """
+        duration_ms = (ended - started) * 1000
         is_slow = self.slow_on and duration_ms > self.threshold_of(name)
-        is_sample = self.samples_on and (failure is not None or status >= 500 or self.sampler.is_due(name))
+        is_sample = self.samples_on and self.sampler.is_due(name, failure is not None or status >= 500, ended)
         if not (is_slow or is_sample):
             return
-        call = Call(cid, name, self.worker_number, started_at, round(duration_ms, 3), status,
-                    render_payload(payload, PAYLOAD_LIMIT),
-                    render_payload(response.payload, PAYLOAD_LIMIT) if response is not None else None,
+        started_at = time.time() - (time.perf_counter() - started)
+        call = Call(cid, name, self.worker_number, started_at, round(duration_ms, 3), status, Unrendered(payload),
+                    Unrendered(response.payload) if response is not None else None,
                     describe_error(failure) if failure is not None else None)
         if is_slow:
             self.store.record_slow(call)

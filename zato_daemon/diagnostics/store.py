@@ -47,7 +47,7 @@ DATABASE_NAME = 'diagnostics.sqlite3'
 SLOW_TABLE = 'slow_responses'
 SAMPLES_TABLE = 'samples'
 
-BATCH_INTERVAL = 0.2
+BATCH_INTERVAL = 1.0
 BUSY_TIMEOUT = 0.1
 SLOW_KEEP = 100
 SAMPLES_KEEP = 20
@@ -63,6 +63,8 @@ MAX_SHRINK_ROUNDS = 8
 MAX_QUEUED = 1000
 # The store's own caps, whatever the caller rendered: a row always fits a page budget.
 MAX_TEXT_CHARS = 64 * 1024
+# A request or response payload is stored redacted and capped at this many characters.
+PAYLOAD_CHARS = 4096
 MAX_NAME_CHARS = 256
 # JSON text bigger than this is not parsed for redaction on the request path; it is
 # stored as a note instead, since cutting it unparsed could keep a secret.
@@ -182,22 +184,33 @@ def describe_error(exc, frames=ERROR_FRAMES):
 
 
 class Sampler:
-    """Says which calls of each service are sampled: the first one, then every `every`-th.
+    """Says which calls of each service are sampled: at most one per `interval` seconds.
 
-    O(1) per call, so the request path asks it before rendering anything.
+    By time, not by count: a call in ten of a busy service is thousands of records a second
+    that retention throws away, and keeping them alive until a flush made Python's garbage
+    collector cost a worker 15 % of its requests (measured with bench/throughput.py); a
+    quiet service still has every call sampled. Failures are sampled on their own clock,
+    so a failure is kept even right after a successful call was. O(1) per call.
     """
 
-    def __init__(self, every=1):
-        if every < 1:
-            raise ValueError(f'every must be 1 or more, not {every!r}')
-        self.every = every
-        self.counts = {}
+    def __init__(self, interval=1.0, clock=time.monotonic):
+        if interval < 0:
+            raise ValueError(f'interval must be 0 or more seconds, not {interval!r}')
+        self.interval = interval
+        self.clock = clock
+        self.last = {}
 
-    def is_due(self, service):
-        """True when this call of `service` is to be stored as a sample."""
-        count = self.counts.get(service, 0)
-        self.counts[service] = count + 1
-        return count % self.every == 0
+    def is_due(self, service, failed=False, now=None):
+        """True when this call of `service` is to be stored as a sample; `now` in the clock's
+        seconds (the clock is read when it is None)."""
+        key = (service, failed)
+        if now is None:
+            now = self.clock()
+        last = self.last.get(key)
+        if last is not None and now - last < self.interval:
+            return False
+        self.last[key] = now
+        return True
 
 
 class DiagnosticsReadError(ZatoDaemonError):
@@ -368,20 +381,28 @@ class DiagnosticsStore:
                 _trim_service(connection, table, service, self.keep[table])
 
     def _rows(self, batch):
-        """{(table, service): [row]}, each list already cut to what retention keeps."""
-        groups = {}
+        """{(table, service): [row]}, each list already cut to what retention keeps.
+
+        Calls are cut first and rendered after: under load most queued calls are older than
+        what retention keeps, and their payloads (Unrendered) are never rendered at all.
+        """
+        calls = {}
         for table, call in batch:
-            try:
-                row = _row(call)
-            except (AttributeError, TypeError, ValueError):
-                self._invalid += 1
-                continue
-            groups.setdefault((table, row[1]), []).append(row)
-        for (table, _), rows in groups.items():
+            calls.setdefault((table, getattr(call, 'service', None)), []).append(call)
+        groups = {}
+        for (table, service), group in calls.items():
             keep = self.keep[table]
-            if len(rows) > keep:
-                rows.sort(key=itemgetter(3))
-                del rows[:-keep]
+            if len(group) > keep:
+                group.sort(key=_started_at)
+                del group[:-keep]
+            rows = []
+            for call in group:
+                try:
+                    rows.append(_row(call))
+                except (AttributeError, TypeError, ValueError):
+                    self._invalid += 1
+            if rows:
+                groups[(table, rows[0][1])] = rows
         if self._invalid:
             self._report_bug(f'dropped {self._invalid} records that are not Calls', exc_info=False)
         return groups
@@ -651,9 +672,26 @@ def _row(call):
             _text(call.response), _text(call.error))
 
 
+class Unrendered:
+    """A payload kept as it is until its call is written: rendering (redacting, capping) is
+    the expensive part of a record, and most queued samples are never written."""
+
+    __slots__ = ('value',)
+
+    def __init__(self, value):
+        self.value = value
+
+
+def _started_at(call):
+    started_at = getattr(call, 'started_at', 0)
+    return started_at if isinstance(started_at, (int, float)) else 0
+
+
 def _text(value):
     if value is None:
         return None
+    if isinstance(value, Unrendered):
+        return render_payload(value.value, PAYLOAD_CHARS)
     if not isinstance(value, str):
         # A caller that passed a payload instead of its rendering still stores no secret.
         return render_payload(value, MAX_TEXT_CHARS)

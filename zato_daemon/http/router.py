@@ -75,11 +75,12 @@ class Router:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug('Request %s %s: %s', request.method, request.path, render_capped(payload, INPUT_LOG_LIMIT),
                          extra=context)
-        started_at, clock = time.time(), time.perf_counter()
+        recorder = self.recorder
+        if recorder is None:
+            return self.run_service(name, payload, cid, request, keep_alive, context)[0]
+        started = time.perf_counter()
         answer, status, response, failure = self.run_service(name, payload, cid, request, keep_alive, context)
-        if self.recorder is not None:
-            self.recorder.after_call(name, cid, started_at, (time.perf_counter() - clock) * 1000, status, payload,
-                                     response, failure)
+        recorder.after_call(name, cid, started, time.perf_counter(), status, payload, response, failure)
         return answer
 
     def run_service(self, name, payload, cid, request, keep_alive, context):

@@ -465,9 +465,18 @@ def test_describe_error_names_the_exception_and_the_last_frames():
     assert [line.rsplit(' in ', 1)[1] for line in lines[1:]] == ['outer', 'inner']
 
 
-def test_the_sampler_takes_the_first_call_then_every_nth_per_service():
-    sampler = Sampler(every=3)
-    assert [sampler.is_due('a') for _ in range(7)] == [True, False, False, True, False, False, True]
+def test_the_sampler_keeps_one_call_per_interval_per_service_and_failures_apart():
+    now = [100.0]
+    sampler = Sampler(interval=1.0, clock=lambda: now[0])
+    due = []
+    for _ in range(5):
+        due.append(sampler.is_due('a'))
+        now[0] += 0.3
+    assert due == [True, False, False, False, True]
     assert sampler.is_due('b') is True
+    assert sampler.is_due('a', failed=True) is True
+    assert sampler.is_due('a', failed=True) is False
+    every_call = Sampler(interval=0, clock=lambda: now[0])
+    assert all(every_call.is_due('a') for _ in range(5))
     with pytest.raises(ValueError):
-        Sampler(every=0)
+        Sampler(interval=-1)
