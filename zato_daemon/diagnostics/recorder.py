@@ -25,16 +25,26 @@ class CallRecorder:
         self.sampler = Sampler(diagnostics_config.sample_interval / 1000, clock=None)
         self.default_threshold = diagnostics_config.slow_threshold
         self.thresholds = dict(slow_thresholds)
+        self._thresholds = {}
         self.services = services
         self.worker_number = worker_number
 
     def threshold_of(self, name):
-        """[slow_thresholds] first, then the service class's slow_threshold, then the default."""
+        """[slow_thresholds] first, then the service class's slow_threshold, then the default.
+
+        Cached per deployed service: a hot-deploy replaces the DeployedService object, which
+        makes the cached value stale and recomputed.
+        """
+        deployed = self.services.services.get(name)
+        cached = self._thresholds.get(name)
+        if cached is not None and cached[0] is deployed:
+            return cached[1]
         threshold = self.thresholds.get(name)
-        if threshold is None:
-            deployed = self.services.services.get(name)
-            threshold = getattr(deployed.service_class, 'slow_threshold', None) if deployed else None
-        return threshold or self.default_threshold
+        if threshold is None and deployed is not None:
+            threshold = getattr(deployed.service_class, 'slow_threshold', None)
+        threshold = threshold or self.default_threshold
+        self._thresholds[name] = (deployed, threshold)
+        return threshold
 
     def after_call(self, name, cid, started, ended, status, payload, response, failure):
         """Stores the call if it was slow or is due as a sample.
