@@ -91,6 +91,10 @@ def main(argv=None):
         return exc.exit_status
     except KeyboardInterrupt:
         return EXIT_SOFTWARE
+    except BrokenPipeError:
+        # `zato-daemon info DIR | head`: the reader left; say nothing more, not even at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 def report_error(args, exc):
@@ -258,10 +262,12 @@ def command_hash(args):
     status = EXIT_OK
     for name in args.files:
         try:
-            print(f'{sha256_of(Path(name).read_bytes())}  {name}')
+            data = Path(name).read_bytes()
         except OSError as exc:
             print(f'zato-daemon: {name}: {exc.strerror}', file=sys.stderr)
             status = 1
+            continue
+        print(f'{sha256_of(data)}  {name}')
     return status
 
 

@@ -3,9 +3,13 @@ info, invoke, and the clear errors of a broken config, a second start or a busy 
 
 import json
 import os
+import shlex
 import socket
 import stat
+import subprocess
+import sys
 
+from tests.conftest import REPO_ROOT
 from tests.integration.helpers import ServerProcess, call, free_port, wait_until, write_server_dir, zato_daemon
 
 
@@ -144,3 +148,14 @@ def test_python_dash_m_and_version():
     result = zato_daemon('--version')
     assert result.returncode == 0
     assert result.stdout.startswith('zato-daemon ')
+
+
+def test_output_cut_short_by_a_pipe_is_no_traceback(tmp_path):
+    target = tmp_path / 'f'
+    target.write_text('x')
+    script = (f'import sys; sys.argv = ["zato-daemon", "hash"] + [{str(target)!r}] * 20000; '
+              'from zato_daemon.cli import main; sys.exit(main())')
+    result = subprocess.run(f'{sys.executable} -c {shlex.quote(script)} | head -1', shell=True, capture_output=True,
+                            text=True, cwd=REPO_ROOT, timeout=60)
+    assert result.stdout.count('\n') == 1
+    assert result.stderr == ''
