@@ -173,9 +173,9 @@ def command_dump(args):
     """SIGURG to the master, which dumps itself and has every worker dump."""
     server_dir = ServerDir(args.server_dir)
     pid = _master_pid(server_dir)
+    log_path = server_log_path(load_config(args.server_dir), server_dir)
     since = time.strftime('%Y-%m-%d %H:%M:%S')
     os.kill(pid, signal.SIGURG)
-    log_path = server_log_path(load_config(args.server_dir), server_dir)
     print(f'zato-daemon: dump requested from master pid {pid} and its workers; they are in {log_path}, and in '
           f'the journal:\n  journalctl -o cat MESSAGE_ID={DUMP_WRITTEN.message_id} --since "{since}"')
     return EXIT_OK

@@ -92,7 +92,7 @@ def run_phase(callables, ctx, policy):
     for name, function in callables:
         try:
             function(ctx)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             message = f'startup callable {name} failed in phase {_phase_name(ctx.phase)}: {exc!r}'
             if policy == 'WARN':
                 logger.warning('%s; starting anyway ([misc] startup_callable_failure = warn)', message,

@@ -105,3 +105,16 @@ def test_server_log_is_reopened_after_logrotate_moves_it(server):
     wait_until(lambda: log_path.exists() and headers['x-zato-cid'] in log_path.read_text(),
                message='the new server.log to get the line')
     assert headers['x-zato-cid'] not in log_path.with_name('server.log.1').read_text()
+
+
+def test_reload_drops_a_removed_logger_level(server_factory):
+    server = server_factory(sections='[loggers]\nzato_daemon.http = DEBUG\n')
+    _, headers, _ = call(server.port, 'demo.echo', {'q': 1})
+    assert [line for line in lines_with(server, headers['x-zato-cid']) if ' DEBUG ' in line]
+    conf = server.server_dir / 'server.conf'
+    conf.write_text(conf.read_text().replace('zato_daemon.http = DEBUG\n', ''))
+    server.signal(signal.SIGHUP)
+    wait_until(lambda: 'Reload complete' in server.log(), message='the reload')
+    wait_until(lambda: 'drained and exited' in server.log(), message='the old worker to go')
+    _, headers, _ = call(server.port, 'demo.echo', {'q': 2})
+    assert not [line for line in lines_with(server, headers['x-zato-cid']) if ' DEBUG ' in line]

@@ -306,3 +306,54 @@ def test_services_import_from_extlib(tmp_path, endpoint):
         assert call(server.port, 'demo.priced', {})[2] == {'discount': 0.15}
     finally:
         server.stop()
+
+
+RELOAD_MODULE = '''\
+import os, sys, time
+from zato_daemon.common import SERVER_STARTUP
+
+MARKER = {marker!r}
+
+def slow_at_reload(ctx):
+    if ctx.phase == SERVER_STARTUP.PHASE.FS_CONFIG_ONLY and os.path.exists(MARKER):
+        time.sleep(4)
+
+def exit_at_reload(ctx):
+    if ctx.phase == SERVER_STARTUP.PHASE.FS_CONFIG_ONLY and os.path.exists(MARKER):
+        sys.exit(3)
+'''
+
+
+def reload_server(tmp_path, endpoint, callable_name, main=''):
+    server = make_server(tmp_path, endpoint, f'reloads.{callable_name}')
+    conf = server.server_dir / 'server.conf'
+    conf.write_text(conf.read_text().replace('[main]\n', f'[main]\n{main}\n'))
+    marker = tmp_path / 'reloading'
+    (server.server_dir / 'extlib' / 'reloads.py').write_text(RELOAD_MODULE.format(marker=str(marker)))
+    return server, marker
+
+
+def test_a_slow_callable_at_reload_does_not_make_workers_look_hung(tmp_path, endpoint):
+    server, marker = reload_server(tmp_path, endpoint, 'slow_at_reload', main='hang_timeout = 2')
+    try:
+        server.start()
+        marker.write_text('')
+        server.signal(__import__('signal').SIGHUP)
+        wait_until(lambda: 'Reload complete' in server.log(), timeout=30, message='the reload')
+        assert 'sent no heartbeat' not in server.log()
+    finally:
+        server.stop()
+
+
+def test_sys_exit_in_a_callable_at_reload_refuses_the_reload(tmp_path, endpoint):
+    server, marker = reload_server(tmp_path, endpoint, 'exit_at_reload')
+    try:
+        server.start()
+        marker.write_text('')
+        server.signal(__import__('signal').SIGHUP)
+        wait_until(lambda: 'Reload refused' in server.log(), message='the refusal')
+        assert 'SystemExit(3)' in server.log()
+        assert call(server.port, 'demo.echo', {'still': 1})[2] == {'still': 1}
+        assert server.process.poll() is None
+    finally:
+        server.stop()

@@ -37,7 +37,6 @@ import traceback
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from operator import itemgetter
 from pathlib import Path
 
 from zato_daemon.errors import EXIT_UNAVAILABLE, ZatoDaemonError

@@ -13,6 +13,10 @@ from zato_daemon.logs.files import server_log_handler, stdout_handler
 from zato_daemon.sd import is_logging_to_journal, is_notify_unit
 
 
+# Loggers whose level [loggers] set, in this process (workers inherit the master's).
+_levelled_loggers = set()
+
+
 def wants_journal(setting):
     """Whether the journal handler is on: [logging] journal = auto follows systemd."""
     if setting == 'NO':
@@ -48,8 +52,13 @@ def configure_logging(config, server_dir, role, foreground, worker_number=None):
         handler.addFilter(context)
         root.addHandler(handler)
     root.setLevel(settings.level)
+    # A logger dropped from [loggers] at reload goes back to following the root level.
+    for name in _levelled_loggers - set(config.server_config.loggers):
+        logging.getLogger(name).setLevel(logging.NOTSET)
+    _levelled_loggers.clear()
     for name, level in config.server_config.loggers.items():
         logging.getLogger(name).setLevel(level)
+        _levelled_loggers.add(name)
 
 
 def check_server_log(path):

@@ -17,6 +17,7 @@ always has a worker accepting on it. Shutdown travels as HaltServer up to `run()
 import _thread
 import collections
 import enum
+import itertools
 import logging
 import os
 import select
@@ -118,6 +119,9 @@ class Arbiter:
         self.boot_id = f'{self.pid}-{self.started_at}'
         self.workers = {}
         self.generation = 1
+        # A generation number is never reused, even after an aborted reload: a worker of the
+        # aborted one that is not reaped yet must not count for the next.
+        self.generation_numbers = itertools.count(2)
         self.is_ready = False
         self.pending_reload = None
         self.signal_queue = collections.deque()
@@ -152,7 +156,9 @@ class Arbiter:
         except HaltServer as halt:
             self.halt(halt)
             return halt.exit_status
-        except Exception:
+        except (Exception, SystemExit):
+            # SystemExit too: user code (a startup callable at reload) must not end the master
+            # without stopping its workers and removing its runtime files.
             logger.exception('Unexpected error in the master; stopping the workers')
             self.halt(HaltServer('master error', EXIT_SOFTWARE, graceful=False))
             return EXIT_SOFTWARE
@@ -313,8 +319,13 @@ class Arbiter:
             os.close(record.status_fd)
             record.status_fd = -1
             return
-        if data.startswith(BOOT_FAILED_PREFIX):
-            record.boot_failure = data[len(BOOT_FAILED_PREFIX):].decode('utf-8', 'replace')
+        # One-byte messages, except a boot failure: its prefix and text are the last thing a
+        # worker writes, so whatever follows the prefix is text, whatever precedes it codes.
+        data, failed, text = data.partition(BOOT_FAILED_PREFIX)
+        if failed:
+            record.boot_failure += text.decode('utf-8', 'replace')
+        elif record.boot_failure:
+            record.boot_failure += data.decode('utf-8', 'replace')
             return
         if HEARTBEAT_MESSAGE in data:
             record.last_heartbeat = time.monotonic()
@@ -354,6 +365,8 @@ class Arbiter:
         if record.state == WorkerState.BOOTING and record.generation == self.generation:
             self.on_boot_failure(record, code, description)
         if record.generation != self.generation:
+            logger.warning('Worker %d (pid %d) of a previous generation %s', record.number, record.pid, description,
+                           extra=levels.WORKER_EXITED.extra)
             return
         lived = time.monotonic() - record.spawned_at
         self.failures[record.number] = 1 if lived > STABLE_AFTER else self.failures[record.number] + 1
@@ -392,6 +405,9 @@ class Arbiter:
         The dump needs no hub (its own thread), so it shows the frame that blocks. The worker
         is killed once it reports the dump written, or after HUNG_DUMP_WAIT.
         """
+        # Heartbeats that arrived while the master was busy (a reload running slow startup
+        # callables) are read first: a busy master must not take its workers for hung.
+        self.wait_for_events(0)
         timeout = self.config.server_config.main.hang_timeout
         now = time.monotonic()
         for record in list(self.workers.values()):
@@ -457,6 +473,7 @@ class Arbiter:
             logger.warning('Reload requested while one is in progress; ignored')
             return
         logger.info('Reloading: reading the configuration in %s', self.server_dir.base)
+        sd.watchdog()
         try:
             config, callables = load_config_and_run_fs_config_only(self.server_dir.base, self.server_dir)
             listener = self.listener_for(config)
@@ -464,11 +481,12 @@ class Arbiter:
             logger.error('Reload refused, still serving the previous configuration: %s', exc,
                          extra=levels.RELOAD_REFUSED.extra)
             return
+        sd.watchdog()
         sd.reloading('reloading')
         self.pending_reload = PendingReload(self.generation, self.config, self.listener, self.callables)
         self.set_listener(listener, config)
         self.callables = callables
-        self.generation += 1
+        self.generation = next(self.generation_numbers)
         self.spawn_workers()
 
     def listener_for(self, config):
@@ -500,7 +518,13 @@ class Arbiter:
         previous, self.pending_reload = self.pending_reload, None
         logger.error('Reload failed (%s); still serving the previous configuration', reason,
                      extra=levels.RELOAD_FAILED.extra)
-        self.kill_workers(signal.SIGKILL, generation=self.generation)
+        # New workers already serving finish what they accepted; the others never served.
+        for record in self.current_workers():
+            if record.state == WorkerState.READY:
+                record.state = WorkerState.DRAINING
+                self.kill_worker(record, RETIRE_SIGNAL)
+            else:
+                self.kill_worker(record, signal.SIGKILL)
         if previous.listener is not self.listener:
             self.listener.close()
         self.generation = previous.generation

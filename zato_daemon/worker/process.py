@@ -137,7 +137,10 @@ class Worker:
     def send_heartbeats(self):
         """Runs on the hub: when the hub is blocked, the heartbeats stop and the master notices."""
         while True:
-            os.write(self.spec.status_fd, HEARTBEAT_MESSAGE)
+            try:
+                os.write(self.spec.status_fd, HEARTBEAT_MESSAGE)
+            except BrokenPipeError:
+                return  # the master is gone; watch_master stops this worker
             gevent.sleep(HEARTBEAT_INTERVAL)
 
     def watch_master(self):
@@ -186,6 +189,9 @@ def run_worker(spec):
     try:
         worker.boot()
     except (ServiceDeployError, StartupCallableError) as exc:
+        if worker.http is not None:
+            # AFTER_STARTED runs once the worker serves: finish what it accepted meanwhile.
+            worker.http.drain(config.server_config.main.graceful_timeout, STOP_IDLE_GRACE)
         details = getattr(exc, 'details', '')
         logger.error('Worker %d cannot start: %s%s', spec.number, exc, f'\n{details.rstrip()}' if details else '',
                      extra=WORKER_BOOT_FAILED.extra)
