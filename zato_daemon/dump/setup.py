@@ -9,8 +9,7 @@ import faulthandler
 
 from zato_daemon.dump.sink import DumpWriter
 from zato_daemon.dump.trigger import DumpTrigger
-from zato_daemon.logs.journal import stream_is_journal
-from zato_daemon.logs.setup import server_log_path, wants_journal
+from zato_daemon.logs.setup import server_log_path, wants_journal, writes_stdout
 
 
 def install_dump(config, server_dir, role, foreground, start_thread, after_dump=None, before_dump=None):
@@ -18,7 +17,7 @@ def install_dump(config, server_dir, role, foreground, start_thread, after_dump=
     settings = config.server_config.logging
     use_journal = wants_journal(settings.journal)
     writer = DumpWriter(role, server_dir.base, server_log_path(config, server_dir), settings.dump_max_size,
-                        to_journal=use_journal, to_stdout=foreground and not (use_journal and stream_is_journal(1)),
+                        to_journal=use_journal, to_stdout=writes_stdout(foreground, use_journal),
                         after_dump=after_dump)
 
     def on_dump():

@@ -26,6 +26,12 @@ def wants_journal(setting):
     return (is_notify_unit() or is_logging_to_journal()) and journal.is_available()
 
 
+def writes_stdout(foreground, use_journal):
+    """Whether records (and dumps) go to stdout: in --fg mode, unless stdout is itself the
+    journal they already reach natively, so that nothing reaches the journal twice."""
+    return foreground and not (use_journal and journal.stream_is_journal(1))
+
+
 def server_log_path(config, server_dir):
     return config.resolve_path(config.server_config.logging.server_log) or server_dir.server_log
 
@@ -41,7 +47,7 @@ def configure_logging(config, server_dir, role, foreground, worker_number=None):
     use_journal = wants_journal(settings.journal)
     if use_journal:
         handlers.append(journal.JournalHandler(server_dir.base, role, worker_number))
-    if foreground and not (use_journal and journal.stream_is_journal(1)):
+    if writes_stdout(foreground, use_journal):
         handlers.append(stdout_handler())
     context = ContextFilter(role)
     root = logging.getLogger()

@@ -117,16 +117,22 @@ class Worker:
         gevent.spawn(self.watch_master)
         gevent.spawn(self.send_heartbeats)
         self.stop_requested.wait()
-        graceful_timeout = self.spec.config.server_config.main.graceful_timeout
-        if self.is_quick_stop:
-            self.http.drain(0, 0)
-        else:
-            self.http.drain(graceful_timeout, graceful_timeout if self.is_retiring else STOP_IDLE_GRACE)
+        self.drain_http()
         # Changes still queued for the other workers (the database was busy) are written now.
         self.host.caches.close()
         if self.recorder is not None:
             self.recorder.store.close()
         logger.info('Worker %d stopped', self.spec.number)
+
+    def drain_http(self):
+        """Stops accepting and lets connections finish, as the stop requested says: at once
+        (quick), keeping idle clients for the graceful period (retire), or with a short idle
+        grace (stop, and a worker that failed to start after it began serving)."""
+        graceful_timeout = self.spec.config.server_config.main.graceful_timeout
+        if self.is_quick_stop:
+            self.http.drain(0, 0)
+        else:
+            self.http.drain(graceful_timeout, graceful_timeout if self.is_retiring else STOP_IDLE_GRACE)
 
     def request_stop(self, quick=False, retire=False):
         """Runs in the hub, from a signal callback: only sets flags."""
@@ -191,7 +197,7 @@ def run_worker(spec):
     except (ServiceDeployError, StartupCallableError) as exc:
         if worker.http is not None:
             # AFTER_STARTED runs once the worker serves: finish what it accepted meanwhile.
-            worker.http.drain(config.server_config.main.graceful_timeout, STOP_IDLE_GRACE)
+            worker.drain_http()
         details = getattr(exc, 'details', '')
         logger.error('Worker %d cannot start: %s%s', spec.number, exc, f'\n{details.rstrip()}' if details else '',
                      extra=WORKER_BOOT_FAILED.extra)
