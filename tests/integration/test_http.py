@@ -145,3 +145,24 @@ def test_expect_100_continue(server):
         sock.sendall(b'{"a": 1}')
         head, body = _read_responses(sock, 1)[0]
         assert head.startswith(b'HTTP/1.1 200') and json.loads(body) == {'a': 1}
+
+
+def test_a_response_larger_than_the_socket_buffers_arrives_whole_to_a_slow_reader(server_factory):
+    # Bigger than the largest send buffer Linux gives a socket (tcp_wmem's 4 MiB maximum),
+    # read late through a small receive buffer: the server's first send() is partial and
+    # the rest goes out as the client reads. Then the connection is reused.
+    server = server_factory(main='max_request_size = 16M')
+    payload = {'data': 'x' * 8_000_000}
+    body = json.dumps(payload).encode()
+    head = b'POST /services/demo.echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n' % len(body)
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(10)
+        sock.connect(('127.0.0.1', server.port))
+        sock.sendall(head + body)
+        time.sleep(0.3)
+        [(response_head, response_body)] = _read_responses(sock, 1)
+        assert b'200 OK' in response_head
+        assert json.loads(response_body) == payload
+        sock.sendall(b'GET /zato/ping HTTP/1.1\r\nHost: x\r\n\r\n')
+        assert b'200 OK' in _read_responses(sock, 1)[0][0]

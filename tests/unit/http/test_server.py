@@ -1,0 +1,20 @@
+"""HttpServer's choices that do not need a client: how listeners are shared between workers."""
+
+import logging
+import socket
+import types
+
+import pytest
+from gevent.server import StreamServer
+
+from zato_daemon.http.server import HttpServer
+
+
+@pytest.mark.parametrize(('workers', 'max_accept'), [(1, StreamServer.max_accept), (2, 1), (8, 1)])
+def test_workers_sharing_a_listener_take_one_connection_per_wake_up(workers, max_accept):
+    main = types.SimpleNamespace(max_request_size=1024, keep_alive_timeout=5, workers=workers)
+    http = HttpServer(main, dumps_json=None, logger=logging.getLogger(__name__))
+    with socket.create_server(('127.0.0.1', 0)) as listener:
+        http.add_listener(listener, router=None)
+        [stream_server] = http.stream_servers
+        assert stream_server.max_accept == max_accept
