@@ -1,5 +1,6 @@
 """Dumps and hangs under the real systemd: systemctl kill -s SIGURG, a hung worker, the watchdog."""
 
+import contextlib
 import json
 import time
 
@@ -27,6 +28,39 @@ class Spin(Service):
             spins += 1
         self.response.payload = {'spins': spins}
 '''
+LOG_WARNING = b'''\
+from zato_daemon import Service
+
+class LogWarning(Service):
+    name = 'demo.log-warning'
+
+    def handle(self):
+        self.logger.warning('demo.log-warning was called')
+        self.response.payload = {'logged': True}
+'''
+
+# Sends small entries to journald's native socket until its queue is full: a send on a
+# fresh socket would block. One socket's own send buffer fills first, hence several.
+# Prints how many entries went in.
+FILL_JOURNAL_QUEUE = """
+import socket
+queued, sockets = 0, []
+while True:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.connect('/run/systemd/journal/socket')
+    sock.setblocking(False)
+    sockets.append(sock)
+    sent = 0
+    try:
+        while True:
+            sock.send(b'MESSAGE=queue filler\\nSYSLOG_IDENTIFIER=zato-daemon-tests\\n')
+            sent += 1
+    except BlockingIOError:
+        queued += sent
+    if not sent:
+        break
+print(queued)
+"""
 
 
 def dump_entries(container, since):
@@ -65,6 +99,77 @@ def test_systemctl_kill_sigurg_gives_one_dump_per_process(container, installed):
     one = entries[0]['ZATO_DUMP_ID']
     assert len([line for line in container.journal('-u', UNIT, '-o', 'json', f'ZATO_DUMP_ID={one}').splitlines()
                 if line.strip()]) == 1
+
+
+
+@contextlib.contextmanager
+def journald_frozen(container):
+    """journald stopped with its socket's queue full: journald at its slowest, a sender blocks."""
+    systemctl(container, 'kill', '-s', 'SIGSTOP', 'systemd-journald')
+    try:
+        queued = int(container.run(['python3', '-c', FILL_JOURNAL_QUEUE]).stdout)
+        assert queued > 0
+        # The precondition: a client of journald now waits (timeout's 124) instead of logging.
+        probe = ['timeout', '1', 'python3', '-c', 'from systemd import journal; journal.send("probe")']
+        assert container.run(probe, check=False).returncode == 124
+        yield
+    finally:
+        systemctl(container, 'kill', '-s', 'SIGCONT', 'systemd-journald')
+
+
+def test_dumps_reach_server_log_while_journald_is_frozen_and_the_journal_after(container, installed):
+    # The dumps are written to server.log and requests served; the journal entries
+    # arrive when journald wakes up.
+    systemctl(container, 'restart', UNIT)
+    assert_active(container)
+    poll(lambda: post(container, PORT, '/services/demo.echo', {})[0] == 200, 10, message='the server')
+    pids = unit_pids(container)
+    since = now(container)
+    time.sleep(1)  # --since has one-second resolution
+    log_size = len(container.get(LOG))
+    with journald_frozen(container):
+        systemctl(container, 'kill', '-s', 'SIGURG', UNIT)
+        poll(lambda: container.get(LOG)[log_size:].count(b'==== end of zato-daemon dump') == len(pids), 15,
+             message='a dump from every process in server.log while journald is frozen')
+        assert post(container, PORT, '/services/demo.echo', {'journald': 'frozen'})[0] == 200
+    poll(lambda: {int(entry['_PID']) for entry in dump_entries(container, since)} == pids, 30,
+         message='the dump entries once journald runs again')
+    assert_active(container)
+
+
+@pytest.fixture
+def logging_service(container, installed):
+    container.put(f'{PICKUP}/log_warning.py', LOG_WARNING)
+    container.run(['chown', 'zato:zato', f'{PICKUP}/log_warning.py'])
+    systemctl(container, 'restart', UNIT)
+    assert_active(container)
+    poll(lambda: post(container, PORT, '/services/demo.log-warning', {})[0] == 200, 15, message='demo.log-warning')
+    yield
+    container.run(['rm', '-f', f'{PICKUP}/log_warning.py'])
+    systemctl(container, 'restart', UNIT)
+    assert_active(container)
+
+
+def test_a_worker_stuck_logging_to_a_frozen_journald_still_dumps(container, logging_service):
+    # The hang an operator meets when journald falls behind: a worker waits in a journal
+    # send. Its dump thread still runs and shows where it waits.
+    log_size = len(container.get(LOG))
+    with journald_frozen(container):
+        stuck = container.popen(['curl', '-s', '--max-time', '60', '-X', 'POST',
+                                 f'http://127.0.0.1:{PORT}/services/demo.log-warning', '-d', '{}'])
+        try:
+            time.sleep(1)
+            assert stuck.poll() is None, 'the call returned while journald was frozen'
+            systemctl(container, 'kill', '-s', 'SIGURG', UNIT)
+            dumps = poll(lambda: [part for part in container.get(LOG)[log_size:].split(b'==== end of zato-daemon dump')
+                                  if b'in LogWarning.handle' in part], 15,
+                         message='a dump showing the worker waiting on the journal')
+            stack = dumps[0].partition(b'in LogWarning.handle')[2].decode(errors='replace')
+            assert 'in JournalHandler.emit' in stack and 'in sendv' in stack, stack
+        finally:
+            systemctl(container, 'kill', '-s', 'SIGCONT', 'systemd-journald')
+            stdout, _ = stuck.communicate(timeout=60)
+    assert json.loads(stdout) == {'logged': True}
 
 
 @pytest.fixture

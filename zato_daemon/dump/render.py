@@ -230,7 +230,7 @@ def journal_fields(dump, text):
     MESSAGE is the summary line and the whole text; MESSAGE_ID is DUMP_WRITTEN's, so
     `journalctl MESSAGE_ID=...` or `journalctl ZATO_DUMP_ID=...` finds it. One entry per
     dump: line by line, journald's rate limit would drop parts of it (DESIGN.md). Send it
-    with python-systemd's C sendv, which takes entries past the datagram limit.
+    with logs.journal.sendv, which takes entries past the datagram limit.
     """
     return [f'MESSAGE={summary_line(dump)}\n{text}', f'PRIORITY={priority_of(DUMP_WRITTEN.level)}',
             f'MESSAGE_ID={DUMP_WRITTEN.message_id}', f'SYSLOG_IDENTIFIER={IDENTIFIER}',

@@ -3,19 +3,16 @@
 Runs in the dump thread (dump/trigger.py), so it uses no logging and no lock the main
 thread may hold: server.log is opened for each dump with O_APPEND and written with
 os.write (which also follows a rotation), the journal gets one entry through
-python-systemd's C sendv (which moves an entry of hundreds of KiB out of band), and
-stdout gets plain os.write.
+logs.journal.sendv (which moves an entry of hundreds of KiB out of band, and lets the
+other threads run while a slow journald makes it wait), and stdout gets plain os.write.
+server.log comes first: it is written even while journald does not take entries.
 """
 
 import os
 
 from zato_daemon.dump.collect import collect
 from zato_daemon.dump.render import journal_fields, render_text, write_text_to_fd
-
-try:
-    from systemd import journal as _journal
-except ImportError:
-    _journal = None
+from zato_daemon.logs import journal
 
 
 class DumpWriter:
@@ -26,7 +23,7 @@ class DumpWriter:
         self.server_dir = server_dir
         self.server_log = server_log
         self.budget_bytes = budget_bytes
-        self.to_journal = to_journal and _journal is not None
+        self.to_journal = to_journal and journal.is_available()
         self.to_stdout = to_stdout
         self.after_dump = after_dump
         self.trigger = None
@@ -36,7 +33,7 @@ class DumpWriter:
         text = render_text(dump, self.budget_bytes)
         self.write_server_log(text)
         if self.to_journal:
-            _journal.sendv(*journal_fields(dump, text))
+            journal.sendv(*journal_fields(dump, text))
         if self.to_stdout:
             write_text_to_fd(1, text)
         if self.after_dump is not None:

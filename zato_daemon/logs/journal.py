@@ -5,9 +5,18 @@ about twenty of them, puts argv[0]'s full path in SYSLOG_IDENTIFIER and the hand
 own frame in CODE_*. This one sends what admins filter on: PRIORITY, MESSAGE_ID,
 ZATO_CID, ZATO_SERVICE, ZATO_WORKER, ZATO_SERVER_DIR, and the caller's CODE_FILE,
 CODE_LINE and CODE_FUNC. A traceback is part of MESSAGE, so `journalctl` shows it.
-It goes through python-systemd's C sendv, which falls back to a memfd for big entries.
+
+Entries go through libsystemd's sd_journal_sendv, which falls back to a memfd for big
+entries, called with the GIL released. python-systemd's sendv() calls the same function
+but keeps the GIL: when journald falls behind and its socket's queue is full, the send
+blocks, and with it every thread of the process, the dump thread included, so the
+SIGURG dump that would show the cause never comes (tests/system/test_dump.py). ctypes
+releases the GIL around a foreign call; it costs about 6 us more per entry
+(docs/performance.md, "The journal").
 """
 
+import ctypes
+import errno
 import logging
 import os
 import traceback
@@ -20,6 +29,45 @@ except ImportError:  # a development venv without systemd-python: the journal is
     _journal = None
 
 IDENTIFIER = 'zato-daemon'
+
+
+class _Iovec(ctypes.Structure):
+    _fields_ = [('base', ctypes.c_char_p), ('length', ctypes.c_size_t)]
+
+
+def _load_sd_journal_sendv():
+    try:
+        library = ctypes.CDLL('libsystemd.so.0', use_errno=True)
+    except OSError:
+        return None
+    function = library.sd_journal_sendv
+    function.argtypes = (ctypes.POINTER(_Iovec), ctypes.c_int)
+    function.restype = ctypes.c_int
+    return function
+
+
+_sd_journal_sendv = _load_sd_journal_sendv() if _journal is not None else None
+
+
+def sendv(*fields):
+    """Sends one entry of 'NAME=value' strings; other threads run while journald makes it wait.
+
+    Raises OSError when libsystemd reports an error; an entry is silently dropped when no
+    journald listens, as sd_journal_sendv does.
+    """
+    if _sd_journal_sendv is None:
+        _journal.sendv(*fields)
+        return
+    encoded = [field.encode('utf-8', 'backslashreplace') for field in fields]
+    vector = (_Iovec * len(encoded))(*[(field, len(field)) for field in encoded])
+    while True:
+        result = _sd_journal_sendv(vector, len(encoded))
+        # A signal (SIGURG for a dump, say) interrupting a send that waits on journald is
+        # no reason to lose the entry: nothing was sent, so send it again (PEP 475).
+        if result != -errno.EINTR:
+            break
+    if result < 0:
+        raise OSError(-result, os.strerror(-result))
 
 
 def is_available():
@@ -49,7 +97,7 @@ class JournalHandler(logging.Handler):
 
     def emit(self, record):
         try:
-            _journal.sendv(*self.fields(record))
+            sendv(*self.fields(record))
         except Exception:
             self.handleError(record)
 
@@ -83,5 +131,5 @@ _OPTIONAL_FIELDS = (
 def send_event(event, message, **fields):
     """Sends one event outside the logging system, e.g. from the CLI before logging is set up."""
     extra = [f'{name}={value}' for name, value in fields.items()]
-    _journal.sendv(f'MESSAGE={message}', f'PRIORITY={priority_of(event.level)}', f'MESSAGE_ID={event.message_id}',
+    sendv(f'MESSAGE={message}', f'PRIORITY={priority_of(event.level)}', f'MESSAGE_ID={event.message_id}',
                    f'SYSLOG_IDENTIFIER={IDENTIFIER}', *extra)
