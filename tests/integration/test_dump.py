@@ -166,3 +166,15 @@ def test_a_hung_worker_is_dumped_and_replaced_while_the_other_serves(server_fact
     assert 'in Spin.handle' in text and re.search(r'spins=\d+', text)
     assert f'(pid {hung_pid}) was killed by SIGKILL; restarting it' in server.log()
     assert set(server.worker_pids()) != before
+
+
+def test_after_a_reload_the_masters_dumps_follow_the_new_server_log(server):
+    moved = server.server_dir / 'moved' / 'server.log'
+    moved.parent.mkdir()
+    conf = server.server_dir / 'server.conf'
+    conf.write_text(conf.read_text() + f'\n[logging]\nserver_log = {moved}\ndump_max_size = 64K\n')
+    server.signal(signal.SIGHUP)
+    wait_until(lambda: moved.exists() and 'Reload complete' in moved.read_text(), message='the reload')
+    os.kill(server.pid, signal.SIGURG)
+    wait_until(lambda: f'master, pid {server.pid}' in moved.read_text(), message="the master's dump in the new file")
+    assert f'master, pid {server.pid}' not in server.log()

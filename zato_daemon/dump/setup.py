@@ -14,19 +14,22 @@ from zato_daemon.logs.setup import server_log_path, wants_journal, writes_stdout
 
 def install_dump(config, server_dir, role, foreground, start_thread, after_dump=None, before_dump=None):
     """Installs and returns the DumpTrigger of this process. Runs in its main thread."""
-    settings = config.server_config.logging
-    use_journal = wants_journal(settings.journal)
-    writer = DumpWriter(role, server_dir.base, server_log_path(config, server_dir), settings.dump_max_size,
-                        to_journal=use_journal, to_stdout=writes_stdout(foreground, use_journal),
-                        after_dump=after_dump)
-
-    def on_dump():
-        if before_dump is not None:
-            before_dump()
-        writer()
-
-    trigger = DumpTrigger(on_dump, start_thread)
+    writer = DumpWriter(role, server_dir.base, **_writer_settings(config, server_dir, foreground),
+                        before_dump=before_dump, after_dump=after_dump)
+    trigger = DumpTrigger(writer, start_thread)
     writer.trigger = trigger
     faulthandler.enable()
     trigger.install()
     return trigger
+
+
+def reconfigure_dump(trigger, config, server_dir, foreground):
+    """After a reload: the next dumps follow the new [logging] server_log, dump_max_size, journal."""
+    trigger.on_dump.configure(**_writer_settings(config, server_dir, foreground))
+
+
+def _writer_settings(config, server_dir, foreground):
+    settings = config.server_config.logging
+    use_journal = wants_journal(settings.journal)
+    return dict(server_log=server_log_path(config, server_dir), budget_bytes=settings.dump_max_size,
+                to_journal=use_journal, to_stdout=writes_stdout(foreground, use_journal))

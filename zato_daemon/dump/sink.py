@@ -16,19 +16,36 @@ from zato_daemon.logs import journal
 
 
 class DumpWriter:
-    """The on_dump of a DumpTrigger: collects this process, renders it, writes it out."""
+    """The on_dump of a DumpTrigger: collects this process, renders it, writes it out.
 
-    def __init__(self, role, server_dir, server_log, budget_bytes, to_journal, to_stdout, after_dump=None):
+    `before_dump` and `after_dump` (the dump, as data) are called around each dump, in
+    the dump thread: the master forwards the request to its workers, a worker tells the
+    master its dump is written.
+    """
+
+    def __init__(self, role, server_dir, server_log, budget_bytes, to_journal, to_stdout, before_dump=None,
+                 after_dump=None):
         self.role = role
         self.server_dir = server_dir
+        self.before_dump = before_dump
+        self.after_dump = after_dump
+        self.trigger = None
+        self.configure(server_log, budget_bytes, to_journal, to_stdout)
+
+    def configure(self, server_log, budget_bytes, to_journal, to_stdout):
+        """Where and how big the next dumps are; a reload of the master calls it again.
+
+        Each is one attribute assignment, so a dump in progress in the dump thread sees
+        either value of each, never a broken one.
+        """
         self.server_log = server_log
         self.budget_bytes = budget_bytes
         self.to_journal = to_journal and journal.is_available()
         self.to_stdout = to_stdout
-        self.after_dump = after_dump
-        self.trigger = None
 
     def __call__(self):
+        if self.before_dump is not None:
+            self.before_dump()
         dump = collect(self.trigger.main_thread_ident, self.role, str(self.server_dir))
         text = render_text(dump, self.budget_bytes)
         self.write_server_log(text)

@@ -35,7 +35,7 @@ from zato_daemon.logs.setup import configure_logging
 from zato_daemon.sockets import address_of, bind_tcp
 from zato_daemon.startup import load_config_and_run_fs_config_only
 from zato_daemon.status import write_status
-from zato_daemon.dump.setup import install_dump
+from zato_daemon.dump.setup import install_dump, reconfigure_dump
 from zato_daemon.worker.channel import (BOOT_FAILED_PREFIX, DUMPED_MESSAGE, HEARTBEAT_MESSAGE, READY_MESSAGE,
                                         RETIRE_SIGNAL, WORKER_SIGNALS)
 
@@ -506,6 +506,8 @@ class Arbiter:
         if previous.listener is not self.listener:
             previous.listener.close()
         configure_logging(self.config, self.server_dir, 'master', self.foreground)
+        if self.dump_trigger is not None:
+            reconfigure_dump(self.dump_trigger, self.config, self.server_dir, self.foreground)
         self.write_status()
         summary = self.summary()
         logger.info('Reload complete: %s; the previous workers are draining', summary,
