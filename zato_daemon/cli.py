@@ -26,6 +26,7 @@ from zato_daemon.paths import DEFAULT_SERVER_DIR, ServerDir
 from zato_daemon.pidfile import running_pid
 from zato_daemon.services.registry import sha256_of
 from zato_daemon.startup import prepare_callables
+from zato_daemon.status import read_status
 
 # How long `stop` waits beyond graceful_timeout, and `start` beyond worker_boot_timeout.
 STOP_MARGIN = 10.0
@@ -173,7 +174,7 @@ def command_dump(args):
     """SIGURG to the master, which dumps itself and has every worker dump."""
     server_dir = ServerDir(args.server_dir)
     pid = _master_pid(server_dir)
-    log_path = server_log_path(load_config(args.server_dir), server_dir)
+    log_path = _path_in_use(server_dir, 'server_log', lambda config: server_log_path(config, server_dir))
     since = time.strftime('%Y-%m-%d %H:%M:%S')
     os.kill(pid, signal.SIGURG)
     print(f'zato-daemon: dump requested from master pid {pid} and its workers; they are in {log_path}, and in '
@@ -253,8 +254,18 @@ def command_samples(args):
 
 
 def _diagnostics_database(base_dir):
-    config = load_config(base_dir)
-    return database_path(config, ServerDir(config.base_dir))
+    server_dir = ServerDir(base_dir)
+    return _path_in_use(server_dir, 'diagnostics_database', lambda config: database_path(config, server_dir))
+
+
+def _path_in_use(server_dir, key, from_config):
+    """A path the running master published in its status file (startup callables may have
+    moved it), or, with no server running, `from_config(config)` as the files say."""
+    status = read_status(server_dir.status_file)
+    pid = running_pid(server_dir.pidfile)
+    if status is not None and pid is not None and status.get('master_proc_pid') == pid and status.get(key):
+        return Path(status[key])
+    return from_config(load_config(server_dir.base))
 
 
 def command_hash(args):

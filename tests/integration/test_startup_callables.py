@@ -122,6 +122,13 @@ def fail_after_started(ctx):
 def change_port(ctx):
     if ctx.phase == SERVER_STARTUP.PHASE.FS_CONFIG_ONLY:
         ctx.kwargs['server_config'].main.port = {new_port}
+
+def move_files(ctx):
+    if ctx.phase == SERVER_STARTUP.PHASE.FS_CONFIG_ONLY:
+        server_config = ctx.kwargs['server_config']
+        server_config.logging.server_log = '{moved}/server.log'
+        server_config.diagnostics.database = '{moved}/diagnostics.db'
+        server_config.diagnostics.slow_threshold = 1
 '''
 
 CACHE_SERVICE = '''\
@@ -173,7 +180,7 @@ def make_server(tmp_path, endpoint, callables, workers=1, policy='fail', new_por
     extlib.mkdir()
     (extlib / 'my_startup.py').write_text(SEED_MODULE.format(url=endpoint['url']))
     (extlib / 'switches.py').write_text(SWITCH_MODULE.format(url=endpoint['url'], record=tmp_path / 'record.jsonl',
-                                                             new_port=new_port))
+                                                             new_port=new_port, moved=tmp_path / 'moved'))
     return ServerProcess(server_dir, port)
 
 
@@ -232,6 +239,26 @@ def test_a_callable_can_move_the_port(tmp_path, endpoint):
     try:
         server.start()
         assert call(new_port, 'demo.echo', {'moved': True})[2] == {'moved': True}
+    finally:
+        server.stop()
+
+
+def test_the_cli_follows_files_a_callable_moved(tmp_path, endpoint):
+    # dump, slow and samples use the paths the running master has, not the files' own.
+    server = make_server(tmp_path, endpoint, 'switches.move_files')
+    moved = tmp_path / 'moved'
+    moved.mkdir()
+    try:
+        server.start()
+        assert call(server.port, 'demo.sleep', {'seconds': 0.05})[0] == 200
+        def slow_rows():
+            result = zato_daemon('slow', server.server_dir, '--json')
+            assert result.returncode == 0, result.stderr
+            return json.loads(result.stdout)
+        assert wait_until(slow_rows, message='the slow call in the moved database')[0]['service'] == 'demo.sleep'
+        dump = zato_daemon('dump', server.server_dir)
+        assert dump.returncode == 0 and f'they are in {moved}/server.log' in dump.stdout
+        wait_until(lambda: f'master, pid {server.pid}' in (moved / 'server.log').read_text(), message='the dump')
     finally:
         server.stop()
 

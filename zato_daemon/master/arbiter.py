@@ -31,7 +31,8 @@ from zato_daemon import __version__, sd
 from zato_daemon.errors import (EXIT_CONFIG, EXIT_SOFTWARE, AddressInUse, ConfigError, HaltServer,
                                 StartupCallableError)
 from zato_daemon.logs import levels
-from zato_daemon.logs.setup import configure_logging
+from zato_daemon.diagnostics.recorder import database_path
+from zato_daemon.logs.setup import configure_logging, server_log_path
 from zato_daemon.sockets import address_of, bind_tcp
 from zato_daemon.startup import load_config_and_run_fs_config_only
 from zato_daemon.status import write_status
@@ -605,6 +606,10 @@ class Arbiter:
             'version': __version__,
             'config_dir': str(self.server_dir.base),
             'listen': self.listen_text,
+            # As FS_CONFIG_ONLY left them: the CLI's dump, slow and samples read these instead
+            # of the files, which a startup callable may have overridden.
+            'server_log': str(server_log_path(self.config, self.server_dir)),
+            'diagnostics_database': str(database_path(self.config, self.server_dir)),
             'workers': sorted((record.as_dict() for record in self.workers.values()),
                               key=lambda worker: (worker['generation'], worker['number'])),
         }
