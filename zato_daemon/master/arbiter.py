@@ -47,6 +47,9 @@ logger = logging.getLogger('zato_daemon.master')
 MAX_RESPAWN_DELAY = 30.0
 STABLE_AFTER = 10.0
 
+# The master wakes at least this often: watchdog, reaping, boot and hang checks.
+LOOP_TICK = 1.0
+
 # How long a quick stop (SIGINT) waits before SIGKILL, and the extra time a graceful
 # stop gives workers beyond graceful_timeout to flush and exit.
 QUICK_STOP_WAIT = 3.0
@@ -147,7 +150,7 @@ class Arbiter:
         try:
             self.spawn_workers()
             while True:
-                self.wait_for_events(1.0)
+                self.wait_for_events(loop_timeout(time.monotonic(), self.spawn_not_before.values()))
                 sd.watchdog()
                 self.dispatch_signals()
                 self.reap_workers()
@@ -617,6 +620,12 @@ class Arbiter:
             write_status(self.server_dir.status_file, status)
         except OSError as exc:
             logger.warning('Cannot write %s: %s', self.server_dir.status_file, exc.strerror)
+
+
+def loop_timeout(now, respawns_due, tick=LOOP_TICK):
+    """How long the master may wait for events: a tick, or less when a respawn falls due sooner
+    (the back-off starts at 0.1 s)."""
+    return min([tick, *(due - now for due in respawns_due if due > now)])
 
 
 def _configured_address(config):
