@@ -26,6 +26,14 @@ def assert_active(container, unit=UNIT):
     assert state == 'active', f'{unit} is {state}\n{unit_report(container, unit)}'
 
 
+def restart(container, unit=UNIT):
+    """`systemctl restart`, then active. The start rate limit (5 starts in 10 s by default),
+    which tests restarting one after another would reach, is cleared first."""
+    systemctl(container, 'reset-failed', unit, check=False)
+    systemctl(container, 'restart', unit)
+    assert_active(container, unit)
+
+
 def main_pid(container, unit=UNIT):
     return int(container.show(unit, 'MainPID')['MainPID'])
 

@@ -7,7 +7,8 @@ import time
 import pytest
 
 from tests.system.container import poll
-from tests.system.helpers import CONFIG_DIR, PORT, UNIT, assert_active, main_pid, post, systemctl, zato_processes
+from tests.system.helpers import (CONFIG_DIR, PORT, UNIT, assert_active, main_pid, post, restart, systemctl,
+                                  zato_processes)
 from zato_daemon.logs import levels
 
 pytestmark = pytest.mark.xdist_group('system')
@@ -78,13 +79,17 @@ def unit_pids(container):
     return {pid for _, pid, title in zato_processes(container) if title.endswith(f' {CONFIG_DIR}')}
 
 
-def test_systemctl_kill_sigurg_gives_one_dump_per_process(container, installed):
-    systemctl(container, 'restart', UNIT)
-    assert_active(container)
+def restart_serving(container):
+    """Restarts the unit until it serves; returns its pids and a --since time before anything new."""
+    restart(container)
     poll(lambda: post(container, PORT, '/services/demo.echo', {})[0] == 200, 10, message='the server')
-    pids = unit_pids(container)
     since = now(container)
     time.sleep(1)  # --since has one-second resolution
+    return unit_pids(container), since
+
+
+def test_systemctl_kill_sigurg_gives_one_dump_per_process(container, installed):
+    pids, since = restart_serving(container)
     systemctl(container, 'kill', '-s', 'SIGURG', UNIT)
     poll(lambda: {int(entry['_PID']) for entry in dump_entries(container, since)} == pids, 15,
          message='one dump entry from every process of the unit')
@@ -99,7 +104,6 @@ def test_systemctl_kill_sigurg_gives_one_dump_per_process(container, installed):
     one = entries[0]['ZATO_DUMP_ID']
     assert len([line for line in container.journal('-u', UNIT, '-o', 'json', f'ZATO_DUMP_ID={one}').splitlines()
                 if line.strip()]) == 1
-
 
 
 @contextlib.contextmanager
@@ -120,12 +124,7 @@ def journald_frozen(container):
 def test_dumps_reach_server_log_while_journald_is_frozen_and_the_journal_after(container, installed):
     # The dumps are written to server.log and requests served; the journal entries
     # arrive when journald wakes up.
-    systemctl(container, 'restart', UNIT)
-    assert_active(container)
-    poll(lambda: post(container, PORT, '/services/demo.echo', {})[0] == 200, 10, message='the server')
-    pids = unit_pids(container)
-    since = now(container)
-    time.sleep(1)  # --since has one-second resolution
+    pids, since = restart_serving(container)
     log_size = len(container.get(LOG))
     with journald_frozen(container):
         systemctl(container, 'kill', '-s', 'SIGURG', UNIT)
@@ -141,13 +140,11 @@ def test_dumps_reach_server_log_while_journald_is_frozen_and_the_journal_after(c
 def logging_service(container, installed):
     container.put(f'{PICKUP}/log_warning.py', LOG_WARNING)
     container.run(['chown', 'zato:zato', f'{PICKUP}/log_warning.py'])
-    systemctl(container, 'restart', UNIT)
-    assert_active(container)
+    restart(container)
     poll(lambda: post(container, PORT, '/services/demo.log-warning', {})[0] == 200, 15, message='demo.log-warning')
     yield
     container.run(['rm', '-f', f'{PICKUP}/log_warning.py'])
-    systemctl(container, 'restart', UNIT)
-    assert_active(container)
+    restart(container)
 
 
 def test_a_worker_stuck_logging_to_a_frozen_journald_still_dumps(container, logging_service):
@@ -179,14 +176,12 @@ def quick_hang_timeout(container, installed):
     container.put(conf, original.replace(b'hang_timeout = 30', b'hang_timeout = 2'))
     container.put(f'{PICKUP}/spin.py', SPIN)
     container.run(['chown', 'zato:zato', f'{PICKUP}/spin.py'])
-    systemctl(container, 'restart', UNIT)
-    assert_active(container)
+    restart(container)
     poll(lambda: post(container, PORT, '/services/demo.spin', {'seconds': 0})[0] == 200, 15, message='demo.spin')
     yield
     container.put(conf, original)
     container.run(['rm', '-f', f'{PICKUP}/spin.py'])
-    systemctl(container, 'restart', UNIT)
-    assert_active(container)
+    restart(container)
 
 
 def test_a_hung_worker_is_dumped_to_the_journal_and_replaced(container, quick_hang_timeout):
@@ -218,8 +213,7 @@ def test_the_master_keeps_the_watchdog_fed(container, installed):
     container.put('/etc/systemd/system/zato-daemon.service.d/watchdog.conf', b'[Service]\nWatchdogSec=2\n')
     try:
         systemctl(container, 'daemon-reload')
-        systemctl(container, 'restart', UNIT)
-        assert_active(container)
+        restart(container)
         master = main_pid(container)
         time.sleep(5)  # more than twice WatchdogSec
         assert_active(container)
@@ -228,4 +222,4 @@ def test_the_master_keeps_the_watchdog_fed(container, installed):
     finally:
         container.run(['rm', '-rf', '/etc/systemd/system/zato-daemon.service.d'])
         systemctl(container, 'daemon-reload')
-        systemctl(container, 'restart', UNIT)
+        restart(container)
