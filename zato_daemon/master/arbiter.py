@@ -47,6 +47,9 @@ logger = logging.getLogger('zato_daemon.master')
 MAX_RESPAWN_DELAY = 30.0
 STABLE_AFTER = 10.0
 
+# During a graceful stop, one of these means "stop now".
+QUICK_STOP_SIGNALS = (signal.SIGINT, signal.SIGQUIT)
+
 # The master wakes at least this often: watchdog, reaping, boot and hang checks.
 LOOP_TICK = 1.0
 
@@ -582,9 +585,7 @@ class Arbiter:
 
     def _quick_stop_requested(self):
         # A second Ctrl-C during a graceful stop means "now".
-        requested = any(signum in (signal.SIGINT, signal.SIGQUIT) for signum in self.signal_queue)
-        self.signal_queue.clear()
-        return requested
+        return take_quick_stop_request(self.signal_queue)
 
     def close_listeners(self):
         """Closes the master's copies of the sockets; the workers close theirs as they drain."""
@@ -620,6 +621,19 @@ class Arbiter:
             write_status(self.server_dir.status_file, status)
         except OSError as exc:
             logger.warning('Cannot write %s: %s', self.server_dir.status_file, exc.strerror)
+
+
+def take_quick_stop_request(signal_queue):
+    """Empties the queue of signals; True when SIGINT or SIGQUIT was among them.
+
+    Taken one by one: the handler appends to the queue between any two bytecodes (a worker
+    exiting during the stop sends SIGCHLD), and a loop over the deque itself then fails
+    with 'deque mutated during iteration', which ended a graceful stop with a traceback.
+    """
+    requested = False
+    while signal_queue:
+        requested |= signal_queue.popleft() in QUICK_STOP_SIGNALS
+    return requested
 
 
 def loop_timeout(now, respawns_due, tick=LOOP_TICK):
