@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/throughput.py                 # 1 and 2 workers, 5 rounds of 10 s
     .venv/bin/python bench/throughput.py --workers 1 --rounds 3 --seconds 5
+    .venv/bin/python bench/throughput.py --only operability --rounds 7   # features on and off only
 
 Each server runs on 127.0.0.1 with the same number of worker processes and echoes a
 50-byte JSON POST back as JSON: zato-daemon's demo.echo on its /echo channel, the same
@@ -263,12 +264,17 @@ def print_table(workers, results):
         print(f'| {name} | {rate:,.0f} | {p50:.2f} | {p99:.2f} | {rate / base[0]:.2f}x | {p99 / base[2]:.2f}x | {errors} |')
 
 
+PARTS = ('compare', 'operability', 'ready')
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--workers', type=int, nargs='+', default=[1, 2])
     parser.add_argument('--rounds', type=int, default=5)
     parser.add_argument('--seconds', type=int, default=10)
     parser.add_argument('--python', default=sys.executable)
+    parser.add_argument('--only', nargs='+', choices=PARTS, default=PARTS,
+                        help='run these parts only: the three servers compared, features on and off, start to READY')
     args = parser.parse_args()
     if not shutil.which('wrk'):
         sys.exit('wrk is missing: apt-get install wrk')
@@ -278,9 +284,12 @@ def main():
         (workdir / 'pywsgi_server.py').write_text(PYWSGI_SERVER)
         (workdir / 'post.lua').write_text(WRK_SCRIPT)
         for workers in args.workers:
-            print_table(workers, compare(workers, args.rounds, args.seconds, args.python, workdir))
-            compare_operability(workers, args.rounds, args.seconds, args.python, workdir)
-            start_to_ready(workers, args.python, workdir)
+            if 'compare' in args.only:
+                print_table(workers, compare(workers, args.rounds, args.seconds, args.python, workdir))
+            if 'operability' in args.only:
+                compare_operability(workers, args.rounds, args.seconds, args.python, workdir)
+            if 'ready' in args.only:
+                start_to_ready(workers, args.python, workdir)
 
 
 if __name__ == '__main__':
