@@ -15,6 +15,21 @@ Rule 3: no gevent. The master stays gevent-free; greenlets are looked for only w
 already imported greenlet (a process that never did has none).
 Rule 4: everything is bounded by Limits. A stack already seen keeps only its first greenlet's
 variables: 10,000 idle greenlets share a handful of stacks, and render.py prints each once.
+Rule 5: a frame of another thread (or of a greenlet another thread may switch to) is read only
+by C calls that cannot run Python code. On CPython 3.11 the C code behind `sys._current_frames()`
+and `frame.f_back` (which create frame objects) and `frame.f_locals` (PyFrame_FastToLocals, which
+refreshes the frame's own dict) keeps a raw pointer to the live frame; Python code run in the
+middle (a finalizer, a weakref or gc callback) may switch the GIL, and the owning thread may then
+return from that frame, or end, so the C code goes on in freed or reused memory: a segfault, or
+another frame's values shown under this frame's names. Python code gets in there two ways:
+a garbage collection started by an allocation (3.11 collects at any allocation; 3.12 only
+between bytecodes, gh-97922), so collect() turns the collector off (_collector_off); and the
+last reference to a value dropped when f_locals refreshes the dict (which keeps what the frame
+held when someone last read f_locals or called locals() there), so collect() walks every stack
+first and then reads all the f_locals in one C iteration while it holds every object the
+collector tracks (_StackReader.read_variables, _with_heap_held). The class body of a class
+whose methods use super() is not read (f_locals would write into its namespace, which may run
+code): a note says so.
 """
 
 import collections
@@ -24,6 +39,7 @@ import gc
 import inspect
 import itertools
 import linecache
+import operator
 import os
 import sys
 import threading
@@ -43,6 +59,9 @@ STATES = (RUNNING, SUSPENDED, NOT_STARTED, DEAD)
 MAX_SOURCE_LINE = 300
 MAX_NAME = 100
 MAX_WALK = 100_000
+
+# In place of the variables of a frame that are not read (a FrameInfo.locals pair).
+CLASS_BODY_NOTE = ('(not read)', 'the namespace of a class body with a __class__ cell')
 
 
 @dataclass(frozen=True)
@@ -125,14 +144,22 @@ def collect(main_thread_ident, role, server_dir, dump_id=None, include_greenlets
     threading.main_thread().ident is a greenlet's. Safe while other threads and greenlets
     run, hold locks or spin; see the rules at the top of this module.
     """
-    started = time.monotonic()
-    wall_time = time.time()
-    stacks = _StackReader(limits)
-    threads = collect_threads(main_thread_ident, stacks)
-    greenlets = collect_greenlets(stacks) if include_greenlets else ()
-    return Dump(pid=os.getpid(), role=role, server_dir=str(server_dir), time=wall_time,
-                dump_id=dump_id or new_dump_id(), counts=_count(threads, greenlets), threads=threads,
-                greenlets=greenlets, duration=time.monotonic() - started)
+    was_collecting = _collector_off()  # Rule 5; first, before anything is allocated
+    try:
+        started = time.monotonic()
+        wall_time = time.time()
+        stacks = _StackReader(limits)
+        threads = collect_threads(main_thread_ident, stacks)
+        greenlets = collect_greenlets(stacks) if include_greenlets else ()
+        stacks.read_variables()  # of every frame at once (Rule 5)
+        threads = tuple(stacks.resolve(info) for info in threads)
+        greenlets = tuple(stacks.resolve(info) for info in greenlets)
+        dump = Dump(pid=os.getpid(), role=role, server_dir=str(server_dir), time=wall_time,
+                    dump_id=dump_id or new_dump_id(), counts=_count(threads, greenlets), threads=threads,
+                    greenlets=greenlets, duration=time.monotonic() - started)
+    finally:
+        _collector_back(was_collecting)
+    return dump
 
 
 def new_dump_id():
@@ -147,10 +174,67 @@ def os_thread_ident():
     the calling frame is this thread's current frame, which identifies it without gevent.
     """
     frame = sys._getframe()
-    for ident, top in sys._current_frames().items():
+    was_collecting = _collector_off()  # Rule 5: sys._current_frames() creates frame objects
+    try:
+        current = sys._current_frames()
+    finally:
+        _collector_back(was_collecting)
+    for ident, top in current.items():
         if top is frame:
             return ident
     raise RuntimeError('the calling thread is missing from sys._current_frames()')
+
+
+def _collector_off():
+    """Turns automatic garbage collection off (Rule 5); returns what _collector_back() takes.
+
+    CPython's own fix for gh-106883 in its 3.11 branch (a deadlock: a collection inside
+    sys._current_frames(), which holds the runtime's lock of thread states, ran a finalizer that
+    switched the GIL; 3.11.2 lacks it) does the same around that call. A thread that turns the
+    collector on meanwhile turns it on for the dump too; nothing else is affected.
+    """
+    was_collecting = gc.isenabled()
+    gc.disable()
+    return was_collecting
+
+
+def _collector_back(was_collecting):
+    """Turns automatic garbage collection back on, if _collector_off() turned it off."""
+    if was_collecting:
+        gc.enable()
+
+
+def _with_heap_held(make_steps, may_free=True):
+    """Runs the steps make_steps(heap) returns while `heap` holds every object the collector tracks.
+
+    Returns the steps' results. A step is a callable without arguments, made of C functions
+    and iterators only (it may iterate `heap`, which is empty until the steps run). All of it
+    runs in one C iteration: no bytecode, and so no GIL switch, between listing the heap and
+    letting it go (Rule 5).
+
+    Held, no object can die inside a step, so no finalizer runs there. When a step may drop
+    the last reference to an object (`may_free`: frame.f_locals drops values from a frame's
+    dict), that object is freed at the end, in this thread, after every tuple is let go:
+    another thread may be building one - tuple(generator) fills a tracked tuple, running
+    Python code, then resizes it, which raises SystemError if the tuple has another reference
+    by then (gh-39117, gh-107137) - and a finalizer may switch the GIL. Costs 30 to 120 ns an
+    object of the heap on the development VM.
+    """
+    heap, kept = [], []  # both are in the heap they list, a cycle: clearing them ends it
+    own_steps = tuple(make_steps(heap))
+    # any() runs heap.extend(gc.get_objects()) from C: the listing happens when the step runs.
+    steps = (functools.partial(any, map(heap.extend, map(gc.get_objects, (None,)))), *own_steps)
+    if may_free:
+        steps += (functools.partial(kept.extend, itertools.compress(heap, map(operator.is_not, map(type, heap),
+                                                                              itertools.repeat(tuple)))),)
+    steps += (heap.clear,   # tuples go: a tuple may die, but what it holds is in `kept`
+              kept.clear)   # objects that died meanwhile are freed here
+    try:
+        results = tuple(map(operator.call, steps))
+    finally:
+        heap.clear()
+        kept.clear()
+    return results[1:1 + len(own_steps)]
 
 
 def collect_threads(main_thread_ident, stacks):
@@ -210,9 +294,12 @@ def collect_greenlets(stacks):
     # Classes are compared by id: `in` on a set would hash them, which a metaclass may override.
     # The filter is all C iterators: no bytecode runs per object of the heap.
     kind_ids = {id(kind) for kind in _subclasses(base)}
-    objects = gc.get_objects()
-    found = list(itertools.compress(objects, map(kind_ids.__contains__, map(id, map(type, objects)))))
-    del objects
+
+    def greenlets_of(heap):
+        return (functools.partial(list, itertools.compress(heap, map(kind_ids.__contains__,
+                                                                     map(id, map(type, heap))))),)
+
+    found, = _with_heap_held(greenlets_of, may_free=False)
     reader = _GreenletReader(base, stacks)
     greenlets = (reader.describe(greenlet) for greenlet in found)
     return tuple(info for info in greenlets if info is not None)
@@ -242,6 +329,7 @@ class _StackReader:
         self._bare = {}      # (code, line) -> FrameInfo without variables
         self._shared = {}    # sequence of (code, last instruction) -> frames without variables
         self._spawn_sites = {}  # sequence of (code, line) -> spawned_at tuple
+        self._pending = []   # _Pending frames, whose variables read_variables() reads
 
     def stack(self, top):
         """(frames outermost first with their variables, how many outer frames were cut)."""
@@ -294,15 +382,57 @@ class _StackReader:
         kept.reverse()
         return kept, cut, outermost
 
+    def read_variables(self):
+        """Reads the variables of every frame stack() and shared_stack() took so far (Rule 5).
+
+        All the f_locals are read in one C iteration, with the heap held (_with_heap_held):
+        f_locals refreshes the frame's own dict, and drops the last reference to an object
+        that dict alone held (a value the frame had when someone last read f_locals or called
+        locals() there), whose finalizer would otherwise run inside that C code. The frames
+        were walked before: their threads may have returned from them since, which is safe
+        (the frame object keeps what they held); the variables are those of the moment of the
+        read. resolve() then puts the variables in.
+        """
+        pending, self._pending = self._pending, []
+        readable = []
+        for item in pending:
+            if _is_class_body_with_cell(item.frame.f_code):
+                item.result = dataclasses.replace(item.info, arguments=(), locals=(CLASS_BODY_NOTE,))
+            else:
+                readable.append(item)
+        frames = [item.frame for item in readable]
+        try:
+            namespaces, = _with_heap_held(lambda heap: (functools.partial(list, map(_F_LOCALS, frames)),))
+        except Exception as error:  # e.g. MemoryError: no variables then
+            note = ('(not read)', f'<unreadable: {type_name(type(error))}>')
+            for item in readable:
+                item.result = dataclasses.replace(item.info, arguments=(), locals=(note,))
+            return
+        for item, namespace in zip(readable, namespaces):
+            try:
+                arguments, local_variables, cut = _variables(item.frame, namespace, self.limits)
+                item.result = dataclasses.replace(item.info, arguments=arguments, locals=local_variables,
+                                                  variables_cut=cut)
+            except Exception as error:  # the dump goes on
+                item.result = FrameInfo('?', 0, f'<unreadable frame: {type_name(type(error))}>', '')
+
+    def resolve(self, info):
+        """A ThreadInfo or GreenletInfo with the variables read_variables() read put in its frames."""
+        if not any(type(frame) is _Pending for frame in info.frames):
+            return info
+        return dataclasses.replace(info, frames=tuple(frame.result if type(frame) is _Pending else frame
+                                                      for frame in info.frames))
+
     def _frame_info(self, frame, with_variables):
         try:
             info = self.bare_frame(frame.f_code, frame.f_lineno)
-            if not with_variables:
-                return info
-            arguments, local_variables, cut = _variables(frame, self.limits)
-            return dataclasses.replace(info, arguments=arguments, locals=local_variables, variables_cut=cut)
         except Exception as error:  # a frame torn down while read; the dump goes on
             return FrameInfo('?', 0, f'<unreadable frame: {type_name(type(error))}>', '')
+        if not with_variables:
+            return info
+        pending = _Pending(frame, info)
+        self._pending.append(pending)
+        return pending
 
     def _source_line(self, file, line):
         text = self._sources.get((file, line))
@@ -316,12 +446,31 @@ class _StackReader:
         return text
 
 
-def _variables(frame, limits):
-    """(arguments, locals, how many were not shown) of one frame, rendered and redacted."""
-    values = frame.f_locals
+class _Pending:
+    """A frame whose variables are read later, with every other frame's (read_variables)."""
+
+    __slots__ = ('frame', 'info', 'result')
+
+    def __init__(self, frame, info):
+        self.frame, self.info, self.result = frame, info, None
+
+
+def _is_class_body_with_cell(code):
+    # f_locals of such a frame would delete '__class__' from the namespace being built, which
+    # may be any mapping with code of its own (Rule 1).
+    return not code.co_flags & inspect.CO_OPTIMIZED and bool(code.co_cellvars)
+
+
+def _variables(frame, namespace, limits):
+    """(arguments, locals, how many were not shown) of one frame, rendered and redacted.
+
+    `namespace` is the frame's f_locals, read by _StackReader.read_variables() (Rule 5).
+    """
     # A module's top level shows its globals, and exec() may pass any mapping: neither are variables.
-    if type(values) is not dict or values is frame.f_globals:
+    if type(namespace) is not dict or namespace is frame.f_globals:
         return (), (), 0
+    # Copied in one C call: the owning thread's locals() and other readers refresh the same dict.
+    values = dict.copy(namespace)
     argument_names = [name for name in _argument_names(frame.f_code) if name in values]
     local_names = [name for name in list(values) if name not in argument_names]
     shown = limits.max_variables
@@ -463,6 +612,7 @@ def _qualified(module, qualname):
 # Classes are looked up by id throughout: `kind in {...}` would hash and compare them, and a
 # metaclass may define __hash__ and __eq__ (Rule 1).
 _C_DESCRIPTOR_IDS = frozenset(map(id, (types.GetSetDescriptorType, types.MemberDescriptorType)))
+_F_LOCALS = types.FrameType.__dict__['f_locals'].__get__
 _CALLABLE_IDS = frozenset(map(id, (types.FunctionType, types.BuiltinFunctionType, types.MethodType, functools.partial)))
 _TYPE_MODULE = type.__dict__['__module__']
 _TYPE_QUALNAME = type.__dict__['__qualname__']

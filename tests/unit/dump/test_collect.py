@@ -1,6 +1,8 @@
 """Threads, greenlets and values read into plain data without running any of their code."""
 
 import collections
+import gc
+import json
 import subprocess
 import sys
 import threading
@@ -11,8 +13,9 @@ import greenlet
 import pytest
 
 from tests.conftest import REPO_ROOT
-from zato_daemon.dump.collect import (DEAD, NOT_STARTED, RUNNING, SUSPENDED, Limits, collect, os_thread_ident,
-                                      render_value)
+from zato_daemon.dump import collect as collect_module
+from zato_daemon.dump.collect import (CLASS_BODY_NOTE, DEAD, NOT_STARTED, RUNNING, SUSPENDED, Limits, collect,
+                                      os_thread_ident, render_value)
 from zato_daemon.dump.render import render_text
 from zato_daemon.logs.redact import REDACTED
 
@@ -299,3 +302,139 @@ def test_importing_the_dump_package_imports_no_gevent():
             'print(sorted(name for name in sys.modules if name.split(".")[0] in ("gevent", "greenlet")))\n')
     result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=REPO_ROOT, check=True)
     assert result.stdout.strip() == '[]'
+
+
+# ---- frames of other threads read while those threads run (collect.py, Rule 5)
+
+@pytest.mark.parametrize('mode', ['ended', 'reused'])
+def test_a_frame_that_goes_away_while_its_variables_are_read_is_shown_as_it_was(mode):
+    # In a process of its own: before the fix, 'ended' was a segfault and 'reused' showed
+    # other frames' values under the victim's names (tests/unit/dump/frame_race.py).
+    result = subprocess.run([sys.executable, '-X', 'faulthandler', '-m', 'tests.unit.dump.frame_race', mode],
+                            capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert lines[-1] == 'survived'
+    variables = json.loads(lines[-2])
+    assert variables['arguments']['count'] == '7'
+    assert variables['locals'] == {'doomed': 'None', 'rows': '[1, 2, 3]', 'table': "{'name': 'value'}",
+                                   'pair': '(4, 5)'}
+
+
+def test_no_garbage_collection_runs_while_frames_are_read(running_thread, tmp_path):
+    # On 3.11 a collection inside the C code that creates a frame object or fills f_locals
+    # runs finalizers there, which may let the frame's thread pop it (a segfault).
+    collections_in_dump = []
+
+    def record(phase, info):
+        # The frame that allocated: the first allocation after collect() turns the collector
+        # back on is its caller's.
+        if phase == 'start' and sys._getframe(1).f_code.co_filename == collect_module.__file__:
+            collections_in_dump.append(info['generation'])
+
+    main_ident, thresholds = os_thread_ident(), gc.get_threshold()
+    gc.callbacks.append(record)
+    gc.set_threshold(1, 1, 1)  # a collection at every allocation that counts
+    try:
+        dump = collect(main_ident, 'worker', tmp_path)
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.callbacks.remove(record)
+    assert collections_in_dump == []
+    assert any(frame.function == 'wait_in_thread' for info in dump.threads for frame in info.frames)
+    assert gc.isenabled()
+
+
+def test_the_collector_is_left_off_when_it_was_off(tmp_path):
+    gc.disable()
+    try:
+        collect(os_thread_ident(), 'worker', tmp_path)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+class OnDeath:
+    def __init__(self, callback):
+        self.callback = callback
+
+    def __del__(self):
+        self.callback()
+
+
+def hold_a_stale_value(ready, release, callback):
+    doomed = OnDeath(callback)
+    snapshot = locals()  # the frame's f_locals dict now holds doomed
+    doomed = None        # ... and is the only holder left: the dump's f_locals drops it
+    del snapshot
+    ready.set()
+    release.wait(30)
+    return doomed
+
+
+def test_a_finalizer_run_by_the_dump_does_not_break_a_tuple_being_built(tmp_path):
+    # tuple(generator) fills a tracked tuple, then resizes it, which raises SystemError if
+    # anything else holds it by then. The dump holds the whole heap while it reads f_locals;
+    # a finalizer it causes (here: one that lets the tuple be finished) runs only once no
+    # tuple is held.
+    started, resume, results, deaths = threading.Event(), threading.Event(), [], []
+
+    def items():
+        yield from range(5)
+        started.set()
+        resume.wait(30)
+        yield from range(5, 30)
+
+    def build():
+        try:
+            results.append(tuple(items()))
+        except BaseException as error:
+            results.append(error)
+
+    def on_death():
+        deaths.append(threading.get_ident())
+        resume.set()
+        builder.join(30)
+
+    builder = threading.Thread(target=build, daemon=True)
+    builder.start()
+    assert started.wait(10)
+    ready, release = threading.Event(), threading.Event()
+    holder = threading.Thread(target=hold_a_stale_value, args=(ready, release, on_death), daemon=True)
+    holder.start()
+    assert ready.wait(10)
+    try:
+        collect(os_thread_ident(), 'worker', tmp_path)
+    finally:
+        resume.set()
+        release.set()
+        holder.join(10)
+        builder.join(10)
+    assert deaths == [threading.get_ident()]  # in the dump, which collected on this thread
+    assert results == [tuple(range(30))]
+
+
+def enter_class_body(started, release):
+    class Example:
+        rows = [1, 2]
+        started.set()
+        release.wait(30)
+
+        def method(self):
+            return super().method()
+    return Example
+
+
+def test_a_class_body_with_a_class_cell_gets_a_note_instead_of_its_namespace(tmp_path):
+    started, release = threading.Event(), threading.Event()
+    thread = threading.Thread(target=enter_class_body, args=(started, release), daemon=True)
+    thread.start()
+    assert started.wait(10)
+    try:
+        dump = collect(os_thread_ident(), 'worker', tmp_path)
+    finally:
+        release.set()
+        thread.join(10)
+    frame = next(frame for info in dump.threads for frame in info.frames if frame.function.endswith('Example'))
+    assert frame.arguments == () and frame.locals == (CLASS_BODY_NOTE,)
+    assert 'the namespace of a class body' in render_text(dump)
