@@ -166,3 +166,23 @@ def test_a_response_larger_than_the_socket_buffers_arrives_whole_to_a_slow_reade
         assert json.loads(response_body) == payload
         sock.sendall(b'GET /zato/ping HTTP/1.1\r\nHost: x\r\n\r\n')
         assert b'200 OK' in _read_responses(sock, 1)[0][0]
+
+
+def test_a_slow_but_steady_reader_gets_a_response_that_outlasts_keep_alive_timeout(server_factory):
+    # The once-a-second sweep closes clients that stopped reading; one still reading is not.
+    server = server_factory(main='keep_alive_timeout = 1\nmax_request_size = 16M')
+    payload = {'data': 'y' * 8_000_000}
+    body = json.dumps(payload).encode()
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(10)
+        sock.connect(('127.0.0.1', server.port))
+        sock.sendall(b'POST /services/demo.echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s' % (len(body), body))
+        started, received = time.monotonic(), bytearray()
+        while not received.endswith(b'}') or len(received) < len(body):
+            chunk = sock.recv(65536)
+            assert chunk, f'closed by the server after {len(received)} bytes, {time.monotonic() - started:.1f} s'
+            received += chunk
+            time.sleep(0.002)
+        assert time.monotonic() - started > 2.5  # longer than the timeout plus a sweep: the test means something
+    assert json.loads(received.partition(b'\r\n\r\n')[2]) == payload

@@ -144,3 +144,17 @@ def test_service_failures_never_take_the_worker_down(server_factory, tmp_path):
         assert body['cid'] == headers['x-zato-cid']
     assert server.worker_pids() == pids
     assert "Service bad.nested failed" in server.log() and "no service named 'no.such'" in server.log()
+
+
+def test_an_aborted_reload_leaves_the_paths_in_effect_in_the_status(server):
+    # The CLI's dump, slow and samples read these paths from master.json.
+    in_effect = server.status()['server_log']
+    (server.server_dir / 'broken.py').write_text("raise RuntimeError('this module cannot be deployed')\n")
+    conf = server.server_dir / 'server.conf'
+    conf.write_text(conf.read_text().replace('[services]\n', f'[services]\npaths = {server.server_dir}/broken.py\n')
+                    + f'\n[logging]\nserver_log = {server.server_dir}/moved.log\n')
+    server.signal(signal.SIGHUP)
+    wait_until(lambda: 'still serving the previous configuration' in server.log(), message='the reload to fail')
+    wait_until(lambda: len(server.status()['workers']) == 1, message='the new worker to be gone')
+    assert server.status()['server_log'] == in_effect
+    assert call(server.port, 'demo.echo', {'still': 'serving'})[2] == {'still': 'serving'}

@@ -191,17 +191,39 @@ def _collector_off():
     CPython's own fix for gh-106883 in its 3.11 branch (a deadlock: a collection inside
     sys._current_frames(), which holds the runtime's lock of thread states, ran a finalizer that
     switched the GIL; 3.11.2 lacks it) does the same around that call. A thread that turns the
-    collector on meanwhile turns it on for the dump too; nothing else is affected.
+    collector on meanwhile turns it on for the dump too. The switch is the whole process's:
+    a process forked meanwhile (a worker the master starts during its dump) gets it back on
+    (_collector_on_in_child).
     """
+    global _collector_turned_off
     was_collecting = gc.isenabled()
     gc.disable()
+    if was_collecting:
+        _collector_turned_off += 1
     return was_collecting
 
 
 def _collector_back(was_collecting):
     """Turns automatic garbage collection back on, if _collector_off() turned it off."""
+    global _collector_turned_off
     if was_collecting:
+        _collector_turned_off -= 1
         gc.enable()
+
+
+# How many _collector_off() calls in progress turned the collector off.
+_collector_turned_off = 0
+
+
+def _collector_on_in_child():
+    # The thread that would turn the collector back on is not in the child.
+    global _collector_turned_off
+    if _collector_turned_off:
+        _collector_turned_off = 0
+        gc.enable()
+
+
+os.register_at_fork(after_in_child=_collector_on_in_child)
 
 
 def _with_heap_held(make_steps, may_free=True):
@@ -400,6 +422,8 @@ class _StackReader:
                 item.result = dataclasses.replace(item.info, arguments=(), locals=(CLASS_BODY_NOTE,))
             else:
                 readable.append(item)
+        if not readable:
+            return  # listing the heap costs 30 to 120 ns an object: not for nothing
         frames = [item.frame for item in readable]
         try:
             namespaces, = _with_heap_held(lambda heap: (functools.partial(list, map(_F_LOCALS, frames)),))

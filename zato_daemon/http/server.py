@@ -32,18 +32,6 @@ DRAIN_POLL = 0.05
 SWEEP_INTERVAL = 1.0
 
 
-def send(sock, data):
-    """Sends all of `data`; usually one send() call, the one syscall a response needs.
-
-    gevent's sendall() asks the kernel for SO_SNDBUF before every send (a getsockopt per
-    response, a third of a worker's syscalls under wrk); a response fits the send buffer
-    nearly always, so sendall() only takes what a first send() left over.
-    """
-    sent = sock.send(data)
-    if sent < len(data):
-        sock.sendall(memoryview(data)[sent:])
-
-
 class Connection:
     """One client connection: its greenlet, whether a request is in progress, and since when
     it waits on the client (None while a service runs)."""
@@ -126,20 +114,35 @@ class HttpServer:
             try:
                 events = parser.feed(data)
             except ProtocolError as exc:
-                send(sock, self.protocol_error(exc))
+                self.send(connection, self.protocol_error(exc))
                 return
             for event in events:
                 if event is CONTINUE:
-                    send(sock, CONTINUE_RESPONSE)
+                    self.send(connection, CONTINUE_RESPONSE)
                     continue
                 keep_alive = event.keep_alive and not self.is_draining
                 connection.waiting_since = None
                 response = router.respond(event, keep_alive)
                 connection.waiting_since = monotonic()
-                send(sock, response)
+                self.send(connection, response)
                 if not keep_alive:
                     return
             connection.is_busy = parser.has_partial_request
+
+    @staticmethod
+    def send(connection, data):
+        """Sends all of `data`; usually one send() call, the one syscall a response needs.
+
+        gevent's sendall() asks the kernel for SO_SNDBUF before every send (a getsockopt per
+        response, a third of a worker's syscalls under wrk). A response bigger than the
+        socket buffers leaves as the client reads it: each part sent counts as progress, so
+        the sweep closes a client that stopped reading, never one that reads slowly.
+        """
+        sock, view = connection.sock, memoryview(data)
+        sent = sock.send(view)
+        while sent < len(view):
+            connection.waiting_since = time.monotonic()
+            sent += sock.send(view[sent:])
 
     def protocol_error(self, exc):
         body = self.dumps_json({'error': exc.reason, 'status': exc.status}).encode()

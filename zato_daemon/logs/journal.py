@@ -37,7 +37,7 @@ class _Iovec(ctypes.Structure):
 
 def _load_sd_journal_sendv():
     try:
-        library = ctypes.CDLL('libsystemd.so.0', use_errno=True)
+        library = ctypes.CDLL('libsystemd.so.0')
     except OSError:
         return None
     function = library.sd_journal_sendv
@@ -52,8 +52,9 @@ _sd_journal_sendv = _load_sd_journal_sendv() if _journal is not None else None
 def sendv(*fields):
     """Sends one entry of 'NAME=value' strings; other threads run while journald makes it wait.
 
-    Raises OSError when libsystemd reports an error; an entry is silently dropped when no
-    journald listens, as sd_journal_sendv does.
+    Raises OSError when libsystemd reports an error (ECONNREFUSED from a socket file nobody
+    listens on, for one); with no socket file at all the entry is dropped silently, as
+    sd_journal_sendv does.
     """
     if _sd_journal_sendv is None:
         _journal.sendv(*fields)

@@ -539,6 +539,7 @@ class Arbiter:
         self.generation = previous.generation
         self.set_listener(previous.listener, previous.config)
         self.callables = previous.callables
+        self.write_status()
         if self.is_ready:
             sd.ready(self.summary())
 
@@ -604,6 +605,7 @@ class Arbiter:
 
     def write_status(self):
         """Publishes pids and states for `info`; a failure to write is logged, never fatal."""
+        in_effect = self.pending_reload.config if self.pending_reload is not None else self.config
         status = {
             'master_proc_pid': self.pid,
             'started_at': self.started_at,
@@ -611,9 +613,10 @@ class Arbiter:
             'config_dir': str(self.server_dir.base),
             'listen': self.listen_text,
             # As FS_CONFIG_ONLY left them: the CLI's dump, slow and samples read these instead
-            # of the files, which a startup callable may have overridden.
-            'server_log': str(server_log_path(self.config, self.server_dir)),
-            'diagnostics_database': str(database_path(self.config, self.server_dir)),
+            # of the files, which a startup callable may have overridden. Until a reload
+            # completes, the master logs and dumps as its previous config says.
+            'server_log': str(server_log_path(in_effect, self.server_dir)),
+            'diagnostics_database': str(database_path(in_effect, self.server_dir)),
             'workers': sorted((record.as_dict() for record in self.workers.values()),
                               key=lambda worker: (worker['generation'], worker['number'])),
         }

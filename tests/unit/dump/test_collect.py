@@ -3,6 +3,7 @@
 import collections
 import gc
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -438,3 +439,17 @@ def test_a_class_body_with_a_class_cell_gets_a_note_instead_of_its_namespace(tmp
     frame = next(frame for info in dump.threads for frame in info.frames if frame.function.endswith('Example'))
     assert frame.arguments == () and frame.locals == (CLASS_BODY_NOTE,)
     assert 'the namespace of a class body' in render_text(dump)
+
+
+def test_a_process_forked_while_a_dump_has_the_collector_off_gets_it_back_on():
+    # A worker the master forks during its own dump must not live with gc off.
+    was_collecting = collect_module._collector_off()
+    try:
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0 if gc.isenabled() else 1)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        collect_module._collector_back(was_collecting)
+    assert gc.isenabled()
+    assert os.waitstatus_to_exitcode(status) == 0
