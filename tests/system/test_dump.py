@@ -123,7 +123,8 @@ def journald_frozen(container):
 
 def test_dumps_reach_server_log_while_journald_is_frozen_and_the_journal_after(container, installed):
     # The dumps are written to server.log and requests served; the journal entries
-    # arrive when journald wakes up.
+    # arrive when journald wakes up. The request is what a GIL held during the journal
+    # send broke (server.log came first before too).
     pids, since = restart_serving(container)
     log_size = len(container.get(LOG))
     with journald_frozen(container):
