@@ -5,8 +5,7 @@ thread may hold: server.log is opened for each dump with O_APPEND and written wi
 os.write (which also follows a rotation), the journal gets one entry through
 logs.journal.sendv (which moves an entry of hundreds of KiB out of band, and lets the
 other threads run while a slow journald makes it wait), and stdout gets plain os.write.
-server.log comes first and the journal last: the dump is on disk, and the master told,
-even while journald does not take entries.
+server.log comes first: the dump is on disk even while journald does not take entries.
 """
 
 import os
@@ -52,12 +51,13 @@ class DumpWriter:
         self.write_server_log(text)
         if self.to_stdout:
             write_text_to_fd(1, text)
-        if self.after_dump is not None:
-            self.after_dump(dump)
-        # Last: a journald that has fallen behind makes this wait, and the master must not
-        # wait with it to replace a hung worker whose dump is already in server.log.
         if self.to_journal:
             journal.sendv(*journal_fields(dump, text))
+        # Last: the master kills a hung worker as soon as it hears its dump is written, so
+        # everything must be out by then. A journald that has fallen behind delays that, up
+        # to the master's HUNG_DUMP_WAIT, rather than lose the journal entry.
+        if self.after_dump is not None:
+            self.after_dump(dump)
 
     def write_server_log(self, text):
         fd = os.open(self.server_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
