@@ -1,6 +1,7 @@
 """Threads, greenlets and values read into plain data without running any of their code."""
 
 import collections
+import contextlib
 import gc
 import json
 import os
@@ -77,6 +78,20 @@ def wait_here(label, buffer):
     note = f'parked {label}'
     greenlet.getcurrent().parent.switch()
     return note
+
+
+@contextlib.contextmanager
+def thread_waiting_in(target, *args, **options):
+    """A thread running target(*args, started, release) until the block ends; yields it."""
+    started, release = threading.Event(), threading.Event()
+    thread = threading.Thread(target=target, args=(*args, started, release), daemon=True, **options)
+    thread.start()
+    assert started.wait(10)
+    try:
+        yield thread
+    finally:
+        release.set()
+        thread.join(10)
 
 
 @pytest.fixture
@@ -225,15 +240,8 @@ def deep(depth, started, release):
 
 
 def test_a_deep_stack_keeps_its_innermost_frames(tmp_path):
-    started, release = threading.Event(), threading.Event()
-    thread = threading.Thread(target=deep, args=(200, started, release), daemon=True)
-    thread.start()
-    assert started.wait(10)
-    try:
+    with thread_waiting_in(deep, 200) as thread:
         dump = collect(os_thread_ident(), 'worker', tmp_path, limits=Limits(max_frames=10))
-    finally:
-        release.set()
-        thread.join(10)
     info = next(info for info in dump.threads if info.ident == thread.ident)
     assert len(info.frames) == 10 and info.frames[-1].function == 'Condition.wait'  # innermost: threading's
     assert info.frames_cut > 190 and info.frames[0].function == 'deep'
@@ -247,15 +255,8 @@ def many_locals(started, release):
 
 
 def test_variables_per_frame_are_capped(tmp_path):
-    started, release = threading.Event(), threading.Event()
-    thread = threading.Thread(target=many_locals, args=(started, release), daemon=True)
-    thread.start()
-    assert started.wait(10)
-    try:
+    with thread_waiting_in(many_locals):
         dump = collect(os_thread_ident(), 'worker', tmp_path, limits=Limits(max_variables=3))
-    finally:
-        release.set()
-        thread.join(10)
     frame = next(frame for info in dump.threads for frame in info.frames if frame.function == 'many_locals')
     assert frame.arguments == (('started', frame.arguments[0][1]), ('release', frame.arguments[1][1]))
     assert frame.locals == (('first', '1'),) and frame.variables_cut == 2
@@ -427,15 +428,8 @@ def enter_class_body(started, release):
 
 
 def test_a_class_body_with_a_class_cell_gets_a_note_instead_of_its_namespace(tmp_path):
-    started, release = threading.Event(), threading.Event()
-    thread = threading.Thread(target=enter_class_body, args=(started, release), daemon=True)
-    thread.start()
-    assert started.wait(10)
-    try:
+    with thread_waiting_in(enter_class_body):
         dump = collect(os_thread_ident(), 'worker', tmp_path)
-    finally:
-        release.set()
-        thread.join(10)
     frame = next(frame for info in dump.threads for frame in info.frames if frame.function.endswith('Example'))
     assert frame.arguments == () and frame.locals == (CLASS_BODY_NOTE,)
     assert 'the namespace of a class body' in render_text(dump)
