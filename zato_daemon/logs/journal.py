@@ -133,4 +133,4 @@ def send_event(event, message, **fields):
     """Sends one event outside the logging system, e.g. from the CLI before logging is set up."""
     extra = [f'{name}={value}' for name, value in fields.items()]
     sendv(f'MESSAGE={message}', f'PRIORITY={priority_of(event.level)}', f'MESSAGE_ID={event.message_id}',
-                   f'SYSLOG_IDENTIFIER={IDENTIFIER}', *extra)
+          f'SYSLOG_IDENTIFIER={IDENTIFIER}', *extra)

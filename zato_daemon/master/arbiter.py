@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 from setproctitle import setproctitle
 
 from zato_daemon import __version__, sd
+from zato_daemon.diagnostics.recorder import database_path
 from zato_daemon.errors import (EXIT_CONFIG, EXIT_SOFTWARE, AddressInUse, ConfigError, HaltServer,
                                 StartupCallableError)
 from zato_daemon.logs import levels
-from zato_daemon.diagnostics.recorder import database_path
 from zato_daemon.logs.setup import configure_logging, server_log_path
 from zato_daemon.sockets import address_of, bind_tcp
 from zato_daemon.startup import load_config_and_run_fs_config_only
