@@ -124,6 +124,13 @@ def url_path():
                    "'?' or '#'", "start it with '/' and leave out any query string, e.g. /echo")
 
 
+def web_origin():
+    """Validator of a web origin as browsers send it: scheme://host[:port], no path."""
+    return Pattern(r'https?://[^\s/?#:]+(:[0-9]{1,5})?', 'web origin',
+                   'an origin such as https://portal.example.com or http://localhost:8080',
+                   'write scheme://host[:port] exactly as the browser sends it, without a path')
+
+
 class Integer(Validator):
     """An integer, optionally bounded by `minimum` and `maximum` (both inclusive)."""
 
@@ -530,6 +537,52 @@ SETTINGS = (
         (1K = 1024, 1M = 1048576). A request with a bigger body is answered with 413 Content
         Too Large and no service is invoked. The whole body is held in memory, so this also
         bounds the memory a single request can take.""")),
+    Setting('server.conf', 'main', 'header_timeout', Seconds(), '20', _doc("""
+        Seconds a client has to send a request's whole header section.
+
+        Counted from the first byte of the request, however the bytes trickle in: a client
+        that sends the request line and headers a byte at a time is answered with 408 Request
+        Timeout and the connection is closed. The time before that first byte is the idle
+        time keep_alive_timeout bounds.""")),
+    Setting('server.conf', 'main', 'body_timeout', Seconds(), '30', _doc("""
+        Seconds a client has to send a request's body, plus time earned by body_min_rate.
+
+        Counted from the end of the header section. Each body_min_rate bytes received add one
+        second, so a client that sends at least body_min_rate bytes a second is never cut
+        off, whatever the size of its body. A body that stalls past its deadline is answered
+        with 408 Request Timeout and the connection is closed.""")),
+    Setting('server.conf', 'main', 'body_min_rate', Size(), '8K', _doc("""
+        Bytes of request body that earn a slow client one more second (see body_timeout).
+
+        A plain number of bytes or one with a K, M or G suffix. With the defaults, a 1M body
+        may take 30 s plus 128 s; a client sending one byte every few seconds is cut off
+        after 30 s.""")),
+    Setting('server.conf', 'main', 'max_connections', Integer(1), '1000', _doc("""
+        Open client connections per worker; more get 503 Service Unavailable.
+
+        A worker past this many connections answers each new one with 503 and Retry-After
+        and closes it, and goes on serving the connections it has; a WARNING says so (at
+        most once a minute, with the count). Each connection holds a file descriptor: the
+        server raises its soft descriptor limit to the hard one at start (the packaged
+        units set LimitNOFILE=65536), and warns at start when the limit is too low for
+        this many connections in every worker. The admin socket is not counted.""")),
+    Setting('server.conf', 'main', 'max_json_depth', Integer(1, 500), '64', _doc("""
+        Deepest nesting of arrays and objects accepted in a JSON request body.
+
+        A body nested deeper is answered with 400 Bad Request naming the limit, and no
+        service is invoked. Deep nesting costs stack depth in every piece of code that walks
+        the payload (json, logging, redaction), so the limit keeps one request from making
+        them fail.""")),
+    Setting('server.conf', 'main', 'allowed_origins', ListOf(web_origin()), '', _doc("""
+        Web origins whose pages may call services from a browser; empty means none.
+
+        Browsers send an Origin header with the cross-site requests a web page makes, and
+        they send JSON POSTs only after asking with an OPTIONS preflight. A request carrying
+        an Origin not listed here is answered with 403 Forbidden, and so is its preflight,
+        so no web page can call services on this server (on 127.0.0.1 included) unless its
+        origin is listed. Each entry is scheme://host[:port] as browsers send it, for
+        instance https://portal.example.com; there is no wildcard. Clients other than
+        browsers (curl, other servers) send no Origin and are not affected.""")),
     Setting('server.conf', 'main', 'backlog', Integer(1), '2048', _doc("""
         Listen backlog: connections the kernel queues before the server accepts them.
 
@@ -556,6 +609,27 @@ SETTINGS = (
         gevent does not make cooperative): the master logs an ERROR, has the worker write a
         dump of its threads and greenlets (which needs no hub), then kills it and starts a
         new one. The other workers keep serving.""")),
+    Setting('server.conf', 'main', 'max_requests', Integer(0), '0', _doc("""
+        Requests a worker serves before it is replaced; 0 means never.
+
+        A worker past its limit is replaced the way a reload replaces workers: a new worker
+        starts and serves first, then the old one finishes its requests and exits, so no
+        request is lost. This bounds what a slow leak in a service can grow to. See
+        max_requests_jitter, so that workers are not all replaced at once.""")),
+    Setting('server.conf', 'main', 'max_requests_jitter', Integer(0, 100), '10', _doc("""
+        Percent by which each worker's max_requests is raised at random.
+
+        Each worker draws its own limit between max_requests and max_requests plus this
+        share of it, so that workers started together are not replaced together.""")),
+    Setting('server.conf', 'main', 'max_worker_memory', Size(minimum=0), '1G', _doc("""
+        Resident memory above which a worker is replaced; 0 means no limit.
+
+        A plain number of bytes or one with a K, M or G suffix. The master reads each
+        worker's resident set size every second; a worker over the limit is replaced the
+        way a reload replaces workers (the new one serves first, the old one finishes its
+        requests), at most once every 10 seconds per worker, and a WARNING names it. This
+        is a ceiling for leaks, not a hard limit: a service that allocates without bound
+        inside one call is stopped only by the kernel, or by MemoryMax= in the unit.""")),
     Setting('server.conf', 'component_enabled', 'hot_deploy', Boolean(), 'true', _doc("""
         Watch the pickup directory and deploy service modules dropped into it.
 

@@ -58,6 +58,17 @@ class HttpServer:
         self.handlers = Pool()
         self.connections = set()
         self.is_draining = False
+        # Requests answered on the public listeners, and what to do when they reach a limit
+        # (the worker asks the master to replace it: max_requests).
+        self.requests_served = 0
+        self.request_limit = 0
+        self.on_request_limit = None
+
+    def set_request_limit(self, limit, callback):
+        """Calls `callback()` once, on the hub, when the public listeners answered `limit`
+        requests; 0 means never."""
+        self.request_limit = limit
+        self.on_request_limit = callback
 
     def add_listener(self, listener, router):
         def handle(sock, address):

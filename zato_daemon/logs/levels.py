@@ -103,8 +103,11 @@ WORKERS_KILLED = _event('WORKERS_KILLED', logging.WARNING, '2f1e8f8be66e4e12ad5f
     serving were lost. A service that takes longer than graceful_timeout is the usual cause.''')
 SERVICE_FAILED = _event('SERVICE_FAILED', logging.ERROR, 'a3ba752d3ae247048e96a09fba799009',
                         'zato-daemon service raised an exception', '''
-    The service @ZATO_SERVICE@ raised while serving the call @ZATO_CID@; the client got a 500
-    with that cid. The entry holds the traceback and the input (secrets redacted).
+    The service @ZATO_SERVICE@ raised (any exception, KeyboardInterrupt and SystemExit
+    included) while serving the call @ZATO_CID@, or returned a response that cannot be sent
+    (a payload that is not JSON, a status outside 200-599, a header with a line break); the
+    client got a 500 with that cid and the worker went on serving. The entry holds the
+    traceback and the input (secrets redacted).
     `journalctl ZATO_CID=@ZATO_CID@` shows everything that call logged.''')
 DEPLOY_FAILED = _event('DEPLOY_FAILED', logging.ERROR, 'cbb1dabe233f4309b17815c8e33d55e5',
                        'zato-daemon could not deploy a module', '''
@@ -140,6 +143,36 @@ SLOW_RESPONSE = _event('SLOW_RESPONSE', logging.WARNING, '65c5540ab07a4e47b44b5a
     @ZATO_CID@. Its request and response are stored: `zato-daemon slow DIR @ZATO_SERVICE@`
     lists them, so calls that are slow can be compared with ones that are not.''')
 
+ACCEPT_FAILED = _event('ACCEPT_FAILED', logging.WARNING, '91ae3677c88741ab83820289ef52d47a',
+                       'zato-daemon worker could not accept connections', '''
+    A worker's accept() failed, most often because the process ran out of file descriptors
+    (EMFILE) or the system did (ENFILE). New clients wait in the listen backlog, or are refused
+    once it is full, while the worker keeps serving the connections it has; it tries again
+    by itself within a quarter of a second. The entry gives the error, how often it happened
+    since the last such entry, the open connections and the descriptor limit. Raise
+    LimitNOFILE= in the unit, or lower max_connections so that connections past it get a 503
+    instead.''')
+CONNECTIONS_LIMITED = _event('CONNECTIONS_LIMITED', logging.WARNING, '83d678737660437c8f87429ef6ac3132',
+                             'zato-daemon worker refused connections over max_connections', '''
+    A worker had max_connections client connections open and answered new ones with
+    503 Service Unavailable, closing them; the connections it had were served as usual. The
+    entry says how many were refused since the last such entry. Many idle or slow clients
+    (or an attack) hold the connections: see header_timeout, body_timeout and
+    keep_alive_timeout, or raise max_connections and the unit's LimitNOFILE=.''')
+WORKER_RECYCLED = _event('WORKER_RECYCLED', logging.INFO, '6fd4068351f847a59299f43cabcf2b36',
+                         'zato-daemon worker replaced after max_requests', '''
+    A worker served its share of max_requests and was replaced as a reload replaces
+    workers: the new one serves first, then the old one finishes its requests and exits. No
+    request is lost. Nothing to do.''')
+WORKER_MEMORY_RECYCLED = _event('WORKER_MEMORY_RECYCLED', logging.WARNING, 'a5bf7f5eb37f4c04891568a72979e0e8',
+                                'zato-daemon worker replaced over max_worker_memory', '''
+    A worker's resident memory grew past max_worker_memory, so it was replaced as a reload
+    replaces workers: the new one serves first, then the old one finishes its requests and
+    exits. No request is lost, but something grows: a cache without a size limit, or a leak
+    in a service. Compare `zato-daemon dump` output of an old and a new worker, or raise the
+    limit if the memory is expected.''')
+
 EVENTS = (SERVER_READY, SERVER_STOPPED, SERVER_HALTED, START_FAILED, RELOAD_COMPLETE, RELOAD_REFUSED,
           RELOAD_FAILED, WORKER_EXITED, WORKER_BOOT_FAILED, WORKER_BOOT_TIMEOUT, WORKERS_KILLED,
-          SERVICE_FAILED, DEPLOY_FAILED, SERVICE_DEPLOYED, WORKER_HUNG, DUMP_WRITTEN, SLOW_RESPONSE)
+          SERVICE_FAILED, DEPLOY_FAILED, SERVICE_DEPLOYED, WORKER_HUNG, DUMP_WRITTEN, SLOW_RESPONSE,
+          ACCEPT_FAILED, CONNECTIONS_LIMITED, WORKER_RECYCLED, WORKER_MEMORY_RECYCLED)
