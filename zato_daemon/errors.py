@@ -131,6 +131,14 @@ class HaltServer(BaseException):
         self.graceful = graceful
 
 
+class ConnectionAborted(BaseException):
+    """Thrown into a connection's greenlet by the server itself, to end it (a drain deadline).
+
+    A BaseException, and one the router lets through: a service's own failures, whatever
+    their class, become 500s, but this one must end the connection.
+    """
+
+
 class HttpError(ZatoDaemonError):
     """A request cannot be served; `status` is the HTTP status the client gets."""
 

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.integration.helpers import call, free_port, request, wait_until, write_server_dir, zato_daemon
+from tests.integration.helpers import JSON_HEADERS, call, free_port, request, wait_until, write_server_dir, zato_daemon
 
 
 def test_term_while_workers_boot_is_not_lost(server_factory):
@@ -78,12 +78,12 @@ def test_reload_with_a_host_name_keeps_the_socket(server_factory):
 
 def test_idle_keep_alive_connection_survives_a_reload(server):
     connection = http.client.HTTPConnection('127.0.0.1', server.port, timeout=10)
-    connection.request('POST', '/services/demo.echo', '{"n": 1}')
+    connection.request('POST', '/services/demo.echo', '{"n": 1}', JSON_HEADERS)
     assert connection.getresponse().read() == b'{"n":1}'
     server.signal(signal.SIGHUP)
     wait_until(lambda: 'Reload complete' in server.log(), message='the reload')
     time.sleep(1.5)  # idle longer than a stop's idle grace, as clients between requests are
-    connection.request('POST', '/services/demo.echo', '{"n": 2}')
+    connection.request('POST', '/services/demo.echo', '{"n": 2}', JSON_HEADERS)
     response = connection.getresponse()
     assert (response.status, response.read()) == (200, b'{"n":2}')
     assert response.getheader('Connection') == 'close'

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.helpers import call, request, wait_until
+from tests.integration.helpers import JSON_HEADERS, call, request, wait_until
 
 
 def cmdline(pid):
@@ -94,7 +94,7 @@ def _hammer(port, stop_event, results):
                 if connection is not None:
                     connection.close()
                 connection = http.client.HTTPConnection('127.0.0.1', port, timeout=10)
-            connection.request('POST', '/services/demo.echo', json.dumps({'n': number}))
+            connection.request('POST', '/services/demo.echo', json.dumps({'n': number}), JSON_HEADERS)
             response = connection.getresponse()
             body = response.read()
             results.append((response.status, json.loads(body) == {'n': number}))

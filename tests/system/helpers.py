@@ -52,8 +52,8 @@ def zato_processes(container):
 
 def post(container, port, path, payload):
     """POSTs JSON with curl inside; returns (status, lower-cased headers, body text)."""
-    result = container.run(['curl', '-sS', '-i', '--max-time', '10', '-X', 'POST',
-                            f'http://127.0.0.1:{port}{path}', '-d', json.dumps(payload)])
+    result = container.run(['curl', '-sS', '-i', '--max-time', '10',
+                            f'http://127.0.0.1:{port}{path}', '--json', json.dumps(payload)])
     # run() reads text with universal newlines: the CRLFs arrive as plain newlines.
     head, _, body = result.stdout.partition('\n\n')
     status_line, *header_lines = head.splitlines()

@@ -153,8 +153,8 @@ def test_a_worker_stuck_logging_to_a_frozen_journald_still_dumps(container, logg
     # send. Its dump thread still runs and shows where it waits.
     log_size = len(container.get(LOG))
     with journald_frozen(container):
-        stuck = container.popen(['curl', '-s', '--max-time', '60', '-X', 'POST',
-                                 f'http://127.0.0.1:{PORT}/services/demo.log-warning', '-d', '{}'])
+        stuck = container.popen(['curl', '-s', '--max-time', '60', 
+                                 f'http://127.0.0.1:{PORT}/services/demo.log-warning', '--json', '{}'])
         try:
             time.sleep(1)
             assert stuck.poll() is None, 'the call returned while journald was frozen'
@@ -188,8 +188,8 @@ def quick_hang_timeout(container, installed):
 def test_a_hung_worker_is_dumped_to_the_journal_and_replaced(container, quick_hang_timeout):
     since = now(container)
     master = main_pid(container)
-    spin = container.popen(['curl', '-s', '--max-time', '40', '-X', 'POST', f'http://127.0.0.1:{PORT}/services/demo.spin',
-                            '-d', '{"seconds": 30}'])
+    spin = container.popen(['curl', '-s', '--max-time', '40', f'http://127.0.0.1:{PORT}/services/demo.spin',
+                            '--json', '{"seconds": 30}'])
     try:
         def hung_entry():
             output = container.journal('-u', UNIT, '-o', 'json', f'MESSAGE_ID={levels.WORKER_HUNG.message_id}',

@@ -51,7 +51,8 @@ LOAD_SCRIPT = textwrap.dedent('''\
                     if connection is not None:
                         connection.close()
                     connection = http.client.HTTPConnection('127.0.0.1', port, timeout=10)
-                connection.request('POST', '/services/demo.echo', json.dumps({'n': number}))
+                connection.request('POST', '/services/demo.echo', json.dumps({'n': number}),
+                                   {'Content-Type': 'application/json'})
                 response = connection.getresponse()
                 body = response.read()
                 ok = response.status == 200 and json.loads(body) == {'n': number}

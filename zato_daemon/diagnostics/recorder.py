@@ -46,12 +46,14 @@ class CallRecorder:
         self._thresholds[name] = (deployed, threshold)
         return threshold
 
-    def after_call(self, name, cid, started, ended, status, payload, response, failure):
+    def after_call(self, name, cid, started, ended, payload, outcome):
         """Stores the call if it was slow or is due as a sample.
 
         `started` and `ended` are time.perf_counter() readings around the call; the wall-clock
-        start is worked out only for a call that is stored.
+        start is worked out only for a call that is stored. `outcome` is the router's: its
+        status, the service's Response (or None) and the exception that failed the call (or None).
         """
+        status, response, failure = outcome.status, outcome.response, outcome.failure
         duration_ms = (ended - started) * 1000
         is_slow = self.slow_on and duration_ms > self.threshold_of(name)
         is_sample = self.samples_on and self.sampler.is_due(name, failure is not None or status >= 500, ended)

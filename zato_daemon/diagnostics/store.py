@@ -666,9 +666,21 @@ def _prepare(connection, wal_bytes, logger, path):
 
 def _row(call):
     """The row tuple of a Call, in ROW_KEYS order, within the store's own caps."""
-    return (_cut(str(call.cid), MAX_NAME_CHARS), _cut(str(call.service), MAX_NAME_CHARS), int(call.worker),
-            float(call.started_at), float(call.duration_ms), int(call.status), _text(call.request),
-            _text(call.response), _text(call.error))
+    return (_storable(_cut(str(call.cid), MAX_NAME_CHARS)), _storable(_cut(str(call.service), MAX_NAME_CHARS)),
+            int(call.worker), float(call.started_at), float(call.duration_ms), int(call.status),
+            _storable(_text(call.request)), _storable(_text(call.response)), _storable(_text(call.error)))
+
+
+def _storable(text):
+    """`text` as SQLite can bind it: a lone surrogate escaped. Binding one raised at insert
+    time and lost the whole batch, other calls' rows included."""
+    if text is None:
+        return None
+    try:
+        text.encode('utf-8')
+    except UnicodeEncodeError:
+        return text.encode('utf-8', 'backslashreplace').decode('utf-8')
+    return text
 
 
 class Unrendered:

@@ -41,6 +41,15 @@
 # counts bytes fed without any callback firing; past twice the header limit the
 # peer is sending one endless line, and gets 431.
 #
+# `phase` tells the server which deadline applies (http/deadlines.py): IDLE between
+# requests, HEADERS from a request's first byte to the end of its header section, BODY
+# until the request is complete. Leading CRLFs before a request keep a connection IDLE.
+#
+# A request target longer than the header limit is 414, not 431: the client can tell a
+# URI it built too long from headers. An HTTP/0.9 request line ("GET /" and CRLF, no
+# version) gets 505: http-parser completes it without a header section, llhttp reports
+# version 0.9; both are refused the same way.
+#
 # After a request that does not keep the connection alive, further bytes are
 # ignored: RFC 9112 section 9.6 forbids processing more requests on it, and the two
 # parser versions disagree on whether such bytes are an error.
@@ -61,9 +70,12 @@ import httptools
 from zato_daemon.errors import HttpError
 
 __all__ = (
+    'BODY',
     'CONTINUE',
     'CONTINUE_RESPONSE',
     'DEFAULT_MAX_HEADER_SIZE',
+    'HEADERS',
+    'IDLE',
     'ProtocolError',
     'Request',
     'RequestParser',
@@ -71,6 +83,11 @@ __all__ = (
 )
 
 DEFAULT_MAX_HEADER_SIZE = 65536
+
+# What RequestParser.phase reports: between requests, in a header section, in a body.
+IDLE = 'idle'
+HEADERS = 'headers'
+BODY = 'body'
 
 CONTINUE_RESPONSE = b'HTTP/1.1 100 Continue\r\n\r\n'
 
@@ -182,6 +199,18 @@ class RequestParser:
         """True while a request has begun and not completed, e.g. to pick 408 over a silent close."""
         return self._in_message
 
+    @property
+    def phase(self):
+        """IDLE, HEADERS or BODY: where the connection is between two feed() calls."""
+        if not self._in_message:
+            return IDLE
+        return BODY if self._has_all_headers else HEADERS
+
+    @property
+    def body_received(self):
+        """Bytes of the current request's body received so far (de-chunked)."""
+        return self._body_size
+
     def feed(self, data):
         """Parses the next bytes received and returns the events they completed, in order.
 
@@ -229,6 +258,8 @@ class RequestParser:
         """httptools callback: a piece of the request target."""
         self._heard = True
         self._url += fragment
+        if len(self._url) > self._max_header_size:
+            self._fail(f'request target over {self._max_header_size} bytes', 414)
         self._count_header_bytes(len(fragment))
 
     def on_header(self, name, value):
@@ -276,6 +307,9 @@ class RequestParser:
     def on_message_complete(self):
         """httptools callback: the request ended; emit it."""
         self._heard = True
+        if not self._has_all_headers:
+            # http-parser completes an HTTP/0.9 request line without a header section.
+            self._fail('HTTP/0.9 is not supported', 505)
         keep_alive = self._parser.should_keep_alive()
         self._events.append(Request(
             self._method, self._path, self._query, self._headers,
@@ -425,10 +459,13 @@ _REASONS = {
     201: 'Created',
     204: 'No Content',
     400: 'Bad Request',
+    403: 'Forbidden',
     404: 'Not Found',
     405: 'Method Not Allowed',
     408: 'Request Timeout',
     413: 'Content Too Large',
+    414: 'URI Too Long',
+    415: 'Unsupported Media Type',
     431: 'Request Header Fields Too Large',
     500: 'Internal Server Error',
     501: 'Not Implemented',
@@ -485,6 +522,9 @@ _SERVER_DATE = _ServerDate()
 
 # RFC 9110 token characters: a header name with anything else could split the response.
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# Control characters but horizontal tab, and DEL: CR and LF split a response, NUL makes
+# clients drop it (RFC 9110 section 5.5).
+_CONTROL = re.compile(rb'[\x00-\x08\x0a-\x1f\x7f]')
 
 
 def render_response(status, body, keep_alive, content_type=b'application/json', extra_headers=(),
@@ -498,7 +538,8 @@ def render_response(status, body, keep_alive, content_type=b'application/json', 
         keep_alive: False adds 'Connection: close'; the server closes after sending.
         content_type: the Content-Type value, bytes.
         extra_headers: iterable of (name, value) pairs, both bytes, e.g.
-            (b'X-Zato-CID', cid); a value holding CR or LF raises ValueError.
+            (b'X-Zato-CID', cid); a name that is not a token, or a value holding a control
+            character (CR, LF, NUL ...), raises ValueError.
         is_http10: the request was HTTP/1.0, so a kept-alive connection is announced
             with 'Connection: keep-alive' (HTTP/1.1 implies it).
         now: the time for the Date header, seconds since the epoch; time.time() if None.
@@ -513,8 +554,8 @@ def render_response(status, body, keep_alive, content_type=b'application/json', 
     else:
         parts += (b'Content-Type: ', content_type, b'\r\nContent-Length: ', b'%d' % len(body), b'\r\n')
     for name, value in extra_headers:
-        if b'\r' in value or b'\n' in value:
-            raise ValueError(f'line break in the value of response header {name!r}')
+        if _CONTROL.search(value):
+            raise ValueError(f'control character in the value of response header {name!r}')
         if not _TOKEN.fullmatch(name):
             raise ValueError(f'response header name {name!r} is not an HTTP token')
         parts += (name, b': ', value, b'\r\n')

@@ -1,18 +1,35 @@
-"""From a parsed HTTP request to the bytes of its response: routing, JSON, errors.
+"""From a parsed HTTP request to the bytes of its response: routing, admission, JSON, errors.
 
-No sockets here: `Router.respond()` takes a protocol Request and returns bytes, so
-every status rule (400, 404, 405, 500) is testable without a server.
+No sockets here: `Router.respond()` takes a protocol Request and returns bytes, so every
+status rule is testable without a server.
 
-Routes: `GET /zato/ping` (health checks); `POST /services/<name>`; `POST <path>` for
-each `[channels]` entry. Services named `zato.*` are built-in and only reachable
-through the admin socket, whose router has `is_admin` set.
+Routes: `GET /zato/ping` (health checks); `POST /services/<name>`; `POST <path>` for each
+`[channels]` entry; OPTIONS on any of them. Services named `zato.*` are built-in and only
+reachable through the admin socket, whose router has `is_admin` set.
+
+Rule 1: one path out. Whatever happens (a refusal, a service's answer, its failure), the
+request comes to one Outcome, and `respond()` renders every Outcome the same way, so
+HTTP/1.0 keep-alive, the cid and the CORS headers never differ between success and error.
+Rule 2: every service call ends in an Outcome. Any exception a service raises,
+BaseException subclasses included (KeyboardInterrupt, SystemExit, GeneratorExit,
+GreenletExit), is a 500 with the cid and one ERROR record with the traceback; so is a
+response that cannot be sent. Only ConnectionAborted, which the server itself throws into
+a connection at a drain deadline, passes through.
+Rule 3: admission before the call, in this order: an Origin not allowed is 403 (a web page
+on another origin, see the README on cross-site requests); no route is 404; OPTIONS is
+answered as a CORS preflight; a method not allowed is 405; a request that does not declare
+a JSON body is 415 (a browser sends text/plain, form and multipart bodies, or none,
+cross-site without asking first); a body that is not acceptable JSON is 400.
 """
 
 import json
 import logging
 import time
+from dataclasses import dataclass
 
-from zato_daemon.errors import HttpError
+from zato_daemon.errors import ConnectionAborted, HttpError
+from zato_daemon.http.headers import InvalidHeader, service_headers
+from zato_daemon.http.payload import PayloadError, decode_json, is_json_media_type
 from zato_daemon.http.protocol import render_response
 from zato_daemon.logs.levels import SERVICE_FAILED
 from zato_daemon.logs.redact import redact, render_capped
@@ -25,36 +42,95 @@ PING_PATH = '/zato/ping'
 PING_SERVICE = 'zato.ping'
 BUILTIN_PREFIX = 'zato.'
 CID_HEADER = b'X-Zato-CID'
+JSON = b'application/json'
 # The redacted input of a failed call is logged up to this many characters.
 INPUT_LOG_LIMIT = 4096
+# How long a browser may cache a preflight's answer.
+PREFLIGHT_MAX_AGE = b'600'
+
+SERVICE_FAILURE_MESSAGE = 'the service raised an exception; the server log has the details under this cid'
+UNSENDABLE_MESSAGE = 'the service returned a response that cannot be sent; the server log has the details under this cid'
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a request came to, before rendering.
+
+    status and body (JSON bytes) always; headers: extra (name, value) byte pairs;
+    content_type: bytes. For a service call, also its Response (when it returned one) and
+    the exception that failed it, for the diagnostics recorder.
+    """
+
+    status: int
+    body: bytes
+    headers: tuple = ()
+    content_type: bytes = JSON
+    response: object = None
+    failure: BaseException = None
+
+
+def error_body(status, message, cid=None):
+    """The JSON body of every error response: what went wrong, the status, and the cid if any."""
+    error = {'error': message, 'status': status}
+    if cid is not None:
+        error['cid'] = cid
+    return json.dumps(error).encode()
+
+
+def error_outcome(status, message, cid, headers=(), response=None, failure=None):
+    return Outcome(status, error_body(status, message, cid), headers, JSON, response, failure)
 
 
 class Router:
-    """Maps request paths to services and renders their responses. One per listener."""
+    """Maps request paths to services and renders their outcomes. One per listener."""
 
     def __init__(self, host, channels, is_admin=False, recorder=None):
         self.host = host
         self.channels = dict(channels)
         self.is_admin = is_admin
-        # diagnostics/recorder.py: samples and slow calls; None when both are off.
-        self.recorder = recorder
+        # diagnostics/recorder.py: samples and slow calls (a NullRecorder when both are off).
+        self.recorder = recorder if recorder is not None else NullRecorder()
+        main = host.config.server_config.main
+        self.allowed_origins = frozenset(main.allowed_origins)
+        self.max_json_depth = main.max_json_depth
         self.dumps = host.dumps_json
+        # (service, header) pairs already logged as dropped: one WARNING each per worker.
+        self.dropped_logged = set()
 
     def respond(self, request, keep_alive):
         """The complete response to `request`, as bytes to send in one write."""
         cid = self.host.new_cid()
+        outcome = self.outcome_of(request, cid)
+        headers = [(CID_HEADER, cid.encode()), *outcome.headers]
+        origin = request.headers.get('origin')
+        if origin is not None and origin in self.allowed_origins:
+            headers += _cors_headers(origin)
+        return render_response(outcome.status, outcome.body, keep_alive, outcome.content_type, headers,
+                               is_http10=request.http_version == '1.0')
+
+    def outcome_of(self, request, cid):
+        """Admission (Rule 3), then the service call."""
+        origin = request.headers.get('origin')
+        if origin is not None and origin not in self.allowed_origins:
+            return error_outcome(403, f'requests from web pages of origin {origin[:200]!r} are not allowed '
+                                      '(see allowed_origins in server.conf)', cid)
         name, allowed = self.route(request.path)
         if name is None:
-            return self.error(404, f'no service or channel at {request.path}', cid, keep_alive)
+            return error_outcome(404, f'no service or channel at {request.path[:200]}', cid)
+        if request.method == 'OPTIONS':
+            return self.preflight(request, allowed, origin)
         if request.method not in allowed:
-            allow = (b'Allow', ', '.join(allowed).encode())
-            return self.error(405, f'method {request.method} not allowed here; use {allowed[0]}', cid,
-                              keep_alive, (allow,))
+            return error_outcome(405, f'method {request.method[:32]} not allowed here; use {allowed[0]}', cid,
+                                 ((b'Allow', ', '.join(allowed).encode()),))
+        if (request.body or request.method == 'POST') and not is_json_media_type(
+                request.headers.get('content-type', '')):
+            return error_outcome(415, 'a service call takes a JSON body: send Content-Type: application/json '
+                                      '(curl --json does)', cid)
         try:
-            payload = json.loads(request.body) if request.body else None
-        except ValueError as exc:
-            return self.error(400, f'malformed JSON in the request body: {exc}', cid, keep_alive)
-        return self.call(name, payload, cid, request, keep_alive)
+            payload = decode_json(request.body, self.max_json_depth)
+        except PayloadError as exc:
+            return error_outcome(400, f'the request body is not acceptable JSON: {exc}', cid)
+        return self.call(name, payload, cid, request)
 
     def route(self, path):
         """(service name, allowed methods) for a path, or (None, ()) when nothing is there."""
@@ -68,70 +144,96 @@ class Router:
         name = self.channels.get(path)
         return (name, ('POST',)) if name else (None, ())
 
-    def call(self, name, payload, cid, request, keep_alive):
+    def preflight(self, request, allowed, origin):
+        """OPTIONS: 204 with Allow; from an allowed origin (Rule 3 refused the others), what the
+        browser needs to send the real request: methods, Content-Type, cache time."""
+        methods = ', '.join(allowed).encode()
+        headers = [(b'Allow', methods)]
+        if origin is not None and 'access-control-request-method' in request.headers:
+            headers += [(b'Access-Control-Allow-Methods', methods),
+                        (b'Access-Control-Allow-Headers', b'Content-Type'),
+                        (b'Access-Control-Max-Age', PREFLIGHT_MAX_AGE)]
+        return Outcome(204, b'', tuple(headers))
+
+    def call(self, name, payload, cid, request):
+        """Runs the service and hands its outcome to the recorder."""
         if name not in self.host.store:
-            return self.error(404, f'no service named {name!r} is deployed', cid, keep_alive)
-        context = {'cid': cid, 'service': name}
+            return error_outcome(404, f'no service named {name!r} is deployed', cid)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug('Request %s %s: %s', request.method, request.path, render_capped(payload, INPUT_LOG_LIMIT),
-                         extra=context)
-        recorder = self.recorder
-        if recorder is None:
-            return self.run_service(name, payload, cid, request, keep_alive, context)[0]
+                         extra={'cid': cid, 'service': name})
         started = time.perf_counter()
-        answer, status, response, failure = self.run_service(name, payload, cid, request, keep_alive, context)
-        recorder.after_call(name, cid, started, time.perf_counter(), status, payload, response, failure)
-        return answer
+        outcome = self.run_service(name, payload, cid, request)
+        self.recorder.after_call(name, cid, started, time.perf_counter(), payload, outcome)
+        return outcome
 
-    def run_service(self, name, payload, cid, request, keep_alive, context):
-        """Calls the service; returns (response bytes, status, its Response or None, exception or None)."""
-        service_request = Request(payload, request.headers, request.method, request.path)
+    def run_service(self, name, payload, cid, request):
+        """The Outcome of one call (Rule 2)."""
         try:
-            response = self.host.call(name, cid=cid, request=service_request)
+            response = self.host.call(name, cid=cid, request=Request(payload, request.headers, request.method,
+                                                                      request.path))
+        except ConnectionAborted:
+            raise
         except HttpError as exc:
-            if exc.status >= 500:
-                self.log_failure(name, cid, payload, request.headers)
-                return self.error(exc.status, 'the service failed; the server log has the details under this cid',
-                                  cid, keep_alive), exc.status, None, exc
-            # The service refused the request on purpose: its message is meant for the client.
-            logger.info('Service %s answered %d: %s', name, exc.status, exc.reason, extra=context)
-            return self.error(exc.status, exc.reason, cid, keep_alive), exc.status, None, exc
-        except (Exception, SystemExit) as exc:
-            # SystemExit too: a service calling sys.exit() must fail its call, not end the worker.
+            if 400 <= exc.status < 500:
+                # The service refused the request on purpose: its message is meant for the client.
+                logger.info('Service %s answered %d: %s', name, exc.status, exc.reason,
+                            extra={'cid': cid, 'service': name})
+                return error_outcome(exc.status, exc.reason, cid, failure=exc)
             self.log_failure(name, cid, payload, request.headers)
-            return self.error(500, 'the service raised an exception; the server log has the details '
-                              'under this cid', cid, keep_alive), 500, None, exc
+            status = exc.status if 500 <= exc.status <= 599 else 500
+            return error_outcome(status, SERVICE_FAILURE_MESSAGE, cid, failure=exc)
+        except BaseException as exc:
+            self.log_failure(name, cid, payload, request.headers)
+            return error_outcome(500, SERVICE_FAILURE_MESSAGE, cid, failure=exc)
         try:
-            rendered = self.render(response, cid, keep_alive, request.http_version == '1.0')
-        except (TypeError, ValueError) as exc:
-            logger.error('Service %s returned a response that cannot be sent: %s', name, exc, extra=context)
-            return self.error(500, 'the service returned a response that cannot be sent', cid,
-                              keep_alive), 500, response, exc
+            outcome = self.success(name, response)
+        except ConnectionAborted:
+            raise
+        except BaseException as exc:
+            self.log_failure(name, cid, payload, request.headers, 'returned a response that cannot be sent')
+            return error_outcome(500, UNSENDABLE_MESSAGE, cid, response=response, failure=exc)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug('Response %s: %s', response.status_code, render_capped(response.payload, INPUT_LOG_LIMIT),
-                         extra=context)
-        return rendered, response.status_code, response, None
+                         extra={'cid': cid, 'service': name})
+        return outcome
 
-    def render(self, response, cid, keep_alive, is_http10):
-        """The bytes of a service's response; TypeError or ValueError when it cannot be sent."""
+    def success(self, name, response):
+        """The Outcome of a service's Response; raises when it cannot be sent."""
         status = response.status_code
-        if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
-            raise ValueError(f'status_code {status!r} is not an HTTP status (an integer from 100 to 599)')
+        if isinstance(status, bool) or not isinstance(status, int) or not 200 <= status <= 599:
+            raise ValueError(f'status_code {status!r} is not a final HTTP status (an integer from 200 to 599)')
         body = b'' if response.payload is None else self.dumps(response.payload).encode()
-        headers = [(CID_HEADER, cid.encode())]
-        headers.extend((str(key).encode('latin-1'), str(value).encode('latin-1'))
-                       for key, value in response.headers.items())
-        return render_response(status, body, keep_alive, extra_headers=headers, is_http10=is_http10)
+        content_type, headers, dropped = service_headers(response.headers)
+        if dropped:
+            self.log_dropped(name, dropped)
+        return Outcome(status, body, headers, content_type or JSON, response)
 
-    def log_failure(self, name, cid, payload, headers):
+    def log_dropped(self, name, dropped):
+        """One WARNING per service and header name: the server sets these headers itself."""
+        for header in dropped:
+            key = (name, header.lower())
+            if key not in self.dropped_logged:
+                self.dropped_logged.add(key)
+                logger.warning('Service %s set the response header %s, which the server sets itself '
+                               '(or a Content-Type that is not JSON); its value is not sent', name, header,
+                               extra={'service': name})
+
+    def log_failure(self, name, cid, payload, headers, what='failed'):
         """One ERROR record with everything needed: cid, service, redacted input, traceback."""
         rendered_input = render_capped(payload, INPUT_LOG_LIMIT)
-        logger.error('Service %s failed; input: %s; headers: %s', name, rendered_input,
+        logger.error('Service %s %s; input: %s; headers: %s', name, what, rendered_input,
                      render_capped(redact(headers), INPUT_LOG_LIMIT), exc_info=True,
                      extra=dict(SERVICE_FAILED.extra, cid=cid, service=name, zato_input=rendered_input))
 
-    def error(self, status, message, cid, keep_alive, extra_headers=()):
-        """A JSON error body that carries the cid, never a traceback."""
-        body = json.dumps({'error': message, 'status': status, 'cid': cid}).encode()
-        headers = [(CID_HEADER, cid.encode()), *extra_headers]
-        return render_response(status, body, keep_alive, extra_headers=headers)
+
+class NullRecorder:
+    """The recorder when samples and slow calls are both off: keeps nothing."""
+
+    def after_call(self, name, cid, started, ended, payload, outcome):
+        pass
+
+
+def _cors_headers(origin):
+    return ((b'Access-Control-Allow-Origin', origin.encode('latin-1')), (b'Vary', b'Origin'),
+            (b'Access-Control-Expose-Headers', b'X-Zato-CID'))

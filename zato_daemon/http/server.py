@@ -1,48 +1,86 @@
-"""The worker's HTTP server: gevent StreamServer glue around the pure protocol core.
+"""The worker's HTTP server: gevent glue around the pure protocol core.
 
-Each connection runs in its own greenlet: read, feed the parser, answer every
-complete request in order (pipelining), keep the connection while the client wants
-it. TCP_NODELAY is set on every accepted TCP socket: a response leaves in one write,
-and without it Nagle's algorithm against delayed ACKs costs ~40 ms a request.
+Each connection runs in its own greenlet: read, feed the parser, answer every complete
+request in order (pipelining), keep the connection while the client wants it. TCP_NODELAY
+is set on every accepted TCP socket: a response leaves in one write, and without it
+Nagle's algorithm against delayed ACKs costs ~40 ms a request.
+
+Deadlines (http/deadlines.py): each connection knows its phase and until when it may wait
+in it; one sweep a second closes those past their deadline, with a 408 when a request was
+cut off. A worker with max_connections open connections answers new ones with 503 and
+closes them; accept errors from a lack of descriptors are logged and retried
+(http/listener.py).
 
 Draining (stop or reload): stop accepting; a connection in the middle of a request
-finishes it and gets `Connection: close`; an idle keep-alive connection is given a
-grace to send one more request (answered with `Connection: close`), and then closed:
-short on stop, the whole graceful timeout on reload, when clients idle between
-requests must not see a connection dropped under them.
-Whatever is left at the deadline is killed. Every handler greenlet lives in one pool
-from the moment it is spawned: a connection accepted just before the listener closed
-may not have started running yet, and leaving it out would close it unanswered.
+finishes it and gets `Connection: close`; an idle keep-alive connection is given a grace
+to send one more request (answered with `Connection: close`), and then closed: short on
+stop, the whole graceful timeout on reload, when clients idle between requests must not
+see a connection dropped under them. Whatever is left at the deadline is killed. Every
+handler greenlet lives in one pool from the moment it is spawned: a connection accepted
+just before the listener closed may not have started running yet, and leaving it out
+would close it unanswered.
 """
 
+import logging
 import socket
+import sys
 import time
 
 import gevent
 from gevent.pool import Pool
-from gevent.server import StreamServer
 
+from zato_daemon.errors import ConnectionAborted
+from zato_daemon.http.deadlines import BODY, IDLE, SENDING, SERVICE, Deadlines
+from zato_daemon.http.listener import Listener
 from zato_daemon.http.protocol import CONTINUE, CONTINUE_RESPONSE, ProtocolError, RequestParser, render_response
+from zato_daemon.http.router import error_body
+from zato_daemon.logs.levels import CONNECTIONS_LIMITED
+from zato_daemon.logs.throttle import Throttle
 
 RECEIVE_SIZE = 65536
 DRAIN_POLL = 0.05
-# Idle and stalled connections are found by one sweep a second instead of a timeout on
-# every recv and send: a gevent socket timeout arms a Timeout object per call, measurable
-# on the hot path (about 3 % of a worker's time under wrk).
+# Deadlines are enforced by one sweep a second instead of a timeout on every recv and
+# send: a gevent socket timeout arms a Timeout object per call, measurable on the hot path
+# (about 3 % of a worker's time under wrk).
 SWEEP_INTERVAL = 1.0
+# How long a refused (503) or timed-out (408) client has to read its answer and close,
+# before the server closes anyway; closing with unread input would send it a reset
+# instead, which can destroy the answer before the client reads it.
+LINGER = 1.0
+RETRY_AFTER = b'5'
+REPORT_INTERVAL = 60.0
+
+logger = logging.getLogger('zato_daemon.http')
+
+
+class Expired(ConnectionAborted):
+    """Thrown into a connection's greenlet by the sweep; `status` is what to answer first, if any."""
+
+    def __init__(self, status):
+        super().__init__(status)
+        self.status = status
 
 
 class Connection:
-    """One client connection: its greenlet, whether a request is in progress, and since when
-    it waits on the client (None while a service runs)."""
+    """One client connection: its greenlet, its phase (deadlines.PHASES), since when it is in
+    it, and until when it may stay there (None: no limit)."""
 
-    __slots__ = ('sock', 'greenlet', 'is_busy', 'waiting_since')
+    __slots__ = ('sock', 'greenlet', 'phase', 'since', 'deadline', 'expiry_status')
 
-    def __init__(self, sock, greenlet):
+    def __init__(self, sock, greenlet, deadlines, now):
         self.sock = sock
         self.greenlet = greenlet
-        self.is_busy = False
-        self.waiting_since = time.monotonic()
+        self.enter(IDLE, now, deadlines)
+
+    def enter(self, phase, now, deadlines, body_received=0):
+        self.phase = phase
+        self.since = now
+        self.deadline, self.expiry_status = deadlines.expiry(phase, now, body_received)
+
+    @property
+    def is_busy(self):
+        """True from a request's first byte until its response is sent."""
+        return self.phase is not IDLE
 
 
 class HttpServer:
@@ -50,7 +88,8 @@ class HttpServer:
 
     def __init__(self, main_config, dumps_json, logger):
         self.max_request_size = main_config.max_request_size
-        self.keep_alive_timeout = main_config.keep_alive_timeout
+        self.max_connections = main_config.max_connections
+        self.deadlines = Deadlines.from_config(main_config)
         self.shares_listeners = main_config.workers > 1
         self.logger = logger
         self.dumps_json = dumps_json
@@ -58,6 +97,7 @@ class HttpServer:
         self.handlers = Pool()
         self.connections = set()
         self.is_draining = False
+        self.refusals = Throttle(REPORT_INTERVAL)
         # Requests answered on the public listeners, and what to do when they reach a limit
         # (the worker asks the master to replace it: max_requests).
         self.requests_served = 0
@@ -73,7 +113,7 @@ class HttpServer:
     def add_listener(self, listener, router):
         def handle(sock, address):
             self.serve_connection(sock, router)
-        stream_server = StreamServer(listener, handle, spawn=self.handlers)
+        stream_server = Listener(listener, handle, self.handlers, self.describe_load)
         if self.shares_listeners:
             # Every worker polls the same listening socket. Taking up to gevent's default
             # 100 connections per wake-up lets the first worker awake take a whole burst
@@ -85,46 +125,70 @@ class HttpServer:
     def start(self):
         for stream_server in self.stream_servers:
             stream_server.start()
-        gevent.spawn(self.close_stalled_connections)
+        gevent.spawn(self.close_expired_connections)
 
-    def close_stalled_connections(self):
-        """Closes connections that waited on their client longer than keep_alive_timeout:
-        idle keep-alive ones, and clients that stopped sending or reading mid-request."""
+    def close_expired_connections(self):
+        """Once a second: ends the connections past their phase's deadline."""
+        loop = gevent.get_hub().loop
         while True:
             gevent.sleep(SWEEP_INTERVAL)
-            deadline = time.monotonic() - self.keep_alive_timeout
+            now = time.monotonic()
             for connection in list(self.connections):
-                waiting_since = connection.waiting_since
-                if waiting_since is not None and waiting_since < deadline:
-                    connection.greenlet.kill(block=False)
+                deadline = connection.deadline
+                if deadline is not None and deadline < now:
+                    loop.run_callback(self._expire, connection)
+
+    def _expire(self, connection):
+        """Runs on the hub: throws Expired into a connection still past its deadline.
+
+        Checked again here, not in the sweep: the connection's greenlet may have run between
+        the two (its last header bytes arrived) and be calling a service now, which no
+        deadline may interrupt. Nothing else runs between this check and the throw.
+        """
+        deadline = connection.deadline
+        if deadline is None or deadline >= time.monotonic() or connection.greenlet.dead:
+            return
+        try:
+            connection.greenlet.throw(Expired(connection.expiry_status))
+        except BaseException:  # the hub must survive whatever the greenlet does
+            gevent.get_hub().handle_error(connection.greenlet, *sys.exc_info())
 
     def serve_connection(self, sock, router):
         """Runs in the connection's greenlet until the client or the server closes it."""
-        connection = Connection(sock, gevent.getcurrent())
-        self.connections.add(connection)
         try:
-            if sock.family in (socket.AF_INET, socket.AF_INET6):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._exchange(connection, router)
-        except OSError:
-            pass  # the client went away or timed out; nothing to answer
+            if not router.is_admin and len(self.connections) >= self.max_connections:
+                self.refuse(sock)
+                return
+            connection = Connection(sock, gevent.getcurrent(), self.deadlines, time.monotonic())
+            self.connections.add(connection)
+            try:
+                if sock.family in (socket.AF_INET, socket.AF_INET6):
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                self._exchange(connection, router, not router.is_admin)
+            except Expired as expired:
+                if expired.status is not None:
+                    self.answer_and_linger(sock, expired.status, 'the request was not received in time '
+                                                                '(header_timeout or body_timeout)')
+            finally:
+                self.connections.discard(connection)
+        except (OSError, ConnectionAborted):
+            pass  # the client went away, or the server ended the connection; nothing to answer
         finally:
-            self.connections.discard(connection)
             sock.close()
 
-    def _exchange(self, connection, router):
+    def _exchange(self, connection, router, is_public):
         sock = connection.sock
+        deadlines = self.deadlines
         parser = RequestParser(self.max_request_size)
         monotonic = time.monotonic
         while True:
-            connection.waiting_since = monotonic()
             data = sock.recv(RECEIVE_SIZE)
             if not data:
                 return
-            connection.is_busy = True
             try:
                 events = parser.feed(data)
             except ProtocolError as exc:
+                connection.enter(SENDING, monotonic(), deadlines)
                 self.send(connection, self.protocol_error(exc))
                 return
             for event in events:
@@ -132,32 +196,70 @@ class HttpServer:
                     self.send(connection, CONTINUE_RESPONSE)
                     continue
                 keep_alive = event.keep_alive and not self.is_draining
-                connection.waiting_since = None
+                connection.phase, connection.deadline = SERVICE, None
                 response = router.respond(event, keep_alive)
-                connection.waiting_since = monotonic()
+                if is_public:
+                    self.count_request()
+                connection.enter(SENDING, monotonic(), deadlines)
                 self.send(connection, response)
                 if not keep_alive:
                     return
-            connection.is_busy = parser.has_partial_request
+            phase = parser.phase
+            if phase is not connection.phase:
+                connection.enter(phase, monotonic(), deadlines, parser.body_received)
+            elif phase is BODY:
+                connection.deadline = deadlines.expiry(BODY, connection.since, parser.body_received)[0]
 
-    @staticmethod
-    def send(connection, data):
+    def count_request(self):
+        self.requests_served += 1
+        if self.requests_served == self.request_limit:
+            self.on_request_limit()
+
+    def send(self, connection, data):
         """Sends all of `data`; usually one send() call, the one syscall a response needs.
 
         gevent's sendall() asks the kernel for SO_SNDBUF before every send (a getsockopt per
         response, a third of a worker's syscalls under wrk). A response bigger than the
-        socket buffers leaves as the client reads it: each part sent counts as progress, so
+        socket buffers leaves as the client reads it: each part sent moves the deadline, so
         the sweep closes a client that stopped reading, never one that reads slowly.
         """
         sock, view = connection.sock, memoryview(data)
         sent = sock.send(view)
         while sent < len(view):
-            connection.waiting_since = time.monotonic()
+            connection.deadline = time.monotonic() + self.deadlines.keep_alive_timeout
             sent += sock.send(view[sent:])
 
     def protocol_error(self, exc):
-        body = self.dumps_json({'error': exc.reason, 'status': exc.status}).encode()
-        return render_response(exc.status, body, keep_alive=False)
+        return render_response(exc.status, error_body(exc.status, exc.reason), keep_alive=False)
+
+    def refuse(self, sock):
+        """503 to a connection over max_connections; the WARNING at most once a minute."""
+        count = self.refusals.occurred(time.monotonic())
+        if count:
+            self.logger.warning('%d open connections, max_connections: refused %d new connection(s) with 503 '
+                                'since the last report', len(self.connections), count,
+                                extra=CONNECTIONS_LIMITED.extra)
+        self.answer_and_linger(sock, 503, f'this worker has max_connections ({self.max_connections}) '
+                                          'connections open; try again later',
+                               ((b'Retry-After', RETRY_AFTER),))
+
+    def answer_and_linger(self, sock, status, message, headers=()):
+        """Sends a closing answer without waiting on the client, then reads and drops what it
+        still sends for up to LINGER seconds, so that closing does not reset the connection
+        before the client has read the answer."""
+        sock.settimeout(0)
+        try:
+            sock.send(render_response(status, error_body(status, message), False, extra_headers=headers))
+            sock.shutdown(socket.SHUT_WR)
+            sock.settimeout(LINGER)
+            deadline = time.monotonic() + LINGER
+            while sock.recv(RECEIVE_SIZE) and time.monotonic() < deadline:
+                pass
+        except OSError:
+            pass
+
+    def describe_load(self):
+        return f'{len(self.connections)} connection(s) open, max_connections {self.max_connections}'
 
     def drain(self, timeout, idle_grace):
         """Stops accepting and waits up to `timeout` seconds for connections to finish.
@@ -176,7 +278,7 @@ class HttpServer:
         if self.busy_count():
             self.logger.warning('%d connection(s) still busy after %.1f s; closing them',
                                 self.busy_count(), timeout)
-        self.handlers.kill(block=False)
+        self.handlers.kill(ConnectionAborted, block=False)
 
     def busy_count(self):
         return sum(1 for connection in self.connections if connection.is_busy)
@@ -184,4 +286,4 @@ class HttpServer:
     def _close_idle(self):
         for connection in list(self.connections):
             if not connection.is_busy:
-                connection.greenlet.kill(block=False)
+                connection.greenlet.kill(ConnectionAborted, block=False)

@@ -42,14 +42,22 @@ class ColourFormatter(LineFormatter):
 
 
 def server_log_handler(path):
-    """The server.log handler: appends, reopens after rotation."""
-    handler = logging.handlers.WatchedFileHandler(path, encoding='utf-8')
+    """The server.log handler: appends, reopens after rotation.
+
+    backslashreplace: a str that is not valid text (a lone surrogate, from a client or a
+    service) is written escaped; with the default 'strict' the record was lost, replaced by
+    a "--- Logging error ---" traceback on stderr.
+    """
+    handler = logging.handlers.WatchedFileHandler(path, encoding='utf-8', errors='backslashreplace')
     handler.setFormatter(LineFormatter())
     return handler
 
 
 def stdout_handler():
-    """Lines on stdout for --fg; coloured only when stdout is a terminal."""
+    """Lines on stdout for --fg; coloured only when stdout is a terminal. Text that cannot be
+    encoded is escaped, as in server.log."""
+    if hasattr(sys.stdout, 'reconfigure'):
+        sys.stdout.reconfigure(errors='backslashreplace')
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(ColourFormatter() if sys.stdout.isatty() else LineFormatter())
     return handler

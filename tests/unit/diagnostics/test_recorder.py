@@ -3,6 +3,7 @@
 import types
 
 from zato_daemon.diagnostics.recorder import CallRecorder
+from zato_daemon.http.router import Outcome
 from zato_daemon.services.base import Response
 from zato_daemon.services.registry import ServiceStore
 
@@ -46,9 +47,9 @@ def test_a_slow_call_is_stored_with_its_payloads_unrendered_until_written(tmp_pa
     subject = recorder(services, interval=60_000)  # ms: the second call falls within it
     response = Response()
     response.payload = {'token': 'secret'}
-    subject.after_call('s', 'cid1', 10.0, 10.05, 200, {'a': 1}, response, None)
+    subject.after_call('s', 'cid1', 10.0, 10.05, {'a': 1}, Outcome(200, b'', response=response))
     assert subject.store.slow == [] and len(subject.store.samples) == 1
-    subject.after_call('s', 'cid2', 20.0, 20.2, 200, {'a': 2}, response, None)
+    subject.after_call('s', 'cid2', 20.0, 20.2, {'a': 2}, Outcome(200, b'', response=response))
     assert [call.cid for call in subject.store.slow] == ['cid2']
     assert subject.store.slow[0].duration_ms == 200.0
     assert subject.store.slow[0].request.value == {'a': 2}

@@ -8,8 +8,11 @@ import pytest
 
 from zato_daemon.errors import HttpError
 from zato_daemon.http.protocol import (
+    BODY,
     CONTINUE,
     CONTINUE_RESPONSE,
+    HEADERS,
+    IDLE,
     ProtocolError,
     Request,
     RequestParser,
@@ -272,3 +275,27 @@ def test_render_date_follows_the_clock_by_the_second():
 def test_continue_response_is_a_bare_interim_response():
     assert CONTINUE_RESPONSE == b'HTTP/1.1 100 Continue\r\n\r\n'
     assert render_response(100, b'', True, now=FIXED_NOW).startswith(b'HTTP/1.1 100 Continue\r\n')
+
+
+def test_phase_follows_a_request_through_its_parts():
+    parser = RequestParser(1024)
+    assert (parser.phase, parser.body_received) == (IDLE, 0)
+    parser.feed(b'\r\n')  # blank lines before a request start none
+    assert parser.phase == IDLE
+    parser.feed(b'PO')
+    assert parser.phase == HEADERS
+    parser.feed(b'ST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nab')
+    assert (parser.phase, parser.body_received) == (BODY, 2)
+    [request] = parser.feed(b'cde')
+    assert (parser.phase, request.body) == (IDLE, b'abcde')
+
+
+@pytest.mark.parametrize('value', [b'a\x00b', b'a\rb', b'a\nb', b'a\x1bb', b'a\x7fb'])
+def test_control_characters_in_header_values_are_refused(value):
+    with pytest.raises(ValueError, match='control character'):
+        render_response(200, b'', True, extra_headers=((b'X-A', value),))
+
+
+def test_a_tab_and_latin1_text_are_allowed_in_header_values():
+    rendered = render_response(200, b'', True, extra_headers=((b'X-A', b'a\tcaf\xe9'),), now=FIXED_NOW)
+    assert b'X-A: a\tcaf\xe9\r\n' in rendered

@@ -1,0 +1,96 @@
+"""A worker's accept loop, made to survive running out of file descriptors.
+
+gevent's StreamServer handles a failing accept() by printing a traceback to stderr through
+the hub and pausing accept for up to a second. When a worker has no descriptor left
+(EMFILE) that is one raw traceback per attempt, nothing in server.log or the journal, and
+health checks refused for up to a second after the flood stops. Here an accept error that
+comes from a resource limit is one WARNING with a MESSAGE_ID at most once a minute, with
+the count, and accepting resumes by itself within RETRY_MAX_DELAY; any other error is left
+to gevent.
+
+Runs in a worker, on its hub.
+"""
+
+import errno
+import logging
+import resource
+import time
+
+from gevent.server import StreamServer
+
+from zato_daemon.logs.levels import ACCEPT_FAILED
+from zato_daemon.logs.throttle import Throttle
+
+logger = logging.getLogger('zato_daemon.http')
+
+# What accept() raises when the process or the system is out of a resource, not because of
+# the listening socket: waiting and trying again is the whole cure.
+RESOURCE_ERRORS = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
+RETRY_MIN_DELAY = 0.01
+RETRY_MAX_DELAY = 0.25
+REPORT_INTERVAL = 60.0
+
+
+class Listener(StreamServer):
+    """A StreamServer whose resource errors on accept are logged, not printed, and retried.
+
+    `describe_load()` returns text on the worker's connections for the WARNING.
+    """
+
+    def __init__(self, listener, handle, spawn, describe_load):
+        super().__init__(listener, handle, spawn=spawn)
+        self.describe_load = describe_load
+        self.accept_errors = Throttle(REPORT_INTERVAL)
+        self.retry_delay = RETRY_MIN_DELAY
+        self.is_retrying = False
+        self.retry_timer = None
+
+    def do_read(self):
+        try:
+            accepted = super().do_read()
+        except OSError as exc:
+            if exc.errno not in RESOURCE_ERRORS:
+                raise
+            self.on_resource_error(exc)
+            return None
+        if self.is_retrying:
+            self.on_recovered()
+        return accepted
+
+    def on_resource_error(self, exc):
+        """Logs (throttled), stops watching the socket and tries again after a short delay:
+        the socket stays readable, so watching it would spin the CPU on failing accepts."""
+        count = self.accept_errors.occurred(time.monotonic())
+        if count:
+            logger.warning('Cannot accept connections: %s (%s, %d time(s) since the last report); %s; '
+                           'descriptor limit %d. Accepting resumes by itself; raise LimitNOFILE= or lower '
+                           'max_connections', exc.strerror, errno.errorcode.get(exc.errno, exc.errno), count,
+                           self.describe_load(), _descriptor_limit(), extra=ACCEPT_FAILED.extra)
+        self.is_retrying = True
+        self.stop_accepting()
+        self.retry_timer = self.loop.timer(self.retry_delay)
+        self.retry_timer.start(self.resume_accepting)
+        self.retry_delay = min(RETRY_MAX_DELAY, self.retry_delay * 2)
+
+    def resume_accepting(self):
+        timer, self.retry_timer = self.retry_timer, None
+        if timer is not None:
+            timer.close()
+        if self.started and not self.closed:
+            self.start_accepting()
+
+    def on_recovered(self):
+        self.is_retrying = False
+        self.retry_delay = RETRY_MIN_DELAY
+        missed = self.accept_errors.unreported()
+        logger.info('Accepting connections again%s', f' after {missed} more failed attempt(s)' if missed else '')
+
+    def close(self):
+        timer, self.retry_timer = self.retry_timer, None
+        if timer is not None:
+            timer.close()
+        super().close()
+
+
+def _descriptor_limit():
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]

@@ -1,0 +1,34 @@
+"""At most one log record per interval for an event that can repeat thousands of times a
+second (accept errors, refused connections), with the count of what it stands for.
+
+Pure: the caller passes the clock's readings and logs what `occurred()` returns.
+"""
+
+
+class Throttle:
+    """Counts occurrences of one event and says when to report them.
+
+    The first occurrence is reported at once; the ones after it are counted and reported
+    with the first occurrence at least `interval` seconds after the last report.
+    """
+
+    __slots__ = ('interval', 'last_report', 'count')
+
+    def __init__(self, interval):
+        self.interval = interval
+        self.last_report = None
+        self.count = 0
+
+    def occurred(self, now):
+        """Notes one occurrence at `now`; returns how many to report (this one included), or 0."""
+        self.count += 1
+        if self.last_report is not None and now - self.last_report < self.interval:
+            return 0
+        self.last_report = now
+        count, self.count = self.count, 0
+        return count
+
+    def unreported(self):
+        """Occurrences counted since the last report, and forgets them (for a closing record)."""
+        count, self.count = self.count, 0
+        return count
