@@ -11,7 +11,11 @@ or a message from a worker; dispatch queued signals to `handle_<name>`; reap exi
 workers; then check booting workers and spawn missing ones. Workers belong to a
 generation: a reload starts a new generation next to the serving one and tells the
 old one to drain only once every new worker reported ready, so the listening socket
-always has a worker accepting on it. Shutdown travels as HaltServer up to `run()`.
+always has a worker accepting on it. A worker is recycled the same way, alone: past its
+share of max_requests (it says so) or over max_worker_memory (the master reads /proc),
+it turns RECYCLING and keeps serving, its number counts as missing so that a replacement
+of the same number and generation spawns, and it drains once that replacement is ready.
+Shutdown travels as HaltServer up to `run()`.
 """
 
 import _thread
@@ -20,6 +24,7 @@ import enum
 import itertools
 import logging
 import os
+import random
 import select
 import signal
 import time
@@ -37,8 +42,10 @@ from zato_daemon.sockets import address_of, bind_tcp
 from zato_daemon.startup import load_config_and_run_fs_config_only
 from zato_daemon.status import write_status
 from zato_daemon.dump.setup import install_dump, reconfigure_dump
-from zato_daemon.worker.channel import (BOOT_FAILED_PREFIX, DUMPED_MESSAGE, HEARTBEAT_MESSAGE, READY_MESSAGE,
-                                        RETIRE_SIGNAL, WORKER_SIGNALS)
+from zato_daemon.master.recycling import (MEMORY_CHECK_INTERVAL, draw_request_limit, format_size, read_rss,
+                                          should_recycle_for_memory)
+from zato_daemon.worker.channel import (BOOT_FAILED_PREFIX, DUMPED_MESSAGE, HEARTBEAT_MESSAGE,
+                                        LIMIT_REACHED_MESSAGE, READY_MESSAGE, RETIRE_SIGNAL, WORKER_SIGNALS)
 
 logger = logging.getLogger('zato_daemon.master')
 
@@ -72,7 +79,14 @@ SIGNAL_NAMES = {
 class WorkerState(enum.Enum):
     BOOTING = 'booting'
     READY = 'ready'
+    # Serves until its replacement (same number and generation) is ready, then drains:
+    # past max_requests or max_worker_memory.
+    RECYCLING = 'recycling'
     DRAINING = 'draining'
+
+
+# The states in which a worker accepts connections on the listening socket.
+SERVING_STATES = (WorkerState.READY, WorkerState.RECYCLING)
 
 
 @dataclass
@@ -89,6 +103,8 @@ class WorkerRecord:
     last_heartbeat: float = field(default_factory=time.monotonic)
     hung_at: float = None
     started_at: float = field(default_factory=time.time)
+    # Its share of max_requests, drawn at spawn (0: no limit).
+    request_limit: int = 0
 
     def as_dict(self):
         return {'number': self.number, 'generation': self.generation, 'pid': self.pid,
@@ -135,6 +151,8 @@ class Arbiter:
         self.dump_trigger = None
         self.failures = collections.Counter()
         self.spawn_not_before = {}
+        self.rng = random.Random()
+        self.next_memory_check = 0.0
         self._wakeup_read = self._wakeup_write = None
 
     def set_listener(self, listener, config):
@@ -153,12 +171,13 @@ class Arbiter:
         try:
             self.spawn_workers()
             while True:
-                self.wait_for_events(loop_timeout(time.monotonic(), self.spawn_not_before.values()))
+                self.wait_for_events(loop_timeout(time.monotonic(), self.wake_up_times()))
                 sd.watchdog()
                 self.dispatch_signals()
                 self.reap_workers()
                 self.check_booting_workers()
                 self.check_hung_workers()
+                self.check_worker_memory()
                 self.manage_workers()
         except HaltServer as halt:
             self.halt(halt)
@@ -169,6 +188,12 @@ class Arbiter:
             logger.exception('Unexpected error in the master; stopping the workers')
             self.halt(HaltServer('master error', EXIT_SOFTWARE, graceful=False))
             return EXIT_SOFTWARE
+
+    def wake_up_times(self):
+        """When the loop must run again at the latest: due respawns, the next memory check."""
+        if self.config.server_config.main.max_worker_memory:
+            return [*self.spawn_not_before.values(), self.next_memory_check]
+        return self.spawn_not_before.values()
 
     def setup(self):
         """Names the process, installs the enqueue-only signal handlers and the wakeup pipe."""
@@ -260,20 +285,26 @@ class Arbiter:
         a TERM arriving in between would otherwise hit the master's enqueue-only handler
         in the child and be lost.
         """
+        main = self.config.server_config.main
+        request_limit = draw_request_limit(main.max_requests, main.max_requests_jitter, self.rng)
         read_fd, write_fd = os.pipe()
         previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, WORKER_SIGNALS)
         pid = os.fork()
         if pid == 0:
-            self._become_worker(number, read_fd, write_fd)
+            self._become_worker(number, read_fd, write_fd, request_limit)
         signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
         os.close(write_fd)
-        self.workers[pid] = WorkerRecord(number, self.generation, pid, read_fd)
-        self.spawn_not_before.pop(number, None)
-        logger.info('Worker %d (generation %d) started, pid %d', number, self.generation, pid)
-        self.write_status()
+        self.add_worker(WorkerRecord(number, self.generation, pid, read_fd, request_limit=request_limit))
         return pid
 
-    def _become_worker(self, number, read_fd, write_fd):
+    def add_worker(self, record):
+        """Records a worker just forked."""
+        self.workers[record.pid] = record
+        self.spawn_not_before.pop(record.number, None)
+        logger.info('Worker %d (generation %d) started, pid %d', record.number, record.generation, record.pid)
+        self.write_status()
+
+    def _become_worker(self, number, read_fd, write_fd, request_limit):
         # Child branch: whatever happens, the child ends here with os._exit, so that it
         # never runs the master's loop or its cleanup.
         status = EXIT_SOFTWARE
@@ -294,7 +325,7 @@ class Arbiter:
                               config=self.config, callables=self.callables, server_dir=self.server_dir,
                               listener=self.listener,
                               admin_listener=self.admin_listener, status_fd=write_fd,
-                              foreground=self.foreground)
+                              foreground=self.foreground, request_limit=request_limit)
             status = run_worker(spec)
         except BaseException:
             logger.exception('Worker %d failed', number)
@@ -303,9 +334,10 @@ class Arbiter:
             os._exit(status)
 
     def missing_worker_numbers(self):
-        """Worker numbers of the current generation that have no live process."""
+        """Worker numbers of the current generation that have no live process, or only one
+        that is being recycled (it serves until the replacement spawned for it is ready)."""
         live = {record.number for record in self.workers.values()
-                if record.generation == self.generation and record.state != WorkerState.DRAINING}
+                if record.generation == self.generation and record.state in (WorkerState.BOOTING, WorkerState.READY)}
         target = self.config.server_config.main.workers
         return [number for number in range(1, target + 1) if number not in live]
 
@@ -317,7 +349,7 @@ class Arbiter:
                 self.spawn_worker(number)
 
     def read_worker_message(self, record):
-        """A worker writes READY_MESSAGE once it serves; end of file means it is gone."""
+        """Reads what a worker wrote on its pipe; end of file means it is gone."""
         try:
             data = os.read(record.status_fd, 65536)
         except OSError:
@@ -326,6 +358,10 @@ class Arbiter:
             os.close(record.status_fd)
             record.status_fd = -1
             return
+        self.on_worker_message(record, data)
+
+    def on_worker_message(self, record, data):
+        """Acts on the messages of worker/channel.py in `data`, in the order a worker sends them."""
         # One-byte messages, except a boot failure: its prefix and text are the last thing a
         # worker writes, so whatever follows the prefix is text, whatever precedes it codes.
         data, failed, text = data.partition(BOOT_FAILED_PREFIX)
@@ -342,8 +378,15 @@ class Arbiter:
             record.state = WorkerState.READY
             record.last_heartbeat = time.monotonic()
             logger.info('Worker %d (pid %d) is serving', record.number, record.pid)
+            self.retire_recycled_worker(record)
             self.write_status()
             self.on_worker_ready()
+        if LIMIT_REACHED_MESSAGE in data and record.state == WorkerState.READY:
+            main = self.config.server_config.main
+            self.recycle_worker(record, levels.WORKER_RECYCLED,
+                                'Worker %d (pid %d) reached its limit of %d requests (max_requests %d plus '
+                                'jitter); replacing it', record.number, record.pid, record.request_limit,
+                                main.max_requests)
 
     def reap_workers(self):
         """Collects exited workers and decides what each exit means."""
@@ -367,6 +410,10 @@ class Arbiter:
         description = describe_exit(wait_status)
         if record.state == WorkerState.DRAINING:
             logger.info('Worker %d (pid %d) drained and %s', record.number, record.pid, description)
+            return
+        if record.state == WorkerState.RECYCLING and self.replacement_of(record) is not None:
+            logger.warning('Worker %d (pid %d) %s; its replacement is starting', record.number, record.pid,
+                           description, extra=levels.WORKER_EXITED.extra)
             return
         code = os.waitstatus_to_exitcode(wait_status)
         if record.state == WorkerState.BOOTING and record.generation == self.generation:
@@ -429,6 +476,53 @@ class Arbiter:
             elif record.hung_at is not None and now - record.hung_at > HUNG_DUMP_WAIT:
                 self.kill_worker(record, signal.SIGKILL)
 
+    def check_worker_memory(self):
+        """Replaces serving workers whose resident memory passed max_worker_memory.
+
+        Reads /proc, not the worker, so a worker whose hub is blocked is measured too; at
+        most once every MEMORY_CHECK_INTERVAL, and only READY workers (one being recycled,
+        booting or draining is on its way out or not serving yet).
+        """
+        limit = self.config.server_config.main.max_worker_memory
+        now = time.monotonic()
+        if not limit or now < self.next_memory_check:
+            return
+        self.next_memory_check = now + MEMORY_CHECK_INTERVAL
+        for record in list(self.workers.values()):
+            if record.state != WorkerState.READY:
+                continue
+            rss = read_rss(record.pid)
+            if should_recycle_for_memory(rss, limit, now - record.spawned_at):
+                self.recycle_worker(record, levels.WORKER_MEMORY_RECYCLED,
+                                    'Worker %d (pid %d) uses %s of resident memory, over max_worker_memory %s; '
+                                    'replacing it', record.number, record.pid, format_size(rss), format_size(limit))
+
+    def recycle_worker(self, record, event, message, *args):
+        """Starts replacing a READY worker: it serves on as RECYCLING, manage_workers spawns
+        its replacement (for a worker of the generation a reload replaces: the reload does),
+        and it drains once the replacement is ready."""
+        logger.log(event.level, message, *args, extra=event.extra)
+        record.state = WorkerState.RECYCLING
+        self.write_status()
+
+    def replacement_of(self, record):
+        """The worker started in place of a recycling one: same number and generation, booting."""
+        for other in self.workers.values():
+            if (other.number, other.generation, other.state) == (record.number, record.generation,
+                                                                   WorkerState.BOOTING):
+                return other
+        return None
+
+    def retire_recycled_worker(self, replacement):
+        """A worker just turned ready: the one it replaces, if any, drains now."""
+        for record in self.workers.values():
+            if (record.number, record.generation, record.state) == (replacement.number, replacement.generation,
+                                                                    WorkerState.RECYCLING):
+                logger.info('Worker %d (pid %d) replaced by pid %d; it finishes its requests and exits',
+                            record.number, record.pid, replacement.pid)
+                record.state = WorkerState.DRAINING
+                self.kill_worker(record, RETIRE_SIGNAL)
+
     def kill_worker(self, record, signum):
         """Signals one worker; one that is already gone is reaped by the loop."""
         try:
@@ -447,10 +541,10 @@ class Arbiter:
         return [record for record in self.workers.values() if record.generation == self.generation]
 
     def on_worker_ready(self):
-        """Called whenever a worker turns ready: completes a start or a reload."""
-        workers = self.current_workers()
-        target = self.config.server_config.main.workers
-        if len(workers) < target or any(record.state != WorkerState.READY for record in workers):
+        """Called whenever a worker turns ready: completes a start or a reload once every
+        worker number of the generation serves (a recycling worker serves)."""
+        serving = {record.number for record in self.current_workers() if record.state in SERVING_STATES}
+        if not serving.issuperset(range(1, self.config.server_config.main.workers + 1)):
             return
         if self.pending_reload is not None:
             self.complete_reload()
@@ -529,7 +623,7 @@ class Arbiter:
                      extra=levels.RELOAD_FAILED.extra)
         # New workers already serving finish what they accepted; the others never served.
         for record in self.current_workers():
-            if record.state == WorkerState.READY:
+            if record.state in SERVING_STATES:
                 record.state = WorkerState.DRAINING
                 self.kill_worker(record, RETIRE_SIGNAL)
             else:

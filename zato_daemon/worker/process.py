@@ -34,7 +34,8 @@ from zato_daemon.startup import run_after_started  # noqa: E402
 from zato_daemon.logs.levels import WORKER_BOOT_FAILED  # noqa: E402
 from zato_daemon.dump.setup import install_dump  # noqa: E402
 from zato_daemon.worker.channel import (BOOT_FAILED_PREFIX, DUMPED_MESSAGE, HEARTBEAT_INTERVAL,  # noqa: E402
-                                        HEARTBEAT_MESSAGE, READY_MESSAGE, RETIRE_SIGNAL, WORKER_SIGNALS)
+                                        HEARTBEAT_MESSAGE, LIMIT_REACHED_MESSAGE, READY_MESSAGE, RETIRE_SIGNAL,
+                                        WORKER_SIGNALS)
 
 logger = logging.getLogger('zato_daemon.worker')
 
@@ -60,6 +61,9 @@ class WorkerSpec:
     admin_listener: object
     status_fd: int
     foreground: bool
+    # This worker's share of max_requests (0: no limit), drawn by the master with jitter:
+    # the master names it in the log when the worker asks to be replaced.
+    request_limit: int = 0
 
 
 class Worker:
@@ -73,6 +77,8 @@ class Worker:
         self.host = None
         self.http = None
         self.recorder = None
+        self.has_reported_ready = False
+        self.has_reached_request_limit = False
 
     def boot(self):
         """Deploys services, starts serving, runs AFTER_STARTED.
@@ -90,6 +96,7 @@ class Worker:
             self.start_pickup_watcher()
         main = config.server_config.main
         self.http = HttpServer(main, self.host.dumps_json, logger)
+        self.http.set_request_limit(spec.request_limit, self.report_request_limit)
         self.recorder = make_recorder(config, spec.server_dir, self.host.store, spec.number)
         if self.recorder is not None:
             gevent.spawn(self.recorder.store.run, gevent.sleep)
@@ -114,6 +121,9 @@ class Worker:
     def serve(self):
         """Reports ready to the master and serves until a stop signal, then drains."""
         os.write(self.spec.status_fd, READY_MESSAGE)
+        self.has_reported_ready = True
+        if self.has_reached_request_limit:
+            self.send_limit_reached()
         gevent.spawn(self.watch_master)
         gevent.spawn(self.send_heartbeats)
         self.stop_requested.wait()
@@ -139,6 +149,25 @@ class Worker:
         self.is_quick_stop = self.is_quick_stop or quick
         self.is_retiring = retire and not self.stop_requested.is_set()
         self.stop_requested.set()
+
+    def report_request_limit(self):
+        """Runs in the worker, once, in the greenlet of the request that reached `request_limit`
+        on the public listener: asks the master for a replacement, and keeps serving until
+        the master sends RETIRE_SIGNAL.
+
+        The worker serves while AFTER_STARTED runs, before it reports ready; a limit reached
+        then is reported right after READY_MESSAGE, so the master never hears it from a
+        booting worker.
+        """
+        self.has_reached_request_limit = True
+        if self.has_reported_ready:
+            self.send_limit_reached()
+
+    def send_limit_reached(self):
+        try:
+            os.write(self.spec.status_fd, LIMIT_REACHED_MESSAGE)
+        except OSError:
+            pass  # the master is gone; watch_master stops this worker
 
     def send_heartbeats(self):
         """Runs on the hub: when the hub is blocked, the heartbeats stop and the master notices."""
