@@ -12,6 +12,7 @@ from zato_daemon.logs.setup import check_server_log, configure_logging, server_l
 from zato_daemon.master.arbiter import Arbiter
 from zato_daemon.paths import ServerDir
 from zato_daemon.pidfile import PidFile
+from zato_daemon.rlimits import RESERVED_DESCRIPTORS, is_enough_for, raise_open_files_limit
 from zato_daemon.sockets import bind_tcp, bind_unix
 from zato_daemon.startup import load_config_and_run_fs_config_only
 
@@ -55,6 +56,7 @@ def serve(prepared, foreground, on_ready=None, on_halt=None, private_fds=()):
     """Runs the master until it stops; returns the exit status. Releases the lock at the end."""
     try:
         configure_logging(prepared.config, prepared.server_dir, 'master', foreground)
+        check_open_files_limit(prepared.config.server_config.main.max_connections)
         prepared.pidfile.write_pid()
         arbiter = Arbiter(prepared.server_dir, prepared.config, prepared.listener, prepared.admin_listener,
                           prepared.callables, foreground=foreground, on_ready=on_ready, on_halt=on_halt,
@@ -63,3 +65,12 @@ def serve(prepared, foreground, on_ready=None, on_halt=None, private_fds=()):
     finally:
         prepared.pidfile.release()
         logging.shutdown()
+
+
+def check_open_files_limit(max_connections):
+    """Raises the open-files limit the workers inherit; warns when it is too low for max_connections."""
+    limit = raise_open_files_limit()
+    if not is_enough_for(limit, max_connections):
+        logger.warning('The open files limit is %d, below max_connections (%d) plus %d for a worker\'s own files: '
+                       'connections past it cannot be accepted. Raise LimitNOFILE= in the unit (or ulimit -n), '
+                       'or lower max_connections', limit, max_connections, RESERVED_DESCRIPTORS)

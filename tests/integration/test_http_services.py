@@ -1,0 +1,243 @@
+"""Clients and services that misbehave, against a real server: every request gets an answer and
+every failure one ERROR record; no service breaks framing or ends its worker.
+"""
+
+import contextlib
+import json
+import socket
+import threading
+
+import pytest
+
+from tests.integration.helpers import request, wait_until
+
+SERVICES = '''\
+import logging
+import os
+
+from greenlet import GreenletExit
+
+from zato_daemon import Service
+
+
+class CustomBase(BaseException):
+    pass
+
+
+EXCEPTIONS = {
+    'keyboard-interrupt': KeyboardInterrupt,
+    'system-exit': SystemExit,
+    'generator-exit': GeneratorExit,
+    'greenlet-exit': GreenletExit,
+    'custom-base': CustomBase,
+}
+
+
+class Raise(Service):
+    name = 'hostile.raise'
+
+    def handle(self):
+        raise EXCEPTIONS[self.request.payload['kind']]('raised on purpose')
+
+
+class Answer(Service):
+    """Sets whatever the request asks on self.response: status_code, headers, payload."""
+
+    name = 'hostile.answer'
+
+    def handle(self):
+        payload = self.request.payload
+        if 'status_code' in payload:
+            self.response.status_code = payload['status_code']
+        self.response.headers.update(payload.get('headers', {}))
+        self.response.payload = payload.get('payload', {'answered': True})
+
+
+class Surrogate(Service):
+    name = 'hostile.surrogate'
+
+    def handle(self):
+        text = 'broken \\udc80 text'
+        self.logger.warning('a message holding %s', text)
+        self.response.payload = {'text': text} if self.request.payload.get('answer') else {'logged': True}
+
+
+class Fork(Service):
+    name = 'hostile.fork'
+
+    def handle(self):
+        child = os.fork()
+        if child:
+            os.waitpid(child, 0)
+        self.response.payload = {'pid': os.getpid()}
+'''
+
+
+@pytest.fixture
+def server(server_factory, tmp_path):
+    module = tmp_path / 'hostile_services.py'
+    module.write_text(SERVICES)
+    server = server_factory(start=False, main='allowed_origins = https://portal.example.com')
+    conf = server.server_dir / 'server.conf'
+    conf.write_text(conf.read_text().replace('[services]\n', f'[services]\npaths = {module}\n'))
+    return server.start()
+
+
+def post(port, service, payload, headers=None):
+    status, response_headers, body = request(port, 'POST', f'/services/{service}', json.dumps(payload), headers)
+    return status, response_headers, json.loads(body) if body else None
+
+
+def raw_exchange(port, data, responses=1):
+    """Sends raw bytes, reads until the server closes; returns what came back."""
+    with socket.create_connection(('127.0.0.1', port), timeout=10) as sock:
+        sock.sendall(data)
+        received = b''
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := sock.recv(65536):
+                received += chunk
+    return received
+
+
+def raw_post(service, body, extra=b'', close=False):
+    return (b'POST /services/%s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n%s%s'
+            b'Content-Length: %d\r\n\r\n%s' % (service.encode(), extra, b'Connection: close\r\n' if close else b'',
+                                                len(body), body))
+
+
+def error_records(server, cid):
+    lines = server.log().splitlines()
+    return [line for line in lines if ' ERROR ' in line and cid in line]
+
+
+def test_only_json_is_a_service_call(server):
+    body = '{"a": 1}'
+    assert request(server.port, 'POST', '/services/demo.echo', body, {'Content-Type': 'text/plain'})[0] == 415
+    assert request(server.port, 'POST', '/services/demo.echo', body, {})[0] == 415
+    form = {'Content-Type': 'application/x-www-form-urlencoded'}
+    assert request(server.port, 'POST', '/echo', 'a=1', form)[0] == 415
+    status, _, answer = request(server.port, 'POST', '/services/demo.echo', body,
+                                {'Content-Type': 'application/json; charset=utf-8'})
+    assert (status, json.loads(answer)) == (200, {'a': 1})
+
+
+def test_web_pages_of_other_origins_are_refused_and_preflights_follow_the_same_rule(server):
+    json_headers = {'Content-Type': 'application/json'}
+    assert post(server.port, 'demo.echo', {}, {'Origin': 'https://evil.example', **json_headers})[0] == 403
+    status, headers, body = post(server.port, 'demo.echo', {'a': 1},
+                                 {'Origin': 'https://portal.example.com', **json_headers})
+    assert (status, body, headers['access-control-allow-origin']) == (200, {'a': 1}, 'https://portal.example.com')
+    asking = {'Access-Control-Request-Method': 'POST', 'Access-Control-Request-Headers': 'content-type'}
+    status, headers, _ = request(server.port, 'OPTIONS', '/services/demo.echo',
+                                 headers={'Origin': 'https://portal.example.com', **asking})
+    assert (status, headers['access-control-allow-methods']) == (204, 'POST')
+    assert request(server.port, 'OPTIONS', '/services/demo.echo',
+                   headers={'Origin': 'https://evil.example', **asking})[0] == 403
+
+
+@pytest.mark.parametrize('body, problem', [
+    (b'[' * 5000 + b']' * 5000, 'nested deeper than 64 levels'),
+    (b'{"a": NaN}', 'NaN is not a JSON value'),
+    (b'[Infinity]', 'Infinity is not a JSON value'),
+    (b'{"a": "\\udc80"}', 'lone surrogate'),
+    (b'"\xed\xb2\x80"', 'not UTF-8'),
+    (b'"\xff"', 'not UTF-8'),
+])
+def test_unacceptable_json_is_a_400_saying_what_was_wrong(server, body, problem):
+    status, headers, answer = request(server.port, 'POST', '/services/demo.echo', body)
+    assert status == 400
+    assert problem in json.loads(answer)['error']
+    assert not error_records(server, headers['x-zato-cid'])
+
+
+@pytest.mark.parametrize('kind', ['keyboard-interrupt', 'system-exit', 'generator-exit', 'greenlet-exit',
+                                  'custom-base'])
+def test_any_exception_a_service_raises_is_a_500_and_one_error_record_and_the_worker_lives(server, kind):
+    [worker] = server.worker_pids()
+    in_flight = {}
+    sleeper = threading.Thread(target=lambda: in_flight.update(answer=post(server.port, 'demo.sleep',
+                                                                           {'seconds': 1})))
+    sleeper.start()
+    status, headers, body = post(server.port, 'hostile.raise', {'kind': kind})
+    sleeper.join(10)
+    assert status == 500 and body['cid'] == headers['x-zato-cid']
+    assert in_flight['answer'][0] == 200  # the other call on the same worker was not lost
+    wait_until(lambda: error_records(server, body['cid']), message='the ERROR record')
+    [record] = error_records(server, body['cid'])
+    assert 'hostile.raise failed' in record
+    assert 'Traceback' in server.log().split(record, 1)[1][:3000]
+    assert server.worker_pids() == [worker]
+
+
+def test_a_response_that_cannot_be_encoded_is_a_500_with_its_record_in_full(server):
+    status, headers, body = post(server.port, 'hostile.surrogate', {'answer': True})
+    assert status == 500 and body['cid'] == headers['x-zato-cid']
+    wait_until(lambda: error_records(server, body['cid']), message='the ERROR record')
+    [record] = error_records(server, body['cid'])
+    assert 'returned a response that cannot be sent' in record and '"answer": true' in record
+    assert 'UnicodeEncodeError' in server.log()
+
+
+def test_logging_never_fails_on_text_that_is_not_text(server):
+    status, headers, _ = post(server.port, 'hostile.surrogate', {})
+    assert status == 200
+    cid = headers['x-zato-cid']
+    wait_until(lambda: [line for line in server.log().splitlines() if cid in line and 'broken' in line],
+               message='the WARNING record')
+    assert 'a message holding broken \\udc80 text' in server.log()
+    assert 'Logging error' not in server.output()
+
+
+@pytest.mark.parametrize('status_code', [100, 101, 103, 199, 600, 0])
+def test_a_status_outside_200_599_never_reaches_the_wire(server, status_code):
+    # Pipelined: a 1xx sent as final would shift every later response by one.
+    data = raw_exchange(server.port, raw_post('hostile.answer', b'{"status_code": %d}' % status_code)
+                        + raw_post('demo.echo', b'{"second": 1}', close=True))
+    assert data.count(b'HTTP/1.1 ') == 2 and b'HTTP/1.1 1' not in data
+    first, second = data.split(b'HTTP/1.1 ')[1:]
+    assert first.startswith(b'500 ') and second.startswith(b'200 ') and second.endswith(b'{"second":1}')
+    cid = first.split(b'X-Zato-CID: ')[1].split(b'\r\n')[0].decode()
+    [record] = error_records(server, cid)
+    assert 'hostile.answer' in record
+
+
+def test_headers_the_server_owns_are_sent_once(server):
+    forged = {'Content-Length': '5', 'Transfer-Encoding': 'chunked', 'Connection': 'keep-alive',
+              'Content-Type': 'text/html', 'X-Zato-CID': 'forged', 'Date': 'yesterday', 'X-Kept': 'yes'}
+    body = json.dumps({'headers': forged, 'payload': {'long': 'x' * 100}}).encode()
+    data = raw_exchange(server.port, raw_post('hostile.answer', body, close=True))
+    head, _, payload = data.partition(b'\r\n\r\n')
+    names = [line.split(b':')[0].lower() for line in head.split(b'\r\n')[1:]]
+    assert len(names) == len(set(names)), head
+    assert b'transfer-encoding' not in names and b'X-Kept: yes' in head and b'forged' not in head
+    assert b'Content-Type: application/json\r\n' in head and b'Connection: close\r\n' in head
+    assert json.loads(payload) == {'long': 'x' * 100}
+    wait_until(lambda: 'set the response header Content-Length' in server.log(), message='the WARNING')
+    raw_exchange(server.port, raw_post('hostile.answer', body, close=True))
+    assert server.log().count('set the response header Content-Length') == 1  # logged once
+
+
+@pytest.mark.parametrize('value', ['a\r\nInjected: yes', 'a\u0000b', 'a\nb'])
+def test_control_characters_in_header_values_are_a_500(server, value):
+    status, headers, _ = post(server.port, 'hostile.answer', {'headers': {'X-Bad': value}})
+    assert status == 500 and 'injected' not in headers
+
+
+def test_a_forked_child_never_answers_on_the_parents_connection(server):
+    [worker] = server.worker_pids()
+    data = raw_exchange(server.port, raw_post('hostile.fork', b'{}') + raw_post('demo.echo', b'{"n": 2}', close=True))
+    assert data.count(b'HTTP/1.1 ') == 2, data
+    first, second = data.split(b'HTTP/1.1 ')[1:]
+    assert first.startswith(b'200 ') and json.loads(first.partition(b'\r\n\r\n')[2]) == {'pid': worker}
+    assert second.startswith(b'200 ') and second.endswith(b'{"n":2}')
+    wait_until(lambda: 'came back from handle()' in server.log(), message='the child\'s ERROR')
+    assert server.worker_pids() == [worker]
+
+
+def test_an_error_answer_to_http10_keep_alive_keeps_the_connection_the_same_way(server):
+    with socket.create_connection(('127.0.0.1', server.port), timeout=10) as sock:
+        sock.sendall(b'GET /nowhere HTTP/1.0\r\nConnection: keep-alive\r\n\r\n')
+        first = sock.recv(65536)
+        assert first.startswith(b'HTTP/1.1 404 ') and b'Connection: keep-alive\r\n' in first
+        sock.sendall(b'GET /zato/ping HTTP/1.0\r\nConnection: keep-alive\r\n\r\n')
+        assert sock.recv(65536).startswith(b'HTTP/1.1 200 ')
