@@ -3,6 +3,8 @@
     .venv/bin/python bench/throughput.py                 # 1 and 2 workers, 5 rounds of 10 s
     .venv/bin/python bench/throughput.py --workers 1 --rounds 3 --seconds 5
     .venv/bin/python bench/throughput.py --only operability --rounds 7   # features on and off only
+    git worktree add /tmp/zd-old HEAD~3 && \
+    .venv/bin/python bench/throughput.py --only versions --against /tmp/zd-old   # this tree vs an older one
 
 Each server runs on 127.0.0.1 with the same number of worker processes and echoes a
 50-byte JSON POST back as JSON: zato-daemon's demo.echo on its /echo channel, the same
@@ -196,22 +198,36 @@ def compare(workers, rounds, seconds, python, workdir):
     return results
 
 
-def compare_operability(workers, rounds, seconds, python, workdir):
-    """zato-daemon alone, operability features on and off, in alternation."""
+def compare_zato(variants, workers, rounds, seconds, python, workdir):
+    """zato-daemon variants in alternation: label -> (source tree, operability); returns
+    label -> median req/s."""
     script = workdir / 'post.lua'
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    results = {'features on': [], 'features off': []}
+    results = {label: [] for label in variants}
     for _ in range(rounds):
-        for label, operability in (('features on', 'on'), ('features off', 'off')):
+        for label, (tree, operability) in variants.items():
             port = free_port()
             server_dir = zato_server_dir(workdir, port, workers, operability)
             command = [python, '-m', 'zato_daemon', 'start', str(server_dir), '--fg']
-            with Server(label, command, port, REPO, env):
+            with Server(label, command, port, tree, dict(os.environ, PYTHONPATH=str(tree))):
                 run_wrk(port, '/echo', 1, script)
                 results[label].append(run_wrk(port, '/echo', seconds, script))
-    rates = {label: statistics.median(r[0] for r in runs) for label, runs in results.items()}
+    return {label: statistics.median(r[0] for r in runs) for label, runs in results.items()}
+
+
+def compare_operability(workers, rounds, seconds, python, workdir):
+    """zato-daemon alone, operability features on and off, in alternation."""
+    rates = compare_zato({'features on': (REPO, 'on'), 'features off': (REPO, 'off')}, workers, rounds, seconds,
+                         python, workdir)
     print(f'\nzato-daemon, {workers} worker(s): operability features on {rates["features on"]:,.0f} req/s, '
           f'off {rates["features off"]:,.0f} req/s ({rates["features on"] / rates["features off"] - 1:+.1%})')
+
+
+def compare_versions(workers, rounds, seconds, python, workdir, against):
+    """This tree against another checkout of zato-daemon (`--against`), features on, in alternation."""
+    rates = compare_zato({'this tree': (REPO, 'on'), 'other tree': (Path(against).resolve(), 'on')}, workers,
+                         rounds, seconds, python, workdir)
+    print(f'\nzato-daemon, {workers} worker(s), features on: this tree {rates["this tree"]:,.0f} req/s, '
+          f'{against} {rates["other tree"]:,.0f} req/s ({rates["this tree"] / rates["other tree"] - 1:+.1%})')
 
 
 SERVICE_MODULE = '''\
@@ -264,7 +280,7 @@ def print_table(workers, results):
         print(f'| {name} | {rate:,.0f} | {p50:.2f} | {p99:.2f} | {rate / base[0]:.2f}x | {p99 / base[2]:.2f}x | {errors} |')
 
 
-PARTS = ('compare', 'operability', 'ready')
+PARTS = ('compare', 'operability', 'ready', 'versions')
 
 
 def main():
@@ -273,8 +289,11 @@ def main():
     parser.add_argument('--rounds', type=int, default=5)
     parser.add_argument('--seconds', type=int, default=10)
     parser.add_argument('--python', default=sys.executable)
-    parser.add_argument('--only', nargs='+', choices=PARTS, default=PARTS,
-                        help='run these parts only: the three servers compared, features on and off, start to READY')
+    parser.add_argument('--only', nargs='+', choices=PARTS, default=PARTS[:3],
+                        help='run these parts only: the three servers compared, features on and off, start to '
+                             'READY, this tree against --against')
+    parser.add_argument('--against', help='another checkout of zato-daemon (e.g. a git worktree of an older '
+                                          'commit), for --only versions')
     args = parser.parse_args()
     if not shutil.which('wrk'):
         sys.exit('wrk is missing: apt-get install wrk')
@@ -290,6 +309,10 @@ def main():
                 compare_operability(workers, args.rounds, args.seconds, args.python, workdir)
             if 'ready' in args.only:
                 start_to_ready(workers, args.python, workdir)
+            if 'versions' in args.only:
+                if not args.against:
+                    sys.exit('--only versions needs --against DIR')
+                compare_versions(workers, args.rounds, args.seconds, args.python, workdir, args.against)
 
 
 if __name__ == '__main__':

@@ -47,8 +47,10 @@
 #
 # A request target longer than the header limit is 414, not 431: the client can tell a
 # URI it built too long from headers. An HTTP/0.9 request line ("GET /" and CRLF, no
-# version) gets 505: http-parser completes it without a header section, llhttp reports
-# version 0.9; both are refused the same way.
+# version) is read by both parsers as the start of a request whose header section
+# follows: the blank line ending it gets 505 (http-parser completes the request without
+# calling on_headers_complete, llhttp reports version 0.9), and a client that waits for
+# an HTTP/0.9 answer instead gets the server's 408 at header_timeout.
 #
 # After a request that does not keep the connection alive, further bytes are
 # ignored: RFC 9112 section 9.6 forbids processing more requests on it, and the two
@@ -554,7 +556,7 @@ def render_response(status, body, keep_alive, content_type=b'application/json', 
     else:
         parts += (b'Content-Type: ', content_type, b'\r\nContent-Length: ', b'%d' % len(body), b'\r\n')
     for name, value in extra_headers:
-        if _CONTROL.search(value):
+        if not value.isalnum() and _CONTROL.search(value):
             raise ValueError(f'control character in the value of response header {name!r}')
         if not _TOKEN.fullmatch(name):
             raise ValueError(f'response header name {name!r} is not an HTTP token')

@@ -90,6 +90,9 @@ class HttpServer:
         self.max_request_size = main_config.max_request_size
         self.max_connections = main_config.max_connections
         self.deadlines = Deadlines.from_config(main_config)
+        # The table's deadlines of the two phases every request goes through, for the hot path.
+        self.sending_timeout = self.deadlines.expiry(SENDING, 0.0)[0]
+        self.idle_timeout = self.deadlines.expiry(IDLE, 0.0)[0]
         self.shares_listeners = main_config.workers > 1
         self.logger = logger
         self.dumps_json = dumps_json
@@ -199,21 +202,26 @@ class HttpServer:
                 connection.phase, connection.deadline = SERVICE, None
                 response = router.respond(event, keep_alive)
                 if is_public:
-                    self.count_request()
-                connection.enter(SENDING, monotonic(), deadlines)
+                    self.requests_served += 1
+                    if self.requests_served == self.request_limit:
+                        self.on_request_limit()
+                # SENDING's and IDLE's deadlines are set inline, from the table's values:
+                # deadlines.expiry would cost two calls a request.
+                connection.phase, connection.expiry_status = SENDING, None
+                connection.deadline = monotonic() + self.sending_timeout
                 self.send(connection, response)
                 if not keep_alive:
                     return
             phase = parser.phase
-            if phase is not connection.phase:
+            if phase is IDLE:
+                # Bytes that start no request (CRLFs between requests) do not move an idle deadline.
+                if connection.phase is not IDLE:
+                    connection.phase, connection.expiry_status = IDLE, None
+                    connection.deadline = monotonic() + self.idle_timeout
+            elif phase is not connection.phase:
                 connection.enter(phase, monotonic(), deadlines, parser.body_received)
             elif phase is BODY:
                 connection.deadline = deadlines.expiry(BODY, connection.since, parser.body_received)[0]
-
-    def count_request(self):
-        self.requests_served += 1
-        if self.requests_served == self.request_limit:
-            self.on_request_limit()
 
     def send(self, connection, data):
         """Sends all of `data`; usually one send() call, the one syscall a response needs.
@@ -226,7 +234,7 @@ class HttpServer:
         sock, view = connection.sock, memoryview(data)
         sent = sock.send(view)
         while sent < len(view):
-            connection.deadline = time.monotonic() + self.deadlines.keep_alive_timeout
+            connection.deadline = time.monotonic() + self.sending_timeout
             sent += sock.send(view[sent:])
 
     def protocol_error(self, exc):
