@@ -149,6 +149,19 @@ def test_03_echo_service_answers_over_http(container, installed):
     assert headers.get('x-zato-cid'), headers
 
 
+def test_03b_workers_hold_the_units_descriptor_limit_and_browsers_are_refused(container, installed):
+    for _, pid, args in zato_processes(container):
+        limits = container.run(['cat', f'/proc/{pid}/limits']).stdout
+        [line] = [line for line in limits.splitlines() if line.startswith('Max open files')]
+        assert line.split()[3:5] == ['65536', '65536'], (args, line)
+    url = f'http://127.0.0.1:{PORT}/services/demo.echo'
+    # curl -d sends a form's Content-Type, as a web page's simple request does: not a service call.
+    form = container.run(['curl', '-sS', '-o', '/dev/null', '-w', '%{http_code}', '-d', '{"a": 1}', url]).stdout
+    page = container.run(['curl', '-sS', '-o', '/dev/null', '-w', '%{http_code}', '-H', 'Origin: https://evil.example',
+                          '--json', '{"a": 1}', url]).stdout
+    assert (form, page) == ('415', '403')
+
+
 def test_04_info_reports_the_main_pid(container, installed):
     assert server_info(container)['master_proc_pid'] == main_pid(container)
 

@@ -104,6 +104,12 @@ _SILENCE_SLACK = 64
 # http-parser reports its own 80 KiB header limit only through this text.
 _HEADER_OVERFLOW_TEXTS = ('too many header bytes', 'header overflow')
 
+# Bytes that may hold a header section are fed in slices of this size: the C parsers
+# report a request target in pieces, at the end of each feed, and http-parser's own 80 KiB
+# cap (which can only say 431) would otherwise strike inside a long target before on_url
+# reports the piece over our limit (414). 64 KiB plus a slice stays under 80 KiB.
+_HEADER_SLICE = 8192
+
 _HTTP_VERSIONS = frozenset(('1.1', '1.0'))
 
 _METHOD_NAMES = {
@@ -335,6 +341,21 @@ class RequestParser:
 
     def _feed_parser(self, data):
         size = len(data)
+        if size > _HEADER_SLICE and not (self._in_message and self._has_all_headers):
+            # A header section may be in these bytes: see _HEADER_SLICE.
+            self._feed_sliced(data)
+        else:
+            self._feed_whole(data)
+        self._watch_silence(size)
+
+    def _feed_sliced(self, data):
+        view = memoryview(data)
+        for start in range(0, len(view), _HEADER_SLICE):
+            self._feed_whole(view[start:start + _HEADER_SLICE])
+            if self._is_closed:
+                return
+
+    def _feed_whole(self, data):
         while data:
             try:
                 self._parser.feed_data(data)
@@ -346,7 +367,6 @@ class RequestParser:
                 # HTTP/1.1 again; a memoryview keeps many such requests linear.
                 self._parser = httptools.HttpRequestParser(self)
                 data = memoryview(data)[exc.args[0]:]
-        self._watch_silence(size)
 
     def _watch_silence(self, size):
         if self._heard:

@@ -299,3 +299,17 @@ def test_control_characters_in_header_values_are_refused(value):
 def test_a_tab_and_latin1_text_are_allowed_in_header_values():
     rendered = render_response(200, b'', True, extra_headers=((b'X-A', b'a\tcaf\xe9'),), now=FIXED_NOW)
     assert b'X-A: a\tcaf\xe9\r\n' in rendered
+
+
+@pytest.mark.parametrize('chunk_size', [4096, 65536, 200_000])
+def test_a_request_target_over_the_limit_is_414_however_it_arrives(chunk_size):
+    # Under http-parser (Debian's httptools 0.1.1) its own 80 KiB cap can strike first.
+    data = b'GET /' + b'a' * (1024 * 1024) + b' HTTP/1.1\r\nHost: x\r\n\r\n'
+    result = parse_chunks(DEFAULT_LIMITS, [data[start:start + chunk_size] for start in range(0, len(data), chunk_size)])
+    assert result == {'events': [], 'error': 414}
+
+
+def test_a_long_first_header_after_a_short_target_is_431():
+    data = b'GET /short HTTP/1.1\r\nX-Big: ' + b'b' * (1024 * 1024) + b'\r\n\r\n'
+    result = parse_chunks(DEFAULT_LIMITS, [data[start:start + 65536] for start in range(0, len(data), 65536)])
+    assert result == {'events': [], 'error': 431}
