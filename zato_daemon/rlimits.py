@@ -6,7 +6,7 @@ accept() runs into: at 1024 a worker refused every health check while slow clien
 its descriptors. The master raises the soft limit to the hard one before it forks, so that
 every worker inherits it; the packaged units also set LimitNOFILE=.
 
-Stdlib only: runs in the master, before logging is set up for the workers.
+Stdlib only: runs in the master, before it forks the first worker.
 """
 
 import resource

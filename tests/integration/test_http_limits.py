@@ -90,6 +90,16 @@ def test_a_body_sent_at_the_minimum_rate_is_not_cut_off(server_factory):
         assert read_to_end(sock).startswith(b'HTTP/1.1 200 ')
 
 
+def test_a_body_sent_at_once_and_then_stalled_earns_no_extra_time(server_factory):
+    server = server_factory(main='body_timeout = 1\nbody_min_rate = 1')  # 1 byte a second: 100 KB is a day
+    with connect(server.port) as sock:
+        sock.sendall(b'POST /services/demo.echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n'
+                     b'Content-Length: 200000\r\n\r\n' + b' ' * 100_000)
+        started = time.monotonic()
+        assert read_to_end(sock).startswith(b'HTTP/1.1 408 ')
+        assert time.monotonic() - started < 4
+
+
 def test_bytes_that_start_no_request_do_not_keep_an_idle_connection(server_factory):
     server = server_factory(main='keep_alive_timeout = 1')
     with connect(server.port) as sock:

@@ -6,6 +6,7 @@ import contextlib
 import json
 import socket
 import threading
+import time
 
 import pytest
 
@@ -14,7 +15,9 @@ from tests.integration.helpers import request, wait_until
 SERVICES = '''\
 import logging
 import os
+import sys
 
+import gevent
 from greenlet import GreenletExit
 
 from zato_daemon import Service
@@ -63,13 +66,46 @@ class Surrogate(Service):
 
 
 class Fork(Service):
+    """Forks; the child returns from handle() at once, or first yields to gevent for a while."""
+
     name = 'hostile.fork'
 
     def handle(self):
         child = os.fork()
-        if child:
+        if not child and self.request.payload.get('yield_for'):
+            gevent.sleep(self.request.payload['yield_for'])  # the worker's other greenlets run in the child
+        if child and not self.request.payload.get('yield_for'):
             os.waitpid(child, 0)
         self.response.payload = {'pid': os.getpid()}
+
+
+class Pid(Service):
+    name = 'hostile.pid'
+
+    def handle(self):
+        self.response.payload = {'pid': os.getpid()}
+
+
+class SpawnExit(Service):
+    name = 'hostile.spawn-exit'
+
+    def handle(self):
+        gevent.spawn(sys.exit, 3)
+        gevent.spawn(lambda: 1 / 0)
+        gevent.sleep(0.1)
+        self.response.payload = {'spawned': True}
+
+
+class Unprintable(Exception):
+    def __str__(self):
+        raise RuntimeError('no text')
+
+
+class RaiseUnprintable(Service):
+    name = 'hostile.unprintable'
+
+    def handle(self):
+        raise Unprintable()
 '''
 
 
@@ -232,6 +268,61 @@ def test_a_forked_child_never_answers_on_the_parents_connection(server):
     assert second.startswith(b'200 ') and second.endswith(b'{"n":2}')
     wait_until(lambda: 'came back from handle()' in server.log(), message='the child\'s ERROR')
     assert server.worker_pids() == [worker]
+
+
+def test_a_forked_child_that_yields_to_gevent_serves_no_one(server):
+    # The child's hub runs the worker's accept loop and connections' greenlets: they must
+    # find nothing to serve, so every call below is answered by the worker itself.
+    [worker] = server.worker_pids()
+    with socket.create_connection(('127.0.0.1', server.port), timeout=10) as kept:
+        kept.sendall(raw_post('hostile.pid', b'{}'))
+        assert json.loads(kept.recv(65536).partition(b'\r\n\r\n')[2]) == {'pid': worker}
+        assert post(server.port, 'hostile.fork', {'yield_for': 2})[2] == {'pid': worker}
+        answers = []
+        for _ in range(20):
+            kept.sendall(raw_post('hostile.pid', b'{}'))
+            answers.append(json.loads(kept.recv(65536).partition(b'\r\n\r\n')[2]))
+            answers.append(post(server.port, 'hostile.pid', {})[2])
+            time.sleep(0.1)
+    assert answers == [{'pid': worker}] * 40
+    wait_until(lambda: 'came back from handle()' in server.log(), message="the child's ERROR")
+    assert server.worker_pids() == [worker]
+
+
+def test_a_greenlet_a_service_spawns_cannot_end_the_worker(server):
+    [worker] = server.worker_pids()
+    assert post(server.port, 'hostile.spawn-exit', {})[0] == 200
+    time.sleep(0.5)
+    assert post(server.port, 'hostile.pid', {})[2] == {'pid': worker}
+    assert server.worker_pids() == [worker]
+    wait_until(lambda: 'ended with ZeroDivisionError' in server.log(), message='the greenlet\'s ERROR')
+    assert 'Traceback' not in server.output().split('ended with ZeroDivisionError')[0].split('\n')[-1]
+
+
+def test_an_exception_that_cannot_be_shown_is_still_a_500_and_recorded(server):
+    for _ in range(2):  # the first failure is sampled, which renders the exception
+        status, headers, body = post(server.port, 'hostile.unprintable', {})
+        assert status == 500 and body['cid'] == headers['x-zato-cid']
+
+
+def test_requests_before_a_malformed_one_are_answered_first(server):
+    data = raw_exchange(server.port, raw_post('demo.echo', b'{"first": 1}')
+                        + b'GET / HTTP/1.1\r\nHost: x\r\nContent-Length: zz\r\n\r\n')
+    first, second = data.split(b'HTTP/1.1 ')[1:]
+    assert first.startswith(b'200 ') and first.endswith(b'{"first":1}')
+    assert second.startswith(b'400 ')
+
+
+def test_head_gets_headers_and_no_body(server):
+    with socket.create_connection(('127.0.0.1', server.port), timeout=10) as sock:
+        sock.sendall(b'HEAD /zato/ping HTTP/1.1\r\nHost: x\r\n\r\nGET /zato/ping HTTP/1.1\r\nHost: x\r\n'
+                     b'Connection: close\r\n\r\n')
+        data = b''
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, get = data.split(b'HTTP/1.1 ')[1:]
+    assert head.startswith(b'200 ') and head.endswith(b'\r\n\r\n')  # no body before the next response
+    assert get.startswith(b'200 ') and b'"pong":true' in get
 
 
 def test_an_error_answer_to_http10_keep_alive_keeps_the_connection_the_same_way(server):

@@ -124,11 +124,22 @@ def url_path():
                    "'?' or '#'", "start it with '/' and leave out any query string, e.g. /echo")
 
 
-def web_origin():
-    """Validator of a web origin as browsers send it: scheme://host[:port], no path."""
-    return Pattern(r'https?://[^\s/?#:]+(:[0-9]{1,5})?', 'web origin',
-                   'an origin such as https://portal.example.com or http://localhost:8080',
-                   'write scheme://host[:port] exactly as the browser sends it, without a path')
+class WebOrigin(Validator):
+    """A web origin, scheme://host[:port], in the form browsers send it in Origin: the scheme
+    and host in lower case, the scheme's default port left out. Typed: that text."""
+
+    type_name = 'web origin'
+    expected = 'an origin such as https://portal.example.com or http://localhost:8080'
+    DEFAULT_PORTS = {'http': '80', 'https': '443'}
+
+    def parse(self, text):
+        match = re.fullmatch(r'(https?)://(\[[0-9a-f:.]+\]|[^\s/?#:@\[\]]+)(?::([0-9]{1,5}))?', text, re.IGNORECASE)
+        if not match:
+            raise InvalidValue(self.invalid(text).problem, 'write scheme://host[:port], without a path')
+        scheme, host, port = match[1].lower(), match[2].lower(), match[3]
+        if port is None or port == self.DEFAULT_PORTS[scheme]:
+            return f'{scheme}://{host}'
+        return f'{scheme}://{host}:{port}'
 
 
 class Integer(Validator):
@@ -527,9 +538,10 @@ SETTINGS = (
         Seconds an idle keep-alive connection is kept open.
 
         After a response, the connection waits this long for the client's next request, then
-        the server closes it. A proxy or client pooling connections to this server should use
-        a shorter idle timeout, or it may send a request on a connection the server is just
-        closing.""")),
+        the server closes it; bytes that start no request do not count. A client that stops
+        reading a response is closed after this long too. A proxy or client pooling
+        connections to this server should use a shorter idle timeout, or it may send a
+        request on a connection the server is just closing.""")),
     Setting('server.conf', 'main', 'max_request_size', Size(), '1M', _doc("""
         Largest request body accepted, in bytes.
 
@@ -549,8 +561,9 @@ SETTINGS = (
 
         Counted from the end of the header section. Each body_min_rate bytes received add one
         second, so a client that sends at least body_min_rate bytes a second is never cut
-        off, whatever the size of its body. A body that stalls past its deadline is answered
-        with 408 Request Timeout and the connection is closed.""")),
+        off, whatever the size of its body; a body that receives nothing for body_timeout is
+        cut off whatever it earned. Either way the client gets 408 Request Timeout and the
+        connection is closed.""")),
     Setting('server.conf', 'main', 'body_min_rate', Size(), '8K', _doc("""
         Bytes of request body that earn a slow client one more second (see body_timeout).
 
@@ -573,16 +586,17 @@ SETTINGS = (
         service is invoked. Deep nesting costs stack depth in every piece of code that walks
         the payload (json, logging, redaction), so the limit keeps one request from making
         them fail.""")),
-    Setting('server.conf', 'main', 'allowed_origins', ListOf(web_origin()), '', _doc("""
+    Setting('server.conf', 'main', 'allowed_origins', ListOf(WebOrigin()), '', _doc("""
         Web origins whose pages may call services from a browser; empty means none.
 
         Browsers send an Origin header with the cross-site requests a web page makes, and
         they send JSON POSTs only after asking with an OPTIONS preflight. A request carrying
         an Origin not listed here is answered with 403 Forbidden, and so is its preflight,
         so no web page can call services on this server (on 127.0.0.1 included) unless its
-        origin is listed. Each entry is scheme://host[:port] as browsers send it, for
-        instance https://portal.example.com; there is no wildcard. Clients other than
-        browsers (curl, other servers) send no Origin and are not affected.""")),
+        origin is listed. Each entry is scheme://host[:port], for instance
+        https://portal.example.com, compared as browsers send it (lower case, no default
+        port); there is no wildcard. Clients other than browsers (curl, other servers) send
+        no Origin and are not affected.""")),
     Setting('server.conf', 'main', 'backlog', Integer(1), '2048', _doc("""
         Listen backlog: connections the kernel queues before the server accepts them.
 

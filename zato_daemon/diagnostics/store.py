@@ -166,7 +166,9 @@ def _parse_json_text(text):
         return f'({len(text)} characters of JSON text, too large to redact; not stored)'
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
+        # RecursionError: a client's string holding '[' * 100000 is valid input to a service
+        # (a scalar), but not JSON this process can parse.
         return text
 
 
@@ -176,7 +178,9 @@ def describe_error(exc, frames=ERROR_FRAMES):
     Cheap: no source lines are read. The message is not redacted; an exception that puts a
     secret in its own message stores it.
     """
-    lines = [f'{type(exc).__name__}: {exc}']
+    # format_exception_only survives an exception whose __str__ raises; f'{exc}' did not, and
+    # took the request it was recorded for with it.
+    lines = [traceback.format_exception_only(type(exc), exc)[-1].rstrip('\n')]
     last = deque(traceback.walk_tb(exc.__traceback__), maxlen=frames)
     lines.extend(f'  {frame.f_code.co_filename}:{lineno} in {frame.f_code.co_name}' for frame, lineno in last)
     return '\n'.join(lines)
@@ -398,12 +402,13 @@ class DiagnosticsStore:
             for call in group:
                 try:
                     rows.append(_row(call))
-                except (AttributeError, TypeError, ValueError):
+                except Exception:  # one row that cannot be rendered must not cost the batch
                     self._invalid += 1
             if rows:
                 groups[(table, rows[0][1])] = rows
         if self._invalid:
-            self._report_bug(f'dropped {self._invalid} records that are not Calls', exc_info=False)
+            self._report_bug(f'dropped {self._invalid} records that are not Calls or cannot be rendered',
+                             exc_info=False)
         return groups
 
     def _bound_size(self):

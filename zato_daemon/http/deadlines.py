@@ -8,8 +8,10 @@ Rule 1: a phase's clock starts when the phase starts and does not restart on eac
 a client trickling a byte every few seconds cannot hold a connection: the header section
 has header_timeout from its first byte; the body has body_timeout from the end of the
 headers, plus one second per body_min_rate bytes received (a slow but steady upload is
-never cut); an idle keep-alive connection has keep_alive_timeout from the end of the last
-response, whatever bytes that start no request it receives meanwhile.
+never cut), and never more than body_timeout after the last bytes received (a body sent
+fast and then stalled earns no credit); an idle keep-alive connection has
+keep_alive_timeout from the end of the last response, whatever bytes that start no
+request it receives meanwhile, and so has a client that stops reading a response.
 Rule 2: a client cut off in the middle of a request gets 408 and a close; an idle one, or
 one that stopped reading a response, is closed without one (there is no request to
 answer, or no way to deliver the answer).
@@ -43,16 +45,19 @@ class Deadlines:
     def from_config(cls, main):
         return cls(main.keep_alive_timeout, main.header_timeout, main.body_timeout, main.body_min_rate)
 
-    def expiry(self, phase, since, body_received=0):
+    def expiry(self, phase, since, body_received=0, last_received=None):
         """(deadline, status): the monotonic time past which a connection that entered `phase`
         at `since` is closed, or None for no deadline; and the status to answer first, or
-        None to close without an answer."""
+        None to close without an answer. For BODY, `body_received` bytes have arrived, the
+        last of them at `last_received` (`since` if None)."""
         if phase is IDLE or phase is SENDING:
             return since + self.keep_alive_timeout, None
         if phase is HEADERS:
             return since + self.header_timeout, REQUEST_TIMEOUT
         if phase is BODY:
-            return since + self.body_timeout + body_received / self.body_min_rate, REQUEST_TIMEOUT
+            earned = since + self.body_timeout + body_received / self.body_min_rate
+            stalled = (since if last_received is None else last_received) + self.body_timeout
+            return min(earned, stalled), REQUEST_TIMEOUT
         if phase is SERVICE:
             return None, None
         raise ValueError(f'unknown connection phase {phase!r}')

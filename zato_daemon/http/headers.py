@@ -5,7 +5,8 @@ the headers to send plus what it dropped; the router logs the drops and turns an
 InvalidHeader into a 500. No I/O here.
 
 Rule 1: the server owns the framing of a response. Content-Length, Transfer-Encoding,
-Connection and the other hop-by-hop fields, Date, Server and X-Zato-CID come from the
+Content-Encoding, Connection and the other hop-by-hop fields, Date, Server, X-Zato-CID
+and the CORS fields (Access-Control-*, which allowed_origins decides) come from the
 server alone; a service's value for them is dropped, never sent beside the server's (a
 client seeing two Content-Lengths rejects the response or hangs).
 Rule 2: Content-Type may be replaced, by another JSON media type only: the body is JSON
@@ -14,20 +15,16 @@ Rule 3: a name must be an HTTP token and a value may not hold control characters
 would split the response, NUL is refused by clients); either is an InvalidHeader.
 """
 
-import re
-
 from zato_daemon.http.payload import is_json_media_type
+from zato_daemon.http.protocol import has_control_character, is_token
 
 __all__ = ('OWNED_HEADERS', 'InvalidHeader', 'service_headers')
 
 OWNED_HEADERS = frozenset((
-    'content-length', 'transfer-encoding', 'connection', 'keep-alive', 'upgrade', 'trailer', 'te',
-    'proxy-connection', 'date', 'server', 'x-zato-cid',
+    'content-length', 'transfer-encoding', 'content-encoding', 'connection', 'keep-alive', 'upgrade',
+    'trailer', 'te', 'proxy-connection', 'date', 'server', 'x-zato-cid',
 ))
-
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-# Control characters but horizontal tab (RFC 9110 section 5.5), and DEL.
-_CONTROL = re.compile('[\x00-\x08\x0a-\x1f\x7f]')
+OWNED_PREFIXES = ('access-control-',)
 
 
 class InvalidHeader(ValueError):
@@ -50,27 +47,30 @@ def service_headers(headers):
     dropped = []
     for name, value in headers.items():
         name, value = str(name), str(value)
-        if not _TOKEN.fullmatch(name):
+        encoded_name, encoded_value = _latin1(name, name, 'name'), _latin1(name, value, 'value')
+        if not is_token(encoded_name):
             raise InvalidHeader(f'response header name {name[:64]!r} is not an HTTP token')
-        if _CONTROL.search(value):
+        if has_control_character(encoded_value):
             raise InvalidHeader(f'the value of response header {name!r} holds a control character '
                                 '(CR, LF, NUL or another)')
         lowered = name.lower()
-        if lowered in OWNED_HEADERS:
+        if lowered in OWNED_HEADERS or lowered.startswith(OWNED_PREFIXES):
             dropped.append(name)
         elif lowered == 'content-type':
             if is_json_media_type(value.strip()):
-                content_type = _latin1(name, value.strip())
+                content_type = encoded_value.strip()
             else:
                 dropped.append(name)
         else:
-            pairs.append((name.encode('ascii'), _latin1(name, value)))
+            pairs.append((encoded_name, encoded_value))
     return content_type, tuple(pairs), tuple(dropped)
 
 
-def _latin1(name, value):
+def _latin1(name, text, what):
     try:
-        return value.encode('latin-1')
+        return text.encode('latin-1')
     except UnicodeEncodeError:
+        if what == 'name':
+            raise InvalidHeader(f'response header name {name[:64]!r} is not an HTTP token') from None
         raise InvalidHeader(f'the value of response header {name!r} holds characters outside latin-1; '
                             'percent-encode them') from None

@@ -18,6 +18,7 @@ import time
 
 from gevent.server import StreamServer
 
+from zato_daemon.forks import in_forked_child
 from zato_daemon.logs.levels import ACCEPT_FAILED
 from zato_daemon.logs.throttle import Throttle
 
@@ -28,7 +29,6 @@ logger = logging.getLogger('zato_daemon.http')
 RESOURCE_ERRORS = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
 RETRY_MIN_DELAY = 0.01
 RETRY_MAX_DELAY = 0.25
-REPORT_INTERVAL = 60.0
 
 
 class Listener(StreamServer):
@@ -40,12 +40,15 @@ class Listener(StreamServer):
     def __init__(self, listener, handle, spawn, describe_load):
         super().__init__(listener, handle, spawn=spawn)
         self.describe_load = describe_load
-        self.accept_errors = Throttle(REPORT_INTERVAL)
+        self.accept_errors = Throttle()
         self.retry_delay = RETRY_MIN_DELAY
         self.is_retrying = False
         self.retry_timer = None
 
     def do_read(self):
+        if in_forked_child():
+            self.stop_accepting()  # see forks.py: a service's child accepts nothing
+            return None
         try:
             accepted = super().do_read()
         except OSError as exc:

@@ -21,7 +21,7 @@ import json
 import math
 import re
 
-__all__ = ('PayloadError', 'decode_json', 'is_json_media_type')
+__all__ = ('PayloadError', 'decode_json', 'depth_exceeds', 'is_json_media_type')
 
 
 class PayloadError(ValueError):

@@ -78,6 +78,8 @@ __all__ = (
     'DEFAULT_MAX_HEADER_SIZE',
     'HEADERS',
     'IDLE',
+    'has_control_character',
+    'is_token',
     'ProtocolError',
     'Request',
     'RequestParser',
@@ -201,11 +203,6 @@ class RequestParser:
         self._heard = False
         self._silent_bytes = 0
         self._reset_message()
-
-    @property
-    def has_partial_request(self):
-        """True while a request has begun and not completed, e.g. to pick 408 over a silent close."""
-        return self._in_message
 
     @property
     def phase(self):
@@ -501,6 +498,9 @@ _STATUS_LINES = {
 
 # RFC 9110 sections 8.6 and 15: these never carry content, nor Content-Length.
 _BODYLESS = frozenset((100, 101, 102, 103, 204, 304))
+# 205 carries no content either, but RFC 9112 section 6.3 does not end it at the header
+# section: it says so with Content-Length: 0.
+_RESET_CONTENT = 205
 
 _CONNECTION_CLOSE = b'Connection: close\r\n'
 _CONNECTION_KEEP_ALIVE = b'Connection: keep-alive\r\n'
@@ -549,13 +549,23 @@ _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _CONTROL = re.compile(rb'[\x00-\x08\x0a-\x1f\x7f]')
 
 
+def is_token(name):
+    """True when `name` (bytes) may be a header field name."""
+    return _TOKEN.fullmatch(name) is not None
+
+
+def has_control_character(value):
+    """True when `value` (bytes) holds a character no header field value may hold."""
+    return not value.isalnum() and _CONTROL.search(value) is not None
+
+
 def render_response(status, body, keep_alive, content_type=b'application/json', extra_headers=(),
-                    *, is_http10=False, now=None):
+                    *, is_http10=False, is_head=False, now=None):
     """Renders a complete response as one bytes object, ready for a single write.
 
     Args:
-        status: the HTTP status; 1xx, 204 and 304 get neither body nor Content-Length
-            (a body passed with them is dropped).
+        status: the HTTP status; 1xx, 204 and 304 get neither body nor Content-Length,
+            205 gets Content-Length: 0 (a body passed with them is dropped).
         body: the content, bytes.
         keep_alive: False adds 'Connection: close'; the server closes after sending.
         content_type: the Content-Type value, bytes.
@@ -564,6 +574,8 @@ def render_response(status, body, keep_alive, content_type=b'application/json', 
             character (CR, LF, NUL ...), raises ValueError.
         is_http10: the request was HTTP/1.0, so a kept-alive connection is announced
             with 'Connection: keep-alive' (HTTP/1.1 implies it).
+        is_head: the request was HEAD: the headers are those of the full response, the
+            body is not sent (RFC 9110 section 9.3.2).
         now: the time for the Date header, seconds since the epoch; time.time() if None.
     """
     parts = [_status_line(status), _SERVER_DATE.lines(time.time() if now is None else now)]
@@ -574,13 +586,16 @@ def render_response(status, body, keep_alive, content_type=b'application/json', 
     if status in _BODYLESS:
         body = b''
     else:
+        if status == _RESET_CONTENT:
+            body = b''
         parts += (b'Content-Type: ', content_type, b'\r\nContent-Length: ', b'%d' % len(body), b'\r\n')
     for name, value in extra_headers:
-        if not value.isalnum() and _CONTROL.search(value):
+        if has_control_character(value):
             raise ValueError(f'control character in the value of response header {name!r}')
-        if not _TOKEN.fullmatch(name):
+        if not is_token(name):
             raise ValueError(f'response header name {name!r} is not an HTTP token')
         parts += (name, b': ', value, b'\r\n')
     parts.append(b'\r\n')
-    parts.append(body)
+    if not is_head:
+        parts.append(body)
     return b''.join(parts)

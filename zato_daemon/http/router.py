@@ -3,18 +3,18 @@
 No sockets here: `Router.respond()` takes a protocol Request and returns bytes, so every
 status rule is testable without a server.
 
-Routes: `GET /zato/ping` (health checks); `POST /services/<name>`; `POST <path>` for each
-`[channels]` entry; OPTIONS on any of them. Services named `zato.*` are built-in and only
+Routes: `GET /zato/ping` (health checks, HEAD too); `POST /services/<name>`; `POST <path>`
+for each `[channels]` entry; OPTIONS on any of them. Services named `zato.*` are built-in and only
 reachable through the admin socket, whose router has `is_admin` set.
 
 Rule 1: one path out. Whatever happens (a refusal, a service's answer, its failure), the
 request comes to one Outcome, and `respond()` renders every Outcome the same way, so
 HTTP/1.0 keep-alive, the cid and the CORS headers never differ between success and error.
-Rule 2: every service call ends in an Outcome. Any exception a service raises,
-BaseException subclasses included (KeyboardInterrupt, SystemExit, GeneratorExit,
-GreenletExit), is a 500 with the cid and one ERROR record with the traceback; so is a
-response that cannot be sent. Only ConnectionAborted, which the server itself throws into
-a connection at a drain deadline, passes through.
+Rule 2: every request ends in an Outcome. Any exception a service raises, BaseException
+subclasses included (KeyboardInterrupt, SystemExit, GeneratorExit, GreenletExit, and what
+the server throws into a call still running at a stop's deadline), is a 500 with the cid
+and one ERROR record with the traceback; so is a response that cannot be sent, and so is
+a bug of the router itself.
 Rule 3: admission before the call, in this order: an Origin not allowed is 403 (a web page
 on another origin, see the README on cross-site requests); no route is 404; OPTIONS is
 answered as a CORS preflight; a method not allowed is 405; a request that does not declare
@@ -27,7 +27,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from zato_daemon.errors import ConnectionAborted, HttpError
+from zato_daemon.errors import HttpError
 from zato_daemon.http.headers import InvalidHeader, service_headers
 from zato_daemon.http.payload import PayloadError, decode_json, is_json_media_type
 from zato_daemon.http.protocol import render_response
@@ -49,7 +49,8 @@ INPUT_LOG_LIMIT = 4096
 PREFLIGHT_MAX_AGE = b'600'
 
 SERVICE_FAILURE_MESSAGE = 'the service raised an exception; the server log has the details under this cid'
-UNSENDABLE_MESSAGE = 'the service returned a response that cannot be sent; the server log has the details under this cid'
+UNSENDABLE_MESSAGE = ('the service returned a response that cannot be sent; the server log has the details '
+                      'under this cid')
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,13 +101,19 @@ class Router:
     def respond(self, request, keep_alive):
         """The complete response to `request`, as bytes to send in one write."""
         cid = self.host.new_cid()
-        outcome = self.outcome_of(request, cid)
+        try:
+            outcome = self.outcome_of(request, cid)
+        except Exception:
+            logger.exception('Internal error while answering %s %s', request.method, request.path[:200],
+                             extra={'cid': cid})
+            outcome = error_outcome(500, 'internal server error; the server log has the details under this cid',
+                                    cid)
         headers = [(CID_HEADER, cid.encode()), *outcome.headers]
         origin = request.headers.get('origin')
         if origin is not None and origin in self.allowed_origins:
             headers += _cors_headers(origin)
         return render_response(outcome.status, outcome.body, keep_alive, outcome.content_type, headers,
-                               is_http10=request.http_version == '1.0')
+                               is_http10=request.http_version == '1.0', is_head=request.method == 'HEAD')
 
     def outcome_of(self, request, cid):
         """Admission (Rule 3), then the service call."""
@@ -135,7 +142,7 @@ class Router:
     def route(self, path):
         """(service name, allowed methods) for a path, or (None, ()) when nothing is there."""
         if path == PING_PATH:
-            return PING_SERVICE, ('GET', 'POST')
+            return PING_SERVICE, ('GET', 'HEAD', 'POST')
         if path.startswith(SERVICES_PREFIX):
             name = path[len(SERVICES_PREFIX):]
             if not name or (name.startswith(BUILTIN_PREFIX) and not self.is_admin):
@@ -164,7 +171,12 @@ class Router:
                          extra={'cid': cid, 'service': name})
         started = time.perf_counter()
         outcome = self.run_service(name, payload, cid, request)
-        self.recorder.after_call(name, cid, started, time.perf_counter(), payload, outcome)
+        try:
+            self.recorder.after_call(name, cid, started, time.perf_counter(), payload, outcome)
+        except Exception:
+            # Samples and slow calls are worth less than the answer they describe.
+            logger.exception('Cannot record the call %s of %s for diagnostics', cid, name,
+                             extra={'cid': cid, 'service': name})
         return outcome
 
     def run_service(self, name, payload, cid, request):
@@ -172,24 +184,21 @@ class Router:
         try:
             response = self.host.call(name, cid=cid, request=Request(payload, request.headers, request.method,
                                                                       request.path))
-        except ConnectionAborted:
-            raise
         except HttpError as exc:
-            if 400 <= exc.status < 500:
+            refusal = _client_error(exc)
+            if refusal is not None:
                 # The service refused the request on purpose: its message is meant for the client.
-                logger.info('Service %s answered %d: %s', name, exc.status, exc.reason,
+                logger.info('Service %s answered %d: %s', name, refusal[0], refusal[1],
                             extra={'cid': cid, 'service': name})
-                return error_outcome(exc.status, exc.reason, cid, failure=exc)
+                return error_outcome(*refusal, cid, failure=exc)
             self.log_failure(name, cid, payload, request.headers)
-            status = exc.status if 500 <= exc.status <= 599 else 500
+            status = exc.status if type(exc.status) is int and 500 <= exc.status <= 599 else 500
             return error_outcome(status, SERVICE_FAILURE_MESSAGE, cid, failure=exc)
         except BaseException as exc:
             self.log_failure(name, cid, payload, request.headers)
             return error_outcome(500, SERVICE_FAILURE_MESSAGE, cid, failure=exc)
         try:
             outcome = self.success(name, response)
-        except ConnectionAborted:
-            raise
         except BaseException as exc:
             self.log_failure(name, cid, payload, request.headers, 'returned a response that cannot be sent')
             return error_outcome(500, UNSENDABLE_MESSAGE, cid, response=response, failure=exc)
@@ -232,6 +241,18 @@ class NullRecorder:
 
     def after_call(self, name, cid, started, ended, payload, outcome):
         pass
+
+
+def _client_error(exc):
+    """(status, message) of an HttpError a service raised to refuse a request (a 4xx), or None
+    when it is not one: a 5xx, or a status or message of the wrong type, which fail the call."""
+    status = exc.status
+    if type(status) is not int or not 400 <= status <= 499:
+        return None
+    try:
+        return status, str(exc.reason)
+    except Exception:
+        return None
 
 
 def _cors_headers(origin):

@@ -30,7 +30,8 @@ import gevent
 from gevent.pool import Pool
 
 from zato_daemon.errors import ConnectionAborted
-from zato_daemon.http.deadlines import BODY, IDLE, SENDING, SERVICE, Deadlines
+from zato_daemon.forks import in_forked_child
+from zato_daemon.http.deadlines import BODY, HEADERS, IDLE, SENDING, SERVICE, Deadlines
 from zato_daemon.http.listener import Listener
 from zato_daemon.http.protocol import CONTINUE, CONTINUE_RESPONSE, ProtocolError, RequestParser, render_response
 from zato_daemon.http.router import error_body
@@ -48,7 +49,6 @@ SWEEP_INTERVAL = 1.0
 # instead, which can destroy the answer before the client reads it.
 LINGER = 1.0
 RETRY_AFTER = b'5'
-REPORT_INTERVAL = 60.0
 
 logger = logging.getLogger('zato_daemon.http')
 
@@ -99,8 +99,10 @@ class HttpServer:
         self.stream_servers = []
         self.handlers = Pool()
         self.connections = set()
+        # Connections of the public listeners (not the admin socket), against max_connections.
+        self.public_connections = 0
         self.is_draining = False
-        self.refusals = Throttle(REPORT_INTERVAL)
+        self.refusals = Throttle()
         # Requests answered on the public listeners, and what to do when they reach a limit
         # (the worker asks the master to replace it: max_requests).
         self.requests_served = 0
@@ -108,8 +110,8 @@ class HttpServer:
         self.on_request_limit = None
 
     def set_request_limit(self, limit, callback):
-        """Calls `callback()` once, on the hub, when the public listeners answered `limit`
-        requests; 0 means never."""
+        """Calls `callback()` once, in the greenlet of the request that makes the public
+        listeners' count reach `limit` (before its response is sent); 0 means never."""
         self.request_limit = limit
         self.on_request_limit = callback
 
@@ -131,49 +133,60 @@ class HttpServer:
         gevent.spawn(self.close_expired_connections)
 
     def close_expired_connections(self):
-        """Once a second: ends the connections past their phase's deadline."""
-        loop = gevent.get_hub().loop
+        """Once a second: ends the connections past their phase's deadline, and reports the
+        end of a burst of refused connections."""
         while True:
             gevent.sleep(SWEEP_INTERVAL)
             now = time.monotonic()
             for connection in list(self.connections):
                 deadline = connection.deadline
                 if deadline is not None and deadline < now:
-                    loop.run_callback(self._expire, connection)
+                    self.end_connection_if(connection, _is_expired, Expired(connection.expiry_status))
+            self.report_refusals(self.refusals.due(now))
 
-    def _expire(self, connection):
-        """Runs on the hub: throws Expired into a connection still past its deadline.
+    @staticmethod
+    def end_connection_if(connection, condition, exception):
+        """Throws `exception` into a connection's greenlet, on the hub, if `condition(connection)`
+        still holds then.
 
-        Checked again here, not in the sweep: the connection's greenlet may have run between
-        the two (its last header bytes arrived) and be calling a service now, which no
-        deadline may interrupt. Nothing else runs between this check and the throw.
+        Checked again there, not by the caller: the greenlet may run in between (the last
+        header bytes of a request arrive) and be calling a service by then, which neither a
+        deadline nor a drain's idle close may interrupt. Nothing runs between the check
+        and the throw.
         """
-        deadline = connection.deadline
-        if deadline is None or deadline >= time.monotonic() or connection.greenlet.dead:
-            return
-        try:
-            connection.greenlet.throw(Expired(connection.expiry_status))
-        except BaseException:  # the hub must survive whatever the greenlet does
-            gevent.get_hub().handle_error(connection.greenlet, *sys.exc_info())
+        def end():
+            if connection.greenlet.dead or not condition(connection):
+                return
+            try:
+                connection.greenlet.throw(exception)
+            except BaseException:  # the hub must survive whatever the greenlet does
+                gevent.get_hub().handle_error(connection.greenlet, *sys.exc_info())
+        gevent.get_hub().loop.run_callback(end)
 
     def serve_connection(self, sock, router):
         """Runs in the connection's greenlet until the client or the server closes it."""
+        is_public = not router.is_admin
         try:
-            if not router.is_admin and len(self.connections) >= self.max_connections:
+            if in_forked_child():
+                return  # a service's forked child runs this greenlet too; only the worker serves
+            if is_public and self.public_connections >= self.max_connections:
                 self.refuse(sock)
                 return
             connection = Connection(sock, gevent.getcurrent(), self.deadlines, time.monotonic())
             self.connections.add(connection)
+            self.public_connections += is_public
             try:
                 if sock.family in (socket.AF_INET, socket.AF_INET6):
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                self._exchange(connection, router, not router.is_admin)
+                self._exchange(connection, router, is_public)
             except Expired as expired:
                 if expired.status is not None:
+                    connection.deadline = None  # the next sweep must not cut the answer short
                     self.answer_and_linger(sock, expired.status, 'the request was not received in time '
                                                                 '(header_timeout or body_timeout)')
             finally:
                 self.connections.discard(connection)
+                self.public_connections -= is_public
         except (OSError, ConnectionAborted):
             pass  # the client went away, or the server ended the connection; nothing to answer
         finally:
@@ -191,27 +204,13 @@ class HttpServer:
             try:
                 events = parser.feed(data)
             except ProtocolError as exc:
-                connection.enter(SENDING, monotonic(), deadlines)
-                self.send(connection, self.protocol_error(exc))
+                # The requests complete before the error are answered first, in order.
+                if self._answer(connection, router, exc.events, is_public):
+                    connection.enter(SENDING, monotonic(), deadlines)
+                    self.send(connection, self.protocol_error(exc))
                 return
-            for event in events:
-                if event is CONTINUE:
-                    self.send(connection, CONTINUE_RESPONSE)
-                    continue
-                keep_alive = event.keep_alive and not self.is_draining
-                connection.phase, connection.deadline = SERVICE, None
-                response = router.respond(event, keep_alive)
-                if is_public:
-                    self.requests_served += 1
-                    if self.requests_served == self.request_limit:
-                        self.on_request_limit()
-                # SENDING's and IDLE's deadlines are set inline, from the table's values:
-                # deadlines.expiry would cost two calls a request.
-                connection.phase, connection.expiry_status = SENDING, None
-                connection.deadline = monotonic() + self.sending_timeout
-                self.send(connection, response)
-                if not keep_alive:
-                    return
+            if not self._answer(connection, router, events, is_public):
+                return
             phase = parser.phase
             if phase is IDLE:
                 # Bytes that start no request (CRLFs between requests) do not move an idle deadline.
@@ -221,7 +220,29 @@ class HttpServer:
             elif phase is not connection.phase:
                 connection.enter(phase, monotonic(), deadlines, parser.body_received)
             elif phase is BODY:
-                connection.deadline = deadlines.expiry(BODY, connection.since, parser.body_received)[0]
+                connection.deadline = deadlines.expiry(BODY, connection.since, parser.body_received, monotonic())[0]
+
+    def _answer(self, connection, router, events, is_public):
+        """Answers the events of one feed in order; False when the connection must close."""
+        for event in events:
+            if event is CONTINUE:
+                self.send(connection, CONTINUE_RESPONSE)
+                continue
+            keep_alive = event.keep_alive and not self.is_draining
+            connection.phase, connection.deadline = SERVICE, None
+            response = router.respond(event, keep_alive)
+            if is_public:
+                self.requests_served += 1
+                if self.requests_served == self.request_limit:
+                    self.on_request_limit()
+            # SENDING's and IDLE's deadlines are set inline, from the table's values:
+            # deadlines.expiry would cost two calls a request.
+            connection.phase, connection.expiry_status = SENDING, None
+            connection.deadline = time.monotonic() + self.sending_timeout
+            self.send(connection, response)
+            if not keep_alive:
+                return False
+        return True
 
     def send(self, connection, data):
         """Sends all of `data`; usually one send() call, the one syscall a response needs.
@@ -242,14 +263,15 @@ class HttpServer:
 
     def refuse(self, sock):
         """503 to a connection over max_connections; the WARNING at most once a minute."""
-        count = self.refusals.occurred(time.monotonic())
-        if count:
-            self.logger.warning('%d open connections, max_connections: refused %d new connection(s) with 503 '
-                                'since the last report', len(self.connections), count,
-                                extra=CONNECTIONS_LIMITED.extra)
+        self.report_refusals(self.refusals.occurred(time.monotonic()))
         self.answer_and_linger(sock, 503, f'this worker has max_connections ({self.max_connections}) '
                                           'connections open; try again later',
                                ((b'Retry-After', RETRY_AFTER),))
+
+    def report_refusals(self, count):
+        if count:
+            logger.warning('%d connections open, max_connections: refused %d new connection(s) with 503 since '
+                           'the last report', self.public_connections, count, extra=CONNECTIONS_LIMITED.extra)
 
     def answer_and_linger(self, sock, status, message, headers=()):
         """Sends a closing answer without waiting on the client, then reads and drops what it
@@ -266,8 +288,13 @@ class HttpServer:
         except OSError:
             pass
 
+    def descriptors(self):
+        """The descriptors of the listeners and client connections, for forks.guard()."""
+        listeners = [server.socket.fileno() for server in self.stream_servers if not server.closed]
+        return [*listeners, *(connection.sock.fileno() for connection in self.connections)]
+
     def describe_load(self):
-        return f'{len(self.connections)} connection(s) open, max_connections {self.max_connections}'
+        return f'{self.public_connections} connection(s) open, max_connections {self.max_connections}'
 
     def drain(self, timeout, idle_grace):
         """Stops accepting and waits up to `timeout` seconds for connections to finish.
@@ -286,6 +313,9 @@ class HttpServer:
         if self.busy_count():
             self.logger.warning('%d connection(s) still busy after %.1f s; closing them',
                                 self.busy_count(), timeout)
+        for connection in list(self.connections):
+            # A request still arriving gets its 408 rather than a reset.
+            self.end_connection_if(connection, _is_receiving_request, Expired(408))
         self.handlers.kill(ConnectionAborted, block=False)
 
     def busy_count(self):
@@ -294,4 +324,16 @@ class HttpServer:
     def _close_idle(self):
         for connection in list(self.connections):
             if not connection.is_busy:
-                connection.greenlet.kill(ConnectionAborted, block=False)
+                self.end_connection_if(connection, _is_idle, ConnectionAborted())
+
+
+def _is_expired(connection):
+    return connection.deadline is not None and connection.deadline < time.monotonic()
+
+
+def _is_idle(connection):
+    return connection.phase is IDLE
+
+
+def _is_receiving_request(connection):
+    return connection.phase is HEADERS or connection.phase is BODY

@@ -1,8 +1,11 @@
 """At most one log record per interval for an event that can repeat thousands of times a
 second (accept errors, refused connections), with the count of what it stands for.
 
-Pure: the caller passes the clock's readings and logs what `occurred()` returns.
+Pure: the caller passes the clock's readings and logs what `occurred()` and `due()` return.
 """
+
+# How often a repeated event is reported at most, by default.
+REPORT_INTERVAL = 60.0
 
 
 class Throttle:
@@ -14,7 +17,7 @@ class Throttle:
 
     __slots__ = ('interval', 'last_report', 'count')
 
-    def __init__(self, interval):
+    def __init__(self, interval=REPORT_INTERVAL):
         self.interval = interval
         self.last_report = None
         self.count = 0
@@ -23,6 +26,16 @@ class Throttle:
         """Notes one occurrence at `now`; returns how many to report (this one included), or 0."""
         self.count += 1
         if self.last_report is not None and now - self.last_report < self.interval:
+            return 0
+        self.last_report = now
+        count, self.count = self.count, 0
+        return count
+
+    def due(self, now):
+        """The occurrences held back, once the interval since the last report has passed (0
+        until then, or when there are none): for a periodic check, so that the end of a burst
+        is reported even when the event does not occur again."""
+        if not self.count or now - self.last_report < self.interval:
             return 0
         self.last_report = now
         count, self.count = self.count, 0

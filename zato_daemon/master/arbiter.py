@@ -431,6 +431,15 @@ class Arbiter:
 
     def on_boot_failure(self, record, code, description):
         """A worker of the current generation died before serving."""
+        predecessor = self.recycled_by(record)
+        if predecessor is not None:
+            # The worker it was to replace still serves: a service file broken since it
+            # started must not stop a server that serves, as a reload would not either.
+            logger.error('The replacement of worker %d %s before it was ready%s; worker %d (pid %d) keeps serving '
+                         'and the replacement is tried again', record.number, description,
+                         f': {record.boot_failure}' if record.boot_failure else '', predecessor.number,
+                         predecessor.pid, extra=levels.WORKER_BOOT_FAILED.extra)
+            return
         if self.pending_reload is not None:
             self.abort_reload(f'new worker {record.number} {description} before it was ready')
             return
@@ -513,15 +522,22 @@ class Arbiter:
                 return other
         return None
 
-    def retire_recycled_worker(self, replacement):
-        """A worker just turned ready: the one it replaces, if any, drains now."""
+    def recycled_by(self, replacement):
+        """The RECYCLING worker that `replacement` (same number and generation) is to replace, or None."""
         for record in self.workers.values():
             if (record.number, record.generation, record.state) == (replacement.number, replacement.generation,
                                                                     WorkerState.RECYCLING):
-                logger.info('Worker %d (pid %d) replaced by pid %d; it finishes its requests and exits',
-                            record.number, record.pid, replacement.pid)
-                record.state = WorkerState.DRAINING
-                self.kill_worker(record, RETIRE_SIGNAL)
+                return record
+        return None
+
+    def retire_recycled_worker(self, replacement):
+        """A worker just turned ready: the one it replaces, if any, drains now."""
+        record = self.recycled_by(replacement)
+        if record is not None:
+            logger.info('Worker %d (pid %d) replaced by pid %d; it finishes its requests and exits',
+                        record.number, record.pid, replacement.pid)
+            record.state = WorkerState.DRAINING
+            self.kill_worker(record, RETIRE_SIGNAL)
 
     def kill_worker(self, record, signum):
         """Signals one worker; one that is already gone is reaped by the loop."""

@@ -9,7 +9,7 @@ import os
 
 # How often the master reads its workers' resident memory, and how long a worker must have
 # lived before memory replaces it: a fresh worker already over the ceiling (a ceiling set
-# too low) is then replaced at most once every MEMORY_RECYCLE_AFTER, not in a loop.
+# too low) is then replaced at most once every MEMORY_RECYCLE_AFTER, not every second.
 MEMORY_CHECK_INTERVAL = 1.0
 MEMORY_RECYCLE_AFTER = 10.0
 

@@ -10,6 +10,7 @@ import time
 
 from zato_daemon.cache.registry import CacheRegistry
 from zato_daemon.errors import EXIT_SOFTWARE
+from zato_daemon.forks import in_forked_child
 from zato_daemon.logs.context import enter_call, leave_call
 from zato_daemon.services.base import Request, Response
 from zato_daemon.services.cid import CidGenerator
@@ -17,31 +18,9 @@ from zato_daemon.services.registry import ServiceStore
 
 logger = logging.getLogger('zato_daemon.services')
 
-# True in the child of a fork() made by a service (see _guard_forks).
-_in_forked_child = False
-_is_fork_guarded = False
-
-
-def _mark_forked_child():
-    global _in_forked_child
-    _in_forked_child = True
-
-
-def _guard_forks():
-    """Makes every later fork() of this process mark its child, once per process.
-
-    A service that forks and whose child returns from handle() (or raises) would go on
-    running the server's code in the child: answer the parent's connection a second time,
-    accept on its listening socket. Registered by the first ServiceHost, which only a worker
-    makes, after the master forked it.
-    """
-    global _is_fork_guarded
-    if not _is_fork_guarded:
-        os.register_at_fork(after_in_child=_mark_forked_child)
-        _is_fork_guarded = True
-
 
 def _end_forked_child(name):
+    # See forks.py: the child of a fork made during a call must never answer it.
     logger.error('Service %s forked, and the child process %d came back from handle(); it exits '
                  'without answering, the parent answers the call', name, os.getpid())
     logging.shutdown()
@@ -67,7 +46,6 @@ class ServiceHost:
         self.caches = CacheRegistry(server_dir.state, boot_id=boot_id, generation=generation)
         self.new_cid = CidGenerator()
         self.dumps_json = _json_dumper(config.sio_config)
-        _guard_forks()
 
     @property
     def cluster_id(self):
@@ -91,7 +69,7 @@ class ServiceHost:
             service.handle()
         finally:
             leave_call(token)
-            if _in_forked_child:
+            if in_forked_child():
                 _end_forked_child(name)
         return service.response
 

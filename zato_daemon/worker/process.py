@@ -26,6 +26,7 @@ from zato_daemon.deploy.pickup import PickupWatcher  # noqa: E402
 from zato_daemon.diagnostics.recorder import make_recorder  # noqa: E402
 from zato_daemon.deploy.sources import create_configured_caches, deploy_configured  # noqa: E402
 from zato_daemon.errors import EXIT_OK, ServiceDeployError, StartupCallableError  # noqa: E402
+from zato_daemon.forks import guard as guard_forks, in_forked_child  # noqa: E402
 from zato_daemon.http.router import Router  # noqa: E402
 from zato_daemon.http.server import HttpServer  # noqa: E402
 from zato_daemon.logs.setup import configure_logging  # noqa: E402
@@ -107,6 +108,7 @@ class Worker:
         # this process, or the kernel would keep queueing connections nobody accepts.
         spec.listener.close()
         spec.admin_listener.close()
+        guard_forks(lambda: [spec.status_fd, *self.http.descriptors()])
         self.http.start()
         run_after_started(spec.callables, self.host, spec.number)
 
@@ -171,7 +173,7 @@ class Worker:
 
     def send_heartbeats(self):
         """Runs on the hub: when the hub is blocked, the heartbeats stop and the master notices."""
-        while True:
+        while not in_forked_child():
             try:
                 os.write(self.spec.status_fd, HEARTBEAT_MESSAGE)
             except BrokenPipeError:
@@ -181,6 +183,8 @@ class Worker:
     def watch_master(self):
         while os.getppid() == self.spec.master_pid:
             gevent.sleep(PARENT_CHECK_INTERVAL)
+        if in_forked_child():
+            return  # a service's child, whose parent is this worker, not the master
         logger.error('Master %d is gone; worker %d stops now', self.spec.master_pid, self.spec.number)
         self.request_stop(quick=True)
 
@@ -194,6 +198,24 @@ def _start_os_thread(function):
     # gevent's original: a patched start_new_thread would start a greenlet, which the
     # greenlet a dump is usually needed for (one spinning the CPU) would starve.
     monkey.get_original('_thread', 'start_new_thread')(function, ())
+
+
+def _log_greenlet_failure(context, kind, value, traceback):
+    """The hub's report of an exception that ended a greenlet, as an ERROR record instead of
+    gevent's raw traceback on stderr, which under systemd is a journal entry without level,
+    cid or MESSAGE_ID."""
+    logger.error('A greenlet (%s) ended with %s', context, getattr(kind, '__name__', kind),
+                 exc_info=(kind, value, traceback) if value is not None else None)
+
+
+def _contain_greenlet_failures():
+    """A greenlet a service spawned cannot end the worker: gevent raises SystemExit and
+    KeyboardInterrupt from any greenlet again in the main one (Hub.SYSTEM_ERROR), so that
+    `gevent.spawn(sys.exit)` stopped the worker and lost every request in flight on it.
+    The worker's own stops come through signals (gevent.signal_handler), never that way."""
+    hub = gevent.get_hub()
+    hub.SYSTEM_ERROR = ()
+    hub.print_exception = _log_greenlet_failure
 
 
 def _install_signal_handlers(worker):
@@ -218,6 +240,7 @@ def run_worker(spec):
     config = spec.config
     configure_logging(config, server_dir, f'worker-{spec.number}', spec.foreground, spec.number)
     worker = Worker(spec)
+    _contain_greenlet_failures()
     install_dump(config, server_dir, f'worker-{spec.number}', spec.foreground, _start_os_thread,
                  after_dump=lambda dump: os.write(spec.status_fd, DUMPED_MESSAGE))
     _install_signal_handlers(worker)

@@ -9,7 +9,7 @@ from zato_daemon.config import settings
 from zato_daemon.config.load import ConfigFile, Section
 from zato_daemon.config.settings import (
     CONFIG_FILES, FILE_DOCS, SECTIONS, SETTINGS, Boolean, Choice, FilePath, Integer, InvalidValue,
-    ListOf, Port, Seconds, Size, Text, Unsupported, Workers, dotted_name, service_name, url_path,
+    ListOf, Port, Seconds, Size, Text, Unsupported, WebOrigin, Workers, dotted_name, service_name, url_path,
     usable_cpus)
 
 SHIPPED_DIR = Path(__file__).parents[3] / 'etc' / 'zato-daemon'
@@ -75,6 +75,11 @@ VALID = [
     (ListOf(Text()), '', []), (ListOf(Text()), 'a,\nb', ['a', 'b']), (ListOf(Text()), ['a'], ['a']),
     (dotted_name(), 'a_1.b', 'a_1.b'), (service_name(), 'zato.ping', 'zato.ping'),
     (url_path(), '/', '/'), (url_path(), '/a/b:c', '/a/b:c'),
+    (WebOrigin(), 'https://portal.example.com', 'https://portal.example.com'),
+    (WebOrigin(), 'HTTPS://Portal.Example.com:443', 'https://portal.example.com'),
+    (WebOrigin(), 'http://localhost:80', 'http://localhost'),
+    (WebOrigin(), 'http://localhost:8080', 'http://localhost:8080'),
+    (WebOrigin(), 'https://[::1]:8443', 'https://[::1]:8443'),
 ]
 
 INVALID = [
@@ -86,6 +91,8 @@ INVALID = [
     (Workers(), 'many'), (Workers(), 0), (ListOf(dotted_name()), 'a, b-c'), (ListOf(Text()), 5),
     (dotted_name(), 'a..b'), (service_name(), 'a b'), (service_name(), ''),
     (url_path(), 'echo'), (url_path(), '/a b'), (url_path(), '/a#b'),
+    (WebOrigin(), '*'), (WebOrigin(), 'null'), (WebOrigin(), 'portal.example.com'),
+    (WebOrigin(), 'https://portal.example.com/'), (WebOrigin(), 'ftp://x'), (WebOrigin(), 'https://u@x'),
 ]
 
 

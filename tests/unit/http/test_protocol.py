@@ -169,14 +169,14 @@ def test_endless_chunk_extension_is_stopped():
 def test_feed_eof_when_idle_returns_nothing():
     parser = RequestParser(max_request_size=10)
     parser.feed(b'GET / HTTP/1.1\r\n\r\n')
-    assert parser.has_partial_request is False
+    assert parser.phase == IDLE
     assert parser.feed_eof() == []
 
 
 def test_feed_eof_in_the_middle_of_a_request_is_400():
     parser = RequestParser(max_request_size=10)
     assert parser.feed(b'POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nab') == []
-    assert parser.has_partial_request is True
+    assert parser.phase == BODY
     with pytest.raises(ProtocolError) as caught:
         parser.feed_eof()
     assert caught.value.status == 400

@@ -10,7 +10,7 @@ from greenlet import GreenletExit
 from tests.conftest import REPO_ROOT
 from zato_daemon.config import load_config
 from zato_daemon.deploy.sources import deploy_configured
-from zato_daemon.errors import ConnectionAborted
+from zato_daemon.errors import ConnectionAborted, HttpError
 from zato_daemon.http.protocol import Request
 from zato_daemon.http.router import Router
 from zato_daemon.paths import ServerDir
@@ -55,6 +55,11 @@ class Unprintable:
         raise RuntimeError('no text for this one')
 
 
+class UnprintableError(Exception):
+    def __str__(self):
+        raise RuntimeError('no text for this exception either')
+
+
 def _deep(levels):
     value = []
     for _ in range(levels):
@@ -70,6 +75,8 @@ RAISING = {
     'test.custom-base': CustomBaseException,
     'test.gevent-timeout': lambda: gevent.Timeout(1),
     'test.value-error': lambda: ValueError('plain failure'),
+    'test.connection-aborted': ConnectionAborted,
+    'test.unprintable-exception': lambda: UnprintableError(),
 }
 
 UNSENDABLE = {
@@ -102,11 +109,13 @@ def host(tmp_path):
                 answering('test.owned-headers', payload={'a': 1},
                           headers={'Content-Length': '999', 'Transfer-Encoding': 'chunked', 'Connection': 'close',
                                    'Date': 'yesterday', 'X-Zato-CID': 'forged', 'Server': 'other',
+                                   'Content-Encoding': 'gzip', 'Access-Control-Allow-Origin': '*',
                                    'X-Kept': 'yes'}),
                 answering('test.problem-json', status_code=409, payload={'title': 'conflict'},
                           headers={'content-type': 'application/problem+json'}),
                 answering('test.html', payload='<b>', headers={'Content-Type': 'text/html'}),
-                answering('test.no-content', status_code=204, payload={'dropped': True})]
+                answering('test.no-content', status_code=204, payload={'dropped': True}),
+                answering('test.reset-content', status_code=205, payload={'dropped': True})]
     host.store.deploy_classes(classes, 'tests')
     return host
 
@@ -199,10 +208,67 @@ def test_every_exception_a_service_raises_is_a_500_with_one_error_record(host, c
     assert errors[0].exc_info is not None and errors[0].message_id
 
 
-def test_the_servers_own_abort_passes_through_the_router(host):
-    host.store.deploy_classes([raising('test.aborted', ConnectionAborted)], 'aborting')
-    with pytest.raises(ConnectionAborted):
-        respond(Router(host, {}), 'POST', '/services/test.aborted')
+class HttpErrorWith(Service):
+    """Raises HttpError with the status and message the request names, of whatever type."""
+
+    name = 'test.http-error'
+
+    def handle(self):
+        payload = self.request.payload
+        raise HttpError(Unprintable() if payload.get('unprintable') else payload['message'], payload['status'])
+
+
+@pytest.mark.parametrize('status, message, expected', [
+    (404, 'no such customer', 404),
+    (409, 'conflict', 409),
+    (503, 'busy', 503),
+    (450.5, 'fractional', 500),
+    ('404', 'text status', 500),
+    (302, 'redirect', 500),
+    (600, 'too big', 500),
+    (True, 'boolean', 500),
+])
+def test_a_service_refusing_a_call_sets_a_4xx_and_anything_else_is_a_500(host, status, message, expected):
+    host.store.deploy_classes([HttpErrorWith], 'errors')
+    got, headers, payload, _ = respond(Router(host, {}), 'POST', '/services/test.http-error',
+                                       json.dumps({'status': status, 'message': message}).encode())
+    assert (got, payload['status']) == (expected, expected)
+    assert (message in payload['error']) is (400 <= expected < 500)
+
+
+def test_an_http_error_whose_message_cannot_be_shown_is_a_500(host):
+    host.store.deploy_classes([HttpErrorWith], 'errors')
+    assert respond(Router(host, {}), 'POST', '/services/test.http-error',
+                   b'{"status": 404, "unprintable": true}')[0] == 500
+
+
+class FailingRecorder:
+    def after_call(self, *args):
+        raise RuntimeError('the recorder broke')
+
+
+def test_a_failing_recorder_never_costs_the_answer(host, caplog):
+    status, _, payload, _ = respond(Router(host, {}, recorder=FailingRecorder()), 'POST', '/services/demo.echo',
+                                    b'[1]')
+    assert (status, payload) == (200, [1])
+    assert 'Cannot record the call' in caplog.text
+
+
+def test_a_bug_of_the_router_is_a_500_with_the_cid(host, caplog, monkeypatch):
+    router = Router(host, {})
+    monkeypatch.setattr(router, 'route', lambda path: 1 / 0)
+    status, headers, payload, _ = respond(router, 'POST', '/services/demo.echo', b'[1]')
+    assert status == 500 and payload['cid'] == headers['X-Zato-CID']
+    assert 'ZeroDivisionError' in caplog.text
+
+
+def test_head_gets_the_headers_of_get_and_no_body(host):
+    router = Router(host, {})
+    raw = router.respond(Request('HEAD', '/zato/ping', '', {}, b'', True, '1.1'), True)
+    head, _, body = raw.partition(b'\r\n\r\n')
+    assert head.startswith(b'HTTP/1.1 200 ') and b'Content-Length: ' in head and body == b''
+    raw = router.respond(Request('HEAD', '/services/demo.echo', '', {}, b'', True, '1.1'), True)
+    assert raw.startswith(b'HTTP/1.1 405 ') and raw.endswith(b'\r\n\r\n')
 
 
 @pytest.mark.parametrize('name', sorted(UNSENDABLE))
@@ -242,7 +308,8 @@ def test_headers_the_server_owns_are_sent_once_and_the_attempt_logged_once(host,
         assert headers['X-Zato-CID'] != 'forged' and headers['Server'] == 'zato-daemon'
         assert headers['X-Kept'] == 'yes'
     warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
-    assert len(warnings) == 6  # one per header, not one per call
+    assert 'access-control-allow-origin' not in names and 'content-encoding' not in names
+    assert len(warnings) == 8  # one per header, not one per call
     assert all('test.owned-headers' in message for message in warnings)
 
 
@@ -253,10 +320,12 @@ def test_a_json_content_type_replaces_the_servers_and_any_other_is_dropped(host)
     assert respond(Router(host, {}), 'POST', '/services/test.html')[1]['Content-Type'] == 'application/json'
 
 
-def test_no_content_has_neither_body_nor_length(host):
+def test_no_content_has_neither_body_nor_length_and_reset_content_says_zero(host):
     status, headers, payload, _ = respond(Router(host, {}), 'POST', '/services/test.no-content')
     assert (status, payload) == (204, None)
     assert 'Content-Length' not in headers
+    status, headers, payload, _ = respond(Router(host, {}), 'POST', '/services/test.reset-content')
+    assert (status, payload, headers['Content-Length']) == (205, None, '0')
 
 
 def test_http10_keep_alive_is_the_same_for_success_and_error(host):
@@ -292,7 +361,7 @@ def test_preflights_follow_the_same_rule(host):
                                     headers={'origin': 'https://evil.example', **asking})
     assert status == 403 and 'Access-Control-Allow-Origin' not in headers
     status, headers, _, _ = respond(router, 'OPTIONS', '/zato/ping', headers={})
-    assert (status, headers['Allow']) == (204, 'GET, POST')
+    assert (status, headers['Allow']) == (204, 'GET, HEAD, POST')
     assert respond(router, 'OPTIONS', '/nowhere', headers={})[0] == 404
 
 

@@ -164,10 +164,28 @@ def test_a_replacement_that_fails_to_boot_leaves_the_old_worker_serving_and_is_r
     assert arbiter.signals == [(old.pid, RETIRE_SIGNAL)]
 
 
-def test_a_replacement_with_a_configuration_error_halts_as_any_respawn_does(arbiter):
-    _, replacement = recycle_first_worker(arbiter)
+def test_a_replacement_with_a_configuration_error_leaves_the_old_worker_serving_and_is_tried_again(arbiter,
+                                                                                                   caplog):
+    # A service file broken since the worker started: a reload would be refused, so recycling
+    # must not halt a server that serves either.
+    old, replacement = recycle_first_worker(arbiter)
+    exit_worker(arbiter, replacement, EXIT_CONFIG)
+    assert old.state == WorkerState.RECYCLING and not arbiter.signals
+    [error] = events(caplog, levels.WORKER_BOOT_FAILED)
+    assert f'worker 1 (pid {old.pid}) keeps serving' in error.getMessage()
+    assert 1 in arbiter.spawn_not_before  # after the back-off
+    arbiter.spawn_not_before[1] = 0
+    arbiter.manage_workers()
+    assert worker(arbiter, 1, WorkerState.BOOTING).pid != replacement.pid
+
+
+def test_a_respawn_with_a_configuration_error_still_halts(arbiter):
+    crashed = worker(arbiter, 1)
+    exit_worker(arbiter, crashed, 1)
+    arbiter.spawn_not_before[1] = 0
+    arbiter.manage_workers()
     with pytest.raises(HaltServer) as halt:
-        exit_worker(arbiter, replacement, EXIT_CONFIG)
+        exit_worker(arbiter, worker(arbiter, 1, WorkerState.BOOTING), EXIT_CONFIG)
     assert halt.value.exit_status == EXIT_CONFIG
 
 
