@@ -516,18 +516,17 @@ class Arbiter:
 
     def replacement_of(self, record):
         """The worker started in place of a recycling one: same number and generation, booting."""
-        for other in self.workers.values():
-            if (other.number, other.generation, other.state) == (record.number, record.generation,
-                                                                   WorkerState.BOOTING):
-                return other
-        return None
+        return self.worker_like(record, WorkerState.BOOTING)
 
     def recycled_by(self, replacement):
         """The RECYCLING worker that `replacement` (same number and generation) is to replace, or None."""
-        for record in self.workers.values():
-            if (record.number, record.generation, record.state) == (replacement.number, replacement.generation,
-                                                                    WorkerState.RECYCLING):
-                return record
+        return self.worker_like(replacement, WorkerState.RECYCLING)
+
+    def worker_like(self, record, state):
+        """The worker of `record`'s number and generation in `state`, or None."""
+        for other in self.workers.values():
+            if (other.number, other.generation, other.state) == (record.number, record.generation, state):
+                return other
         return None
 
     def retire_recycled_worker(self, replacement):

@@ -232,11 +232,17 @@ def test_after_an_aborted_reload_a_worker_past_its_limit_is_still_replaced(arbit
     assert (old.pid, RETIRE_SIGNAL) in arbiter.signals
 
 
-def test_a_reload_completes_while_a_new_worker_is_being_recycled(arbiter):
+def recycle_a_new_worker(arbiter):
+    """A reload starts; its worker 1 serves, reaches its limit at once, and is being replaced."""
     start_reload(arbiter)
     first = worker(arbiter, 1, generation=2)
     arbiter.on_worker_message(first, READY_MESSAGE + LIMIT_REACHED_MESSAGE)
     arbiter.manage_workers()
+    return first
+
+
+def test_a_reload_completes_while_a_new_worker_is_being_recycled(arbiter):
+    first = recycle_a_new_worker(arbiter)
     replacement = worker(arbiter, 1, WorkerState.BOOTING, generation=2)
     arbiter.on_worker_message(worker(arbiter, 2, generation=2), READY_MESSAGE)
     assert arbiter.pending_reload is None, 'the recycling worker serves: the generation is complete'
@@ -245,10 +251,7 @@ def test_a_reload_completes_while_a_new_worker_is_being_recycled(arbiter):
 
 
 def test_an_aborted_reload_drains_its_recycling_workers_instead_of_killing_them(arbiter):
-    start_reload(arbiter)
-    first = worker(arbiter, 1, generation=2)
-    arbiter.on_worker_message(first, READY_MESSAGE + LIMIT_REACHED_MESSAGE)
-    arbiter.manage_workers()
+    first = recycle_a_new_worker(arbiter)
     exit_worker(arbiter, worker(arbiter, 2, generation=2), 70)
     assert (first.pid, RETIRE_SIGNAL) in arbiter.signals
     assert first.state == WorkerState.DRAINING
