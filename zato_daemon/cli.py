@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from zato_daemon import __version__, sd
+from zato_daemon import __version__, redaction, sd
 from zato_daemon.admin import call_service
 from zato_daemon.config import load_config
 from zato_daemon.diagnostics.recorder import database_path
@@ -240,6 +240,7 @@ def _read_payload(text):
 
 def command_slow(args):
     """Reads the diagnostics database directly: it works while the server is stopped too."""
+    _configure_redaction(args.server_dir)
     try:
         rows = list_slow(_diagnostics_database(args.server_dir), args.service, args.since)
     except ValueError as exc:
@@ -249,8 +250,17 @@ def command_slow(args):
 
 
 def command_samples(args):
+    _configure_redaction(args.server_dir)
     print(format_samples(list_samples(_diagnostics_database(args.server_dir), args.service), as_json=args.json))
     return EXIT_OK
+
+
+def _configure_redaction(base_dir):
+    """The redaction policy with the server's [logging] secret_names, for what this command prints."""
+    try:
+        redaction.configure(load_config(base_dir).server_config.logging.secret_names)
+    except ZatoDaemonError:
+        pass  # the built-in names still apply; the command reports a broken config on its own
 
 
 def _diagnostics_database(base_dir):

@@ -695,6 +695,15 @@ SETTINGS = (
         packaged units, logs/ in the server directory otherwise. A relative path is relative
         to the server directory. The file is reopened when logrotate moves it, with no
         restart.""")),
+    Setting('server.conf', 'logging', 'secret_names', ListOf(Text()), '', _doc("""
+        More names whose values are secret, in logs, dumps, samples and slow calls.
+
+        Comma-separated parts of names, compared as the built-in ones are: in lower case with
+        '-', '_', '.' and spaces left out, anywhere in the name; for instance iban,
+        card_number makes `customer_iban` and `CardNumber` secret. The built-in ones
+        (password, secret, token, api_key, auth, cookie, session, credentials, private_key,
+        signature, dsn, key, pin ...) always apply; docs/logging.md lists them and the other
+        rules. Empty by default.""")),
     Setting('server.conf', 'logging', 'dump_max_size', Size(), '512K', _doc("""
         Largest size of one thread and greenlet dump, in bytes (K, M, G suffixes).
 

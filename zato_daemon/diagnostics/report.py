@@ -3,9 +3,15 @@
 Rows are the dicts `store.list_slow()` and `store.list_samples()` return. The JSON keeps
 their key order and adds nothing (no time of the report, no host, no path), so the output
 of two environments differs only where their calls differ.
+
+The stored texts were redacted when they were written; they pass the redaction policy's
+text rules again on their way out, for rows an older version wrote, or that were written
+before [logging] secret_names named more.
 """
 
 import json
+
+from zato_daemon.redaction import redact_text
 
 ELLIPSIS = '…'
 # Payload columns are cut to this many characters in a table; --json shows them whole.
@@ -13,6 +19,7 @@ CUT_WIDTHS = {'request': 40, 'response': 40, 'error': 40}
 RIGHT_ALIGNED = frozenset(('worker', 'duration_ms', 'status'))
 MISSING = '-'
 GAP = '  '
+REDACTED_COLUMNS = frozenset(('request', 'response', 'error'))
 
 SLOW_COLUMNS = ('started_at', 'service', 'duration_ms', 'status', 'worker', 'cid', 'request', 'response', 'error')
 # Samples are listed for one service, named on the command line.
@@ -36,8 +43,15 @@ def format_json(rows):
     return json.dumps(list(rows), indent=2, ensure_ascii=False, sort_keys=False)
 
 
+def redacted_rows(rows):
+    """The rows with their request, response and error texts through the redaction policy."""
+    return [{key: redact_text(value) if key in REDACTED_COLUMNS and isinstance(value, str) else value
+             for key, value in row.items()} for row in rows]
+
+
 def format_slow(rows, as_json=False):
     """Slow calls for `zato-daemon slow`: a table, or JSON with `as_json`."""
+    rows = redacted_rows(rows)
     if as_json:
         return format_json(rows)
     return format_table(rows, SLOW_COLUMNS) if rows else 'No slow responses stored.'
@@ -45,6 +59,7 @@ def format_slow(rows, as_json=False):
 
 def format_samples(rows, as_json=False):
     """Sample calls of one service for `zato-daemon samples`: a table, or JSON with `as_json`."""
+    rows = redacted_rows(rows)
     if as_json:
         return format_json(rows)
     return format_table(rows, SAMPLE_COLUMNS) if rows else 'No samples stored.'

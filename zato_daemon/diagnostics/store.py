@@ -27,7 +27,6 @@ Not thread-safe: one worker's greenlets share it, which the GIL and gevent make 
 """
 
 import errno
-import json
 import logging
 import math
 import os
@@ -40,7 +39,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from zato_daemon.errors import EXIT_UNAVAILABLE, ZatoDaemonError
-from zato_daemon.logs.redact import render_capped
+from zato_daemon.redaction import redact_text, render_capped
 
 DATABASE_NAME = 'diagnostics.sqlite3'
 SLOW_TABLE = 'slow_responses'
@@ -65,9 +64,6 @@ MAX_TEXT_CHARS = 64 * 1024
 # A request or response payload is stored redacted and capped at this many characters.
 PAYLOAD_CHARS = 4096
 MAX_NAME_CHARS = 256
-# JSON text bigger than this is not parsed for redaction on the request path; it is
-# stored as a note instead, since cutting it unparsed could keep a secret.
-MAX_PARSED_CHARS = 1024 * 1024
 ERROR_FRAMES = 3
 CLOSE_ATTEMPTS = 5
 READ_TIMEOUT = 1.0
@@ -148,39 +144,23 @@ class Call:
 def render_payload(value, limit):
     """`value` as redacted text of at most about `limit` characters, for a Call.
 
-    Runs on the request path, so call it only once a record will really be stored. A dict
-    or list is redacted by key; text or bytes holding JSON are parsed first so that their
-    secrets are redacted too.
+    Runs in the store's background flush, only for calls it really writes. The redaction
+    policy (zato_daemon/redaction.py) walks structures, parses JSON text held in strings
+    and bytes, and recognises secrets inside text.
     """
-    if isinstance(value, (bytes, bytearray)):
-        value = bytes(value).decode('utf-8', 'replace')
-    if isinstance(value, str):
-        value = _parse_json_text(value)
     return render_capped(value, limit)
-
-
-def _parse_json_text(text):
-    if text.lstrip()[:1] not in ('{', '['):
-        return text
-    if len(text) > MAX_PARSED_CHARS:
-        return f'({len(text)} characters of JSON text, too large to redact; not stored)'
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError):
-        # RecursionError: a client's string holding '[' * 100000 is valid input to a service
-        # (a scalar), but not JSON this process can parse.
-        return text
 
 
 def describe_error(exc, frames=ERROR_FRAMES):
     """'Type: message' of an exception and the last `frames` frames of its traceback.
 
-    Cheap: no source lines are read. The message is not redacted; an exception that puts a
-    secret in its own message stores it.
+    Cheap: no source lines are read. The message goes through the redaction policy's text
+    rules (a URL with userinfo, name=value pairs ...); a secret in free text with nothing
+    around it saying so is not recognised.
     """
     # format_exception_only survives an exception whose __str__ raises; f'{exc}' did not, and
     # took the request it was recorded for with it.
-    lines = [traceback.format_exception_only(type(exc), exc)[-1].rstrip('\n')]
+    lines = [redact_text(traceback.format_exception_only(type(exc), exc)[-1].rstrip('\n'))]
     last = deque(traceback.walk_tb(exc.__traceback__), maxlen=frames)
     lines.extend(f'  {frame.f_code.co_filename}:{lineno} in {frame.f_code.co_name}' for frame, lineno in last)
     return '\n'.join(lines)

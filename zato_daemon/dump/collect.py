@@ -47,7 +47,7 @@ import time
 import types
 from dataclasses import dataclass
 
-from zato_daemon.logs.redact import REDACTED, is_secret_name
+from zato_daemon.redaction import PAIR_NAMING_KEYS, REDACTED, is_secret_name, redact_text, summarise_http
 
 RUNNING = 'running'
 SUSPENDED = 'suspended'
@@ -650,7 +650,10 @@ def render_value(value, limits=DEFAULT_LIMITS):
     dict, set, frozenset and their subclasses) show as repr() would show them, cut to `limits`
     with a note of what was cut; exceptions by type and args; a few stdlib types (datetime,
     Decimal, UUID, paths) by their repr; anything else as <module.Qualname at 0x...>.
-    In a dict, the value of a secret-named key (logs.redact.is_secret_name) is REDACTED.
+    Through the redaction policy (zato_daemon/redaction.py): in a dict, the value of a
+    secret-named key, or the values of a name/value pair naming a secret, is REDACTED, and
+    so is the second item of a ('password', value) pair; text and bytes have their
+    recognisable secrets replaced, and an HTTP message (a receive buffer) is summarised.
     """
     try:
         text = _render(value, limits, limits.max_depth)
@@ -687,16 +690,35 @@ def _clip(text, limit):
     return f'{text[:limit]}... ({len(text) - limit} more characters)'
 
 
+# Text is redacted on up to this many times max_string characters before it is cut, so that
+# a cut cannot separate a secret from what marks it as one ('password=' from its value).
+REDACTION_WINDOW = 4
+
+
 def _render_str(value, limits):
-    if len(value) <= limits.max_string:
-        return repr(value)
-    return f'{value[:limits.max_string]!r}... ({len(value) - limits.max_string} more characters)'
+    return _render_text(value, limits, is_bytes=False)
 
 
 def _render_bytes(value, limits):
-    if len(value) <= limits.max_string:
-        return repr(value)
-    return f'{value[:limits.max_string]!r}... ({len(value) - limits.max_string} more bytes)'
+    return _render_text(value, limits, is_bytes=True)
+
+
+def _render_text(value, limits, is_bytes):
+    """A str, bytes or bytearray through the redaction policy's text rules: an HTTP message
+    (a connection's receive buffer) as a summary without headers, query or body; other text
+    with its recognisable secrets replaced; then cut to max_string."""
+    window = value[:limits.max_string * REDACTION_WINDOW]
+    text = bytes(window).decode('latin-1') if is_bytes else window
+    summary = summarise_http(text)
+    if summary is not None:
+        return summary
+    text = redact_text(text)
+    shown = text[:limits.max_string]
+    rendered = repr(shown.encode('latin-1', 'backslashreplace')) if is_bytes else repr(shown)
+    if len(text) <= limits.max_string and len(window) == len(value):
+        return rendered
+    unit = 'bytes' if is_bytes else 'characters'
+    return f'{rendered}... ({max(len(value) - limits.max_string, 1)} more {unit})'
 
 
 def _render_int(value, limits):
@@ -731,6 +753,10 @@ def _items(value, base, limits, depth):
 
 def _render_sequence(value, kind, base, limits, depth):
     opening, closing = _BRACKETS[base]
+    if base in (list, tuple) and _is_secret_pair(value, base):
+        # ('password', 'hunter2'): a name/value pair of the redaction policy (Rule 3).
+        text = f'{opening}{_render(base.__getitem__(value, 0), limits, depth - 1)}, {REDACTED}{closing}'
+        return text if kind is base else f'{type_name(kind)}({text})'
     if depth <= 0:
         text = f'{opening}... ({base.__len__(value)} items){closing}'
     else:
@@ -749,13 +775,29 @@ def _render_dict(value, kind, base, limits, depth):
     return text if kind is dict else f'{type_name(kind)}({text})'
 
 
+def _is_secret_pair(value, base):
+    return base.__len__(value) == 2 and type(base.__getitem__(value, 0)) is str and is_secret_name(
+        base.__getitem__(value, 0)[:MAX_NAME])
+
+
+def _names_a_secret(value, limits):
+    """True when a dict is a name/value pair of the redaction policy: {'name': 'password', ...}."""
+    for key, item in itertools.islice(dict.items(value), limits.max_items):
+        if type(key) is str and key.lower() in PAIR_NAMING_KEYS and type(item) is str and is_secret_name(
+                item[:MAX_NAME]):
+            return True
+    return False
+
+
 def _dict_items(value, limits, depth):
     size = dict.__len__(value)
     parts, used = [], 0
+    is_pair = _names_a_secret(value, limits)
     for key, item in itertools.islice(dict.items(value), limits.max_items):
         if used > limits.max_value:
             break
-        is_secret = type(key) is str and is_secret_name(key[:MAX_NAME])
+        is_secret = type(key) is str and (is_secret_name(key[:MAX_NAME]) or (
+            is_pair and not (key.lower() in PAIR_NAMING_KEYS and type(item) is str)))
         shown = REDACTED if is_secret else _render(item, limits, depth - 1)
         parts.append(f'{_render(key, limits, depth - 1)}: {shown}')
         used += len(parts[-1]) + 2

@@ -32,7 +32,7 @@ from zato_daemon.http.headers import InvalidHeader, service_headers
 from zato_daemon.http.payload import PayloadError, decode_json, is_json_media_type
 from zato_daemon.http.protocol import render_response
 from zato_daemon.logs.levels import SERVICE_FAILED
-from zato_daemon.logs.redact import redact, render_capped
+from zato_daemon.redaction import redact, render_capped
 from zato_daemon.services.base import Request
 
 logger = logging.getLogger('zato_daemon.http')

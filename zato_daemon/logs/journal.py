@@ -105,7 +105,9 @@ class JournalHandler(logging.Handler):
     def fields(self, record):
         """The journal fields of one record, as 'NAME=value' strings."""
         message = record.getMessage()
-        if record.exc_info:
+        if record.exc_text:  # set by logs/secrets.py's filter: the redacted traceback
+            message = f'{message}\n{record.exc_text}'
+        elif record.exc_info:
             message = f'{message}\n{"".join(traceback.format_exception(*record.exc_info)).rstrip()}'
         elif record.stack_info:
             message = f'{message}\n{record.stack_info}'

@@ -5,11 +5,14 @@ gevent's patching, so that handler locks are created patched).
 """
 
 import logging
+import os
 
+from zato_daemon import redaction
 from zato_daemon.errors import DirectoryError
 from zato_daemon.logs import journal
 from zato_daemon.logs.context import ContextFilter
 from zato_daemon.logs.files import server_log_handler, stdout_handler
+from zato_daemon.logs.secrets import RedactingFilter
 from zato_daemon.sd import is_logging_to_journal, is_notify_unit
 
 
@@ -43,6 +46,8 @@ def configure_logging(config, server_dir, role, foreground, worker_number=None):
     so that no record reaches the journal twice.
     """
     settings = config.server_config.logging
+    # The policy every sink of this process uses: records, dumps, samples and slow calls.
+    redaction.configure(settings.secret_names)
     handlers = [server_log_handler(server_log_path(config, server_dir))]
     use_journal = wants_journal(settings.journal)
     if use_journal:
@@ -50,11 +55,13 @@ def configure_logging(config, server_dir, role, foreground, worker_number=None):
     if writes_stdout(foreground, use_journal):
         handlers.append(stdout_handler())
     context = ContextFilter(role)
+    secrets = RedactingFilter()
     root = logging.getLogger()
     for old in root.handlers[:]:
         root.removeHandler(old)
         old.close()
     for handler in handlers:
+        handler.addFilter(secrets)
         handler.addFilter(context)
         root.addHandler(handler)
     root.setLevel(settings.level)
@@ -68,10 +75,23 @@ def configure_logging(config, server_dir, role, foreground, worker_number=None):
 
 
 def check_server_log(path):
-    """Opens server.log for appending once, so that a start fails early and clearly if it cannot."""
+    """Opens server.log for appending once, so that a start fails early and clearly if it cannot.
+
+    A server.log an earlier run left readable by others (created under a 022 umask) is made
+    0640: it holds dumps and the input of failed calls.
+    """
     try:
-        with open(path, 'a', encoding='utf-8'):
-            pass
+        with open(path, 'a', encoding='utf-8') as server_log:
+            _make_private(server_log.fileno())
     except OSError as exc:
         raise DirectoryError(f'cannot open {path} for writing: {exc.strerror}; fix [logging] server_log '
                              'or the permissions of its directory') from None
+
+
+def _make_private(fd):
+    try:
+        mode = os.fstat(fd).st_mode & 0o777
+        if mode & 0o137:
+            os.fchmod(fd, mode & 0o640)
+    except OSError:
+        pass  # not ours to change (an admin's file): it stays as the admin made it

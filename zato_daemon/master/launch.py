@@ -6,6 +6,7 @@ before `start` daemonizes, so the operator sees the error in the terminal.
 """
 
 import logging
+import os
 from dataclasses import dataclass
 
 from zato_daemon.logs.setup import check_server_log, configure_logging, server_log_path
@@ -35,8 +36,16 @@ class Prepared:
         return [self.pidfile.fd, self.listener.fileno(), self.admin_listener.fileno()]
 
 
+# Bits no file or directory the server creates may grant: group write and anything for
+# others. server.log holds dumps and failed calls' input, the databases samples of requests.
+PRIVATE_UMASK = 0o027
+
+
 def prepare(base_dir):
     """Loads and validates the config, runs FS_CONFIG_ONLY, takes the lock, binds both sockets."""
+    # Whatever umask the caller had (022 in a shell): files 0640 or tighter, directories 0750.
+    # The unit sets UMask=0027 too; a tighter umask is kept.
+    os.umask(os.umask(PRIVATE_UMASK) | PRIVATE_UMASK)
     config, callables = load_config_and_run_fs_config_only(base_dir)
     server_dir = ServerDir(config.base_dir)
     server_dir.ensure()

@@ -12,7 +12,8 @@ from zato_daemon.diagnostics import store as store_module
 from zato_daemon.diagnostics.store import (DATABASE_NAME, MIN_DB_BYTES, ROW_KEYS, Call, DiagnosticsReadError,
                                            DiagnosticsStore, Sampler, describe_error, list_samples, list_slow,
                                            render_payload)
-from zato_daemon.logs.redact import REDACTED
+from zato_daemon import redaction
+from zato_daemon.redaction import REDACTED
 
 T0 = 1_700_000_000.0
 SECRET = 'hunter2-very-secret'
@@ -441,10 +442,10 @@ def test_render_payload_caps_and_leaves_plain_text_alone():
     assert render_payload('{not json', 100) == '"{not json"'
 
 
-def test_render_payload_does_not_cut_json_text_too_large_to_redact(monkeypatch):
-    monkeypatch.setattr(store_module, 'MAX_PARSED_CHARS', 10)
-    rendered = render_payload('{"password": "%s"}' % SECRET, 1000)
-    assert SECRET not in rendered and 'too large to redact' in rendered
+def test_json_text_too_large_to_parse_is_redacted_before_it_is_cut(monkeypatch):
+    monkeypatch.setattr(redaction, 'MAX_PARSED', 10)
+    rendered = render_payload('{"password": "%s", "pad": "%s"}' % (SECRET, 'x' * 100), 30)
+    assert SECRET not in rendered and REDACTED in rendered
 
 
 # ---- helpers for the request path

@@ -19,7 +19,7 @@ from zato_daemon.dump import collect as collect_module
 from zato_daemon.dump.collect import (CLASS_BODY_NOTE, DEAD, NOT_STARTED, RUNNING, SUSPENDED, Limits, collect,
                                       os_thread_ident, render_value)
 from zato_daemon.dump.render import render_text
-from zato_daemon.logs.redact import REDACTED
+from zato_daemon.redaction import REDACTED
 
 
 class RaisingRepr:
@@ -447,3 +447,34 @@ def test_a_process_forked_while_a_dump_has_the_collector_off_gets_it_back_on():
         collect_module._collector_back(was_collecting)
     assert gc.isenabled()
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+DUMP_SECRET = 'S3CRET-in-a-frame'
+
+
+def hold_secrets(started, release):
+    creds = ('alice', DUMP_SECRET)
+    conn_string = f'postgresql://alice:{DUMP_SECRET}@db.example/orders'
+    received = (f'POST /services/crm.get?access_token={DUMP_SECRET} HTTP/1.1\r\nAuthorization: Bearer '
+                f'{DUMP_SECRET}\r\nContent-Length: 25\r\n\r\n{{"password": "{DUMP_SECRET}"}}').encode()
+    target = f'/services/crm.get?password={DUMP_SECRET}'.encode()
+    headers = {'host': 'x', 'cookie': f'session={DUMP_SECRET}'}
+    pairs = [{'name': 'password', 'value': DUMP_SECRET}, ('api_key', DUMP_SECRET)]
+    body_fragment = f'{{"user": "alice", "token": "{DUMP_SECRET}", "pad": "'.encode() + b'x' * 5000
+    started.set()
+    release.wait(30)
+    return creds, conn_string, received, target, headers, pairs, body_fragment
+
+
+def test_a_dump_shows_no_secret_in_any_shape(tmp_path):
+    with thread_waiting_in(hold_secrets):
+        text = render_text(collect(os_thread_ident(), 'worker', tmp_path))
+    frame = text[text.index('in hold_secrets'):]
+    assert DUMP_SECRET not in text
+    assert f'creds={REDACTED}' in frame
+    assert 'postgresql://******@db.example/orders' in frame
+    assert '<HTTP request: POST /services/crm.get (query not shown), ' in frame
+    assert "b'/services/crm.get?password=******'" in frame
+    assert "'cookie': ******" in frame and "'host': 'x'" in frame
+    assert "'name': 'password', 'value': ******" in frame and "('api_key', ******)" in frame
+    assert '"user": "alice"' in frame and 'more bytes)' in frame

@@ -13,7 +13,7 @@ import pytest
 from zato_daemon.dump.collect import collect
 from zato_daemon.dump.render import render_text, write_text_to_fd
 from zato_daemon.dump.trigger import DEFAULT_QUIET_PERIOD, DumpTrigger
-from zato_daemon.logs.redact import REDACTED
+from zato_daemon.redaction import REDACTED
 
 
 def start_with_threading(function):
