@@ -106,10 +106,30 @@ When a service raises, one ERROR record holds the cid, the service, the input an
 headers (redacted and capped) and the full traceback; the client gets a 500 with the cid and
 no traceback. At DEBUG each request and response is logged, redacted the same way.
 
-Redaction works by key name, recursively through objects and lists: the value of any key
-whose name contains password, passwd, pwd, secret, token, credential, cookie, authorization,
-signature or apikey, or whose name is `key` or ends in `_key`/`-key`, is replaced by
-`{redacted}`. A service that logs a secret in its own message text is not protected by this.
+One policy (`zato_daemon/redaction.py`) decides what of a value may leave the process, for
+every record (its message with the arguments merged in, and its traceback), every dump,
+sample and slow call, and the output of `zato-daemon slow` and `samples`:
+
+- **Names.** The value of a key, variable, header, parameter or field is replaced by
+  `{redacted}` when its name, in lower case without `-`, `_`, `.` and spaces, contains
+  password, passwd, passphrase, secret, token, apikey, cookie, session, cred, privatekey,
+  signature, jwt, bearer or auth (not author or authority), or has key, pass, pwd, dsn,
+  pin, otp or sig as one of its parts (`api_key`, `X-Api-Key`, `db_pass`, `conn_dsn`; not
+  `keys`, `monkey` or `compass`). `[logging] secret_names` in server.conf adds names.
+- **Values, whatever their name.** Inside text and bytes: URL userinfo
+  (`postgresql://user:pw@host` shows as `postgresql://{redacted}@host`), the credentials after
+  `Bearer`, `Basic`, `Digest`, `Negotiate` or `NTLM`, `name=value` pairs with a secret name
+  (query strings, form bodies, libpq DSNs, keyword arguments in a repr), `Name: value` header
+  lines, `"name": value` pairs of JSON or of a Python repr, and JSON text (parsed and redacted
+  as a structure). In a dump, text or bytes holding an HTTP message (a connection's receive
+  buffer) show as `<HTTP request: POST /path (query not shown), N bytes>`.
+- **Shapes.** Dicts, lists, tuples and sets at any depth, whatever the type of their keys; a
+  name/value pair (`{{"name": "password", "value": ...}}`, `("api_key", ...)`) has its value
+  redacted. A value of any other type shows as a placeholder naming its type, never its repr.
+
+What no rule can see is not protected: a secret in free text with nothing around it saying
+so (an exception message "login failed for hunter2"), or kept under a name nobody would call
+secret. Add such names to `secret_names`; keep secrets out of exception messages.
 
 ## Configuration
 
