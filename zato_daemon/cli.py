@@ -99,8 +99,11 @@ def main(argv=None):
 
 
 def report_error(args, exc):
-    """Prints the one-line error; a start under systemd sends it to the journal as START_FAILED."""
-    message = f'zato-daemon: {exc}'
+    """Prints the one-line error; a start under systemd sends it to the journal as START_FAILED.
+
+    Through the redaction policy: a startup callable's exception may quote a DSN or a URL
+    with its credentials."""
+    message = redaction.redact_text(f'zato-daemon: {exc}')
     if args.command == 'start' and journal.stream_is_journal(2) and journal.is_available():
         # stderr is the journal too: one entry, at the right priority, with its MESSAGE_ID.
         journal.send_event(START_FAILED, message, ZATO_SERVER_DIR=args.server_dir)
@@ -108,7 +111,7 @@ def report_error(args, exc):
         print(message, file=sys.stderr)
     details = getattr(exc, 'details', '')
     if details:
-        print(details.rstrip(), file=sys.stderr)
+        print(redaction.redact_text(details.rstrip()), file=sys.stderr)
 
 
 def command_start(args):
@@ -123,8 +126,8 @@ def command_start(args):
     pid, failure = start_in_background(prepared, main.worker_boot_timeout + START_MARGIN)
     if failure is not None:
         status, reason = failure
-        print(f'zato-daemon: the server did not start: {reason}; see {server_log_path(prepared.config, prepared.server_dir)}',
-              file=sys.stderr)
+        print(redaction.redact_text(f'zato-daemon: the server did not start: {reason}; see '
+                                    f'{server_log_path(prepared.config, prepared.server_dir)}'), file=sys.stderr)
         return status
     print(f'zato-daemon: started, master pid {pid}, listening on http://{main.host}:{main.port}')
     return EXIT_OK
