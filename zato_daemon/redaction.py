@@ -59,9 +59,18 @@ _USERINFO = re.compile(r'\b([a-zA-Z][a-zA-Z0-9+.-]*://)[^\s/?#@\'"<>]+@')
 _AUTH_SCHEME = re.compile(r'\b(Bearer|Basic|Digest|Negotiate|NTLM|bearer|basic)([ \t]+)[A-Za-z0-9._~+/=:%-]{6,}')
 _HEADER_LINE = re.compile(r'(?m)(?:^|(?<=\\n))[ \t]*([A-Za-z0-9!#$%&*+.^_`|~-]{1,100})[ \t]*:[ \t]*'
                           r'((?:(?!\\r\\n|\\n)[^\r\n])*)')
-_NAME_VALUE = re.compile(r'(?<![A-Za-z0-9_.\-\[\]])([A-Za-z0-9_.\-\[\]]{1,100})=(\'[^\']*\'?|"[^"]*"?|[^&;\s#,)]*)')
-_QUOTED_PAIR = re.compile(r'(["\'])([^"\'\n]{1,100})\1(\s*:\s*)("(?:[^"\\]|\\.)*"?|\'(?:[^\'\\]|\\.)*\'?|'
-                          r'[^,}\]\s]+)')
+# The two pair patterns consume only the name and what follows it; the value is read by a
+# lookahead, so that a value that is not secret is scanned for pairs of its own (a JSON text
+# in a repr, a query string in a quoted argument).
+_NAME_VALUE = re.compile(r'(?<![A-Za-z0-9_.\-\[\]])([A-Za-z0-9_.\-\[\]]{1,100})='
+                         r'(?=(\'[^\']*\'?|"[^"]*"?|[^&;\s#,)\'"]*))')
+_QUOTED_PAIR = re.compile(r'(["\'])([^"\'\n]{1,100})\1\s*:\s*'
+                          r'(?=("(?:[^"\\]|\\.)*"?|\'(?:[^\'\\]|\\.)*\'?|[^,}\]\s{\[\'"][^,}\]\s]*))')
+# {'name': 'password', 'value': ...} as text: the value of a pair that names a secret.
+_NAMED_PAIR = re.compile(r'(["\'])(?:name|key|field|param|parameter|header|variable|property)\1\s*:\s*'
+                         r'(["\'])([^"\'\n]{1,100})\2\s*,\s*(["\'])[A-Za-z_]{1,30}\4\s*:\s*'
+                         r'(?=("(?:[^"\\]|\\.)*"?|\'(?:[^\'\\]|\\.)*\'?|[^,}\]\s{\[\'"][^,}\]\s]*))',
+                         re.IGNORECASE)
 _HTTP_REQUEST_LINE = re.compile(r'[ \t\r\n]*([A-Z]{3,10}) ([^ \r\n?]*)(\?\S*)? HTTP/\d\.\d(?:\r?\n|$)')
 _HTTP_STATUS_LINE = re.compile(r'HTTP/\d\.\d ([0-9]{3})\b')
 
@@ -111,9 +120,10 @@ class Policy:
                 or 'Negotiate' in text or 'NTLM' in text:
             text = _AUTH_SCHEME.sub(rf'\g<1>\g<2>{REDACTED}', text)
         if '=' in text:
-            text = _NAME_VALUE.sub(self._name_value, text)
+            text = self._replace_values(_NAME_VALUE, text, 1, 2)
         if ':' in text:
-            text = _QUOTED_PAIR.sub(self._quoted_pair, text)
+            text = self._replace_values(_NAMED_PAIR, text, 3, 5)
+            text = self._replace_values(_QUOTED_PAIR, text, 2, 3)
             text = _HEADER_LINE.sub(self._header_line, text)
         return text
 
@@ -121,12 +131,21 @@ class Policy:
         """`data` (bytes) as redact_text sees it, read as latin-1, so that no byte is lost."""
         return self.redact_text(bytes(data).decode('latin-1')).encode('latin-1', 'backslashreplace')
 
-    def _name_value(self, match):
-        return f'{match[1]}={REDACTED}' if self.is_secret_name(match[1]) else match[0]
-
-    def _quoted_pair(self, match):
-        quote, name, colon = match[1], match[2], match[3]
-        return f'{quote}{name}{quote}{colon}"{REDACTED}"' if self.is_secret_name(name) else match[0]
+    def _replace_values(self, pattern, text, name_group, value_group):
+        """Replaces the value (a lookahead group) after each secret name `pattern` finds,
+        quoted as it was."""
+        parts, position = [], 0
+        for match in pattern.finditer(text):
+            value = match[value_group]
+            if match.start() < position or not value or not self.is_secret_name(match[name_group]):
+                continue
+            parts.append(text[position:match.end()])
+            parts.append(_quoted_like(value, REDACTED))
+            position = match.end() + len(value)
+        if not parts:
+            return text
+        parts.append(text[position:])
+        return ''.join(parts)
 
     def _header_line(self, match):
         if not self.is_secret_name(match[1]) or not match[2]:
@@ -207,6 +226,13 @@ def summarise_http(text):
     if status is not None:
         return f'<HTTP response: {status[1]}, {len(text)} bytes>'
     return None
+
+
+def _quoted_like(value, replacement):
+    for quote in ('\\"', '"', "'"):
+        if value.startswith(quote):
+            return f'{quote}{replacement}{quote}'
+    return replacement
 
 
 def _normal(name):

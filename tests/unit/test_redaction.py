@@ -58,6 +58,13 @@ TEXT_SHAPES = {
     'cut json text': (f'{{"user": "alice", "token": "{SECRET}", "rest": "and then the text stops', '"user"'),
     'dict repr': (f"{{'password': '{SECRET}', 'n': 1}}", "'n': 1"),
     'json name/value list': (json.dumps([{'name': 'password', 'value': SECRET}]), '"name": "password"'),
+    # Reprs in log messages: the secret pair is nested in, or follows, pairs that are not secret.
+    'nested repr': (f"got {{'a': {{'b': {{'token': '{SECRET}', 'n': 1}}}}}}", "'n': 1"),
+    'name/value repr': (f"[{{'name': 'user', 'value': 'alice'}}, {{'name': 'password', 'value': '{SECRET}'}}]",
+                        "'value': 'alice'"),
+    'json text in a repr': (f"{{'blob': '{{\"user\": \"alice\", \"password\": \"{SECRET}\"}}'}}", '"user"'),
+    'query in a quoted argument': (f"call(query='a=1&password={SECRET}')", "query='a=1&password="),
+    'escaped json in json': (json.dumps(json.dumps({'password': SECRET, 'n': 1})), '\\"n\\": 1'),
 }
 
 
