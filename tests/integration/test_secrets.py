@@ -241,6 +241,25 @@ def post(port, service, payload, query='', headers=None):
     return send(port, 'POST', f'/services/{service}{query}', headers or {}, json.dumps(payload).encode())
 
 
+def wait_for_slow_calls(scenario, server_dir):
+    """Until `slow` lists every call of secrets.slow, and secrets.mixed and the held calls; on a
+    timeout, says what it listed and how the server log ends."""
+    expected = {'secrets.slow': scenario.sent['secrets.slow'], 'secrets.mixed': 1,
+                **{service: 1 for service in HOLD_SERVICES}}
+    listed = {}
+
+    def complete():
+        listed.clear()
+        for row in cli_json('slow', server_dir)[1]:
+            listed[row['service']] = listed.get(row['service'], 0) + 1
+        return all(listed.get(service, 0) >= count for service, count in expected.items())
+    try:
+        wait_until(complete, timeout=60, message='the slow calls')
+    except AssertionError as exc:
+        raise AssertionError(f'{exc}: expected {expected}, listed {listed}; server.log ends with:\n'
+                             f'{scenario.server.log()[-4000:]}') from None
+
+
 def cli_json(*args):
     result = zato_daemon(*args, '--json')
     assert result.returncode == 0, result.stderr
@@ -453,8 +472,7 @@ def scenario(tmp_path_factory):
         for service, count in scenario.sent.items():
             wait_until(lambda service=service, count=count: len(stored(server_dir, service)) >= count,
                        message=f'the {count} samples of {service}')
-        wait_until(lambda: len(cli_json('slow', server_dir)[1]) >= scenario.sent['secrets.slow'] + 3,
-                   message='the slow calls')
+        wait_for_slow_calls(scenario, server_dir)
         sinks = scenario.sinks
         for service in SAMPLED + HOLD_SERVICES:
             sinks[f'samples {service} --json'], _ = cli_json('samples', server_dir, service)
