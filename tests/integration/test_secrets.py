@@ -131,8 +131,10 @@ def wait_for_release(payload, logger, what):
 
 
 class HoldLocals(Service):
-    """In flight during the dump, with a credentials tuple, DSNs and name/value pairs as locals."""
+    """In flight during the dump, with a credentials tuple, DSNs and name/value pairs as locals.
+    Always slow: how long it is held depends on how fast the dump comes."""
     name = 'secrets.hold-locals'
+    slow_threshold = 1
 
     def handle(self):
         payload = self.request.payload
@@ -145,8 +147,10 @@ class HoldLocals(Service):
 
 
 class HoldBytes(Service):
-    """In flight during the dump, with a raw HTTP request (bytes) holding credentials as a local."""
+    """In flight during the dump, with a raw HTTP request (bytes) holding credentials as a local.
+    Always slow, as HoldLocals."""
     name = 'secrets.hold-bytes'
+    slow_threshold = 1
 
     def handle(self):
         payload = self.request.payload
