@@ -33,8 +33,8 @@ Rule 1.
 import json
 import re
 
-__all__ = ('REDACTED', 'Policy', 'configure', 'is_secret_name', 'redact', 'redact_text', 'render_capped',
-           'summarise_http')
+__all__ = ('REDACTED', 'Policy', 'configure', 'is_naming_entry', 'is_secret_name', 'names_a_secret', 'redact',
+           'redact_text', 'render_capped', 'summarise_http')
 
 REDACTED = '******'
 MAX_DEPTH = 32
@@ -90,9 +90,12 @@ class Policy:
         """True when a key, variable, header or parameter called `name` holds a secret."""
         if not isinstance(name, str):
             return False
+        # The judgement reads MAX_NAME characters; cached by them too, so that names built by
+        # clients (a 1 MB value under "name") cannot fill the cache with megabytes.
+        name = name[:MAX_NAME]
         known = self._names.get(name)
         if known is None:
-            known = self._names[name] = self._judge_name(name[:MAX_NAME])
+            known = self._names[name] = self._judge_name(name)
             if len(self._names) > 4096:
                 self._names.clear()
         return known
@@ -177,15 +180,19 @@ class Policy:
             return self.redact_text(bytes(value).decode('latin-1'))
         return placeholder(value)
 
+    def names_a_secret(self, key, item):
+        """True when a dict entry says its dict is a name/value pair holding a secret:
+        'name': 'password' (Rule 3)."""
+        return is_naming_entry(key, item) and self.is_secret_name(item)
+
     def _redact_dict(self, value, depth):
-        names_a_secret = any(isinstance(key, str) and key.lower() in PAIR_NAMING_KEYS and self.is_secret_name(item)
-                             for key, item in value.items())
+        is_pair = any(self.names_a_secret(key, item) for key, item in value.items())
         redacted = {}
         for key, item in value.items():
             text_key = key if isinstance(key, str) else _key_text(key)
             if self.is_secret_name(text_key):
                 redacted[text_key] = REDACTED
-            elif names_a_secret and not (text_key.lower() in PAIR_NAMING_KEYS and isinstance(item, str)):
+            elif is_pair and not is_naming_entry(text_key, item):
                 redacted[text_key] = REDACTED
             else:
                 redacted[text_key] = self.redact(item, depth + 1)
@@ -210,6 +217,12 @@ class Policy:
         if len(text) <= limit:
             return text
         return f'{text[:limit]}... ({len(text) - limit} more characters)'
+
+
+def is_naming_entry(key, item):
+    """True for the entry of a name/value pair that says what the pair holds ('name': 'user'):
+    it is kept as it is. Reads only exact str types, so the dump may call it on any object."""
+    return type(key) is str and type(item) is str and key.lower() in PAIR_NAMING_KEYS
 
 
 def placeholder(value):
@@ -286,6 +299,11 @@ def current():
 def is_secret_name(name):
     """True when the value of a key, variable, header or parameter of this name is secret (Rule 1)."""
     return _policy.is_secret_name(name)
+
+
+def names_a_secret(key, item):
+    """True when a dict entry makes its dict a name/value pair holding a secret (Rule 3)."""
+    return _policy.names_a_secret(key, item)
 
 
 def redact_text(text):

@@ -30,6 +30,13 @@ def test_ordinary_names(name):
     assert not POLICY.is_secret_name(name)
 
 
+def test_names_built_by_clients_take_no_more_than_their_judged_part_in_the_cache():
+    policy = Policy()
+    for number in range(10):
+        policy.is_secret_name(f'{number}' + 'n' * 1_000_000)
+    assert max(len(name) for name in policy._names) <= redaction.MAX_NAME
+
+
 def test_names_are_extendable():
     policy = Policy(['IBAN', 'card_number'])
     assert policy.is_secret_name('customer_iban') and policy.is_secret_name('CardNumber')

@@ -47,7 +47,8 @@ import time
 import types
 from dataclasses import dataclass
 
-from zato_daemon.redaction import PAIR_NAMING_KEYS, REDACTED, is_secret_name, redact_text, summarise_http
+from zato_daemon.redaction import (REDACTED, is_naming_entry, is_secret_name, names_a_secret, redact_text,
+                                   summarise_http)
 
 RUNNING = 'running'
 SUSPENDED = 'suspended'
@@ -782,11 +783,7 @@ def _is_secret_pair(value, base):
 
 def _names_a_secret(value, limits):
     """True when a dict is a name/value pair of the redaction policy: {'name': 'password', ...}."""
-    for key, item in itertools.islice(dict.items(value), limits.max_items):
-        if type(key) is str and key.lower() in PAIR_NAMING_KEYS and type(item) is str and is_secret_name(
-                item[:MAX_NAME]):
-            return True
-    return False
+    return any(names_a_secret(key, item) for key, item in itertools.islice(dict.items(value), limits.max_items))
 
 
 def _dict_items(value, limits, depth):
@@ -797,7 +794,7 @@ def _dict_items(value, limits, depth):
         if used > limits.max_value:
             break
         is_secret = type(key) is str and (is_secret_name(key[:MAX_NAME]) or (
-            is_pair and not (key.lower() in PAIR_NAMING_KEYS and type(item) is str)))
+            is_pair and not is_naming_entry(key, item)))
         shown = REDACTED if is_secret else _render(item, limits, depth - 1)
         parts.append(f'{_render(key, limits, depth - 1)}: {shown}')
         used += len(parts[-1]) + 2
