@@ -76,9 +76,7 @@ class Listener(StreamServer):
         self.retry_delay = min(RETRY_MAX_DELAY, self.retry_delay * 2)
 
     def resume_accepting(self):
-        timer, self.retry_timer = self.retry_timer, None
-        if timer is not None:
-            timer.close()
+        self.cancel_retry()
         if self.started and not self.closed:
             self.start_accepting()
 
@@ -88,10 +86,13 @@ class Listener(StreamServer):
         missed = self.accept_errors.unreported()
         logger.info('Accepting connections again%s', f' after {missed} more failed attempt(s)' if missed else '')
 
-    def close(self):
+    def cancel_retry(self):
         timer, self.retry_timer = self.retry_timer, None
         if timer is not None:
             timer.close()
+
+    def close(self):
+        self.cancel_retry()
         super().close()
 
 

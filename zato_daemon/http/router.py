@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass
 
 from zato_daemon.errors import HttpError
-from zato_daemon.http.headers import InvalidHeader, service_headers
+from zato_daemon.http.headers import service_headers
 from zato_daemon.http.payload import PayloadError, decode_json, is_json_media_type
 from zato_daemon.http.protocol import render_response
 from zato_daemon.logs.levels import SERVICE_FAILED
