@@ -79,6 +79,28 @@ class Fork(Service):
         self.response.payload = {'pid': os.getpid()}
 
 
+class ForkQuickChild(Service):
+    """Forks through gevent's os.fork, whose child exits before the parent starts watching it:
+    the SIGCHLD comes before the child watcher exists, and waitpid() must still return."""
+
+    name = 'hostile.fork-quick-child'
+
+    def handle(self):
+        from gevent.monkey import get_original
+        from gevent.os import fork_and_watch
+        real_fork, real_sleep = get_original('os', 'fork'), get_original('time', 'sleep')
+
+        def fork_then_wait():
+            pid = real_fork()
+            if not pid:
+                os._exit(0)
+            real_sleep(0.2)  # the child is gone by now; its SIGCHLD is pending
+            return pid
+
+        pid = fork_and_watch(fork=fork_then_wait)
+        self.response.payload = {'status': os.waitpid(pid, 0)[1]}
+
+
 class Pid(Service):
     name = 'hostile.pid'
 
@@ -268,6 +290,13 @@ def test_a_forked_child_never_answers_on_the_parents_connection(server):
     assert second.startswith(b'200 ') and second.endswith(b'{"n":2}')
     wait_until(lambda: 'came back from handle()' in server.log(), message='the child\'s ERROR')
     assert server.worker_pids() == [worker]
+
+
+def test_a_child_that_exits_before_its_parent_watches_it_is_still_reaped(server):
+    # The worker resets SIGCHLD to the default when it starts; gevent's handler must be put
+    # back at once, or a child that exits before the first watcher exists is never reaped
+    # and the call waiting for it hangs (seen in CI under load with hostile.fork).
+    assert post(server.port, 'hostile.fork-quick-child', {})[:3:2] == (200, {'status': 0})
 
 
 def test_a_forked_child_that_yields_to_gevent_serves_no_one(server):

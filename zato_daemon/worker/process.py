@@ -225,6 +225,11 @@ def _install_signal_handlers(worker):
     """
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, RETIRE_SIGNAL, signal.SIGCHLD):
         signal.signal(signum, signal.SIG_DFL)
+    # Resetting SIGCHLD (gevent's signal.signal) also removed the loop's own handler, which
+    # a child watcher puts back only when it is created: the SIGCHLD of a child that a
+    # service forked and that exited before its parent started watching it was lost, and
+    # os.waitpid() on it waited for ever. Put it back now.
+    gevent.get_hub().loop.install_sigchld()
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     gevent.signal_handler(signal.SIGTERM, worker.request_stop)
     gevent.signal_handler(RETIRE_SIGNAL, worker.request_stop, False, True)
