@@ -46,7 +46,7 @@ class Store:
 config = load_config(Path(tree) / 'etc' / 'zato-daemon')
 config.server_config.main.workers = 1
 host = ServiceHost(config, ServerDir(Path(tempfile.mkdtemp())))
-deploy_configured(host.store, config, logging.getLogger('bench'))
+deploy_configured(host.store, config, (), logging.getLogger('bench'))
 recorder = CallRecorder(Store(), config.server_config.diagnostics, {}, host.store, 1)
 router = Router(host, {'/echo': 'demo.echo'}, recorder=recorder)
 http = HttpServer(config.server_config.main, host.dumps_json, logging.getLogger('bench'))

@@ -15,14 +15,12 @@ from pathlib import Path
 from zato_daemon import __version__, redaction, sd
 from zato_daemon.admin import call_service
 from zato_daemon.config import load_config
-from zato_daemon.diagnostics.recorder import database_path
 from zato_daemon.diagnostics.report import format_samples, format_slow
 from zato_daemon.diagnostics.store import list_samples, list_slow
 from zato_daemon.errors import EXIT_OK, EXIT_SOFTWARE, EXIT_UNAVAILABLE, NotRunning, UsageError, ZatoDaemonError
 from zato_daemon.logs import journal
 from zato_daemon.logs.levels import DUMP_WRITTEN, START_FAILED
-from zato_daemon.logs.setup import server_log_path
-from zato_daemon.paths import DEFAULT_SERVER_DIR, ServerDir
+from zato_daemon.paths import DEFAULT_SERVER_DIR, ServerDir, ServerPaths
 from zato_daemon.pidfile import running_pid
 from zato_daemon.services.registry import sha256_of
 from zato_daemon.startup import prepare_callables
@@ -127,7 +125,7 @@ def command_start(args):
     if failure is not None:
         status, reason = failure
         print(redaction.redact_text(f'zato-daemon: the server did not start: {reason}; see '
-                                    f'{server_log_path(prepared.config, prepared.server_dir)}'), file=sys.stderr)
+                                    f'{prepared.server_dir.server_log}'), file=sys.stderr)
         return status
     print(f'zato-daemon: started, master pid {pid}, listening on http://{main.host}:{main.port}')
     return EXIT_OK
@@ -177,7 +175,7 @@ def command_dump(args):
     """SIGURG to the master, which dumps itself and has every worker dump."""
     server_dir = ServerDir(args.server_dir)
     pid = _master_pid(server_dir)
-    log_path = _path_in_use(server_dir, 'server_log', lambda config: server_log_path(config, server_dir))
+    log_path = paths_in_use(server_dir).server_log
     since = time.strftime('%Y-%m-%d %H:%M:%S')
     os.kill(pid, signal.SIGURG)
     print(f'zato-daemon: dump requested from master pid {pid} and its workers; they are in {log_path}, and in '
@@ -267,18 +265,20 @@ def _configure_redaction(base_dir):
 
 
 def _diagnostics_database(base_dir):
-    server_dir = ServerDir(base_dir)
-    return _path_in_use(server_dir, 'diagnostics_database', lambda config: database_path(config, server_dir))
+    return paths_in_use(ServerDir(base_dir)).diagnostics_database
 
 
-def _path_in_use(server_dir, key, from_config):
-    """A path the running master published in its status file (startup callables may have
-    moved it), or, with no server running, `from_config(config)` as the files say."""
+def paths_in_use(server_dir):
+    """The paths the running master published in its status file (startup callables may have
+    moved files), or, with no server running, the configuration's, resolved the same way."""
     status = read_status(server_dir.status_file)
     pid = running_pid(server_dir.pidfile)
-    if status is not None and pid is not None and status.get('master_proc_pid') == pid and status.get(key):
-        return Path(status[key])
-    return from_config(load_config(server_dir.base))
+    if status is not None and pid is not None and status.get('master_proc_pid') == pid:
+        try:
+            return ServerPaths.from_dict(status['paths'])
+        except (KeyError, TypeError):
+            pass  # written by another version: the files say the same unless a callable moved them
+    return server_dir.resolve(load_config(server_dir.base))
 
 
 def command_hash(args):
@@ -315,7 +315,7 @@ def command_verify(args):
 
 def command_check_config(args):
     config = load_config(args.server_dir)
-    prepare_callables(config, ServerDir(config.base_dir))
+    prepare_callables(config)
     print(f'zato-daemon: configuration OK: {", ".join(str(path) for path in config.paths_read)}')
     return EXIT_OK
 

@@ -23,6 +23,8 @@ PIDFILE_NAME = 'zato-daemon.pid'
 ADMIN_SOCKET_NAME = 'admin.sock'
 STATUS_FILE_NAME = 'master.json'
 SERVER_LOG_NAME = 'server.log'
+DIAGNOSTICS_DATABASE_NAME = 'diagnostics.sqlite3'
+EXTLIB = 'extlib'
 
 
 def _from_env(name, fallback):
@@ -65,14 +67,6 @@ class ServerDir:
         return self.runtime / STATUS_FILE_NAME
 
     @property
-    def server_log(self):
-        return self.logs / SERVER_LOG_NAME
-
-    @property
-    def default_pickup_dir(self):
-        return self.state / 'pickup'
-
-    @property
     def deployed_dir(self):
         """Last good copy of every hot-deployed module, so a restarted worker never loses one."""
         return self.state / 'deployed'
@@ -91,3 +85,55 @@ class ServerDir:
 
     def __repr__(self):
         return f'ServerDir({str(self.base)!r})'
+
+    def resolve(self, config):
+        """Every location of this server as `config` says, FS_CONFIG_ONLY's changes included."""
+        def configured(value, default):
+            return config.resolve_path(value) or default
+
+        server_config = config.server_config
+        return ServerPaths(
+            base=self.base, state=self.state, logs=self.logs, runtime=self.runtime,
+            server_log=configured(server_config.logging.server_log, self.logs / SERVER_LOG_NAME),
+            diagnostics_database=configured(server_config.diagnostics.database,
+                                            self.state / DIAGNOSTICS_DATABASE_NAME),
+            pickup_dir=configured(config.pickup_config.hot_deploy.pickup_dir, self.state / 'pickup'),
+            extlib=(self.base / EXTLIB, self.state / EXTLIB,
+                    *(config.resolve_path(path) for path in server_config.misc.extra_paths)),
+            service_paths=tuple(config.resolve_path(path) for path in server_config.services.paths),
+        )
+
+
+class ServerPaths(ServerDir):
+    """Every path one server uses, resolved once after FS_CONFIG_ONLY (`ServerDir.resolve`).
+
+    The master hands it to its workers and publishes it in master.json; the CLI reads it
+    from there while the server runs (a startup callable may have moved a file), and
+    resolves the configuration the same way when it does not.
+    """
+
+    # The keys of `as_dict()` that hold one path each, and those holding lists of them.
+    SINGLE = ('base', 'state', 'logs', 'runtime', 'server_log', 'diagnostics_database', 'pickup_dir')
+    MANY = ('extlib', 'service_paths')
+
+    def __init__(self, **paths):  # pylint: disable=super-init-not-called
+        for name in self.SINGLE:
+            setattr(self, name, Path(paths[name]))
+        for name in self.MANY:
+            setattr(self, name, tuple(Path(path) for path in paths[name]))
+
+    def as_dict(self):
+        """Plain strings and lists, for master.json."""
+        return {**{name: str(getattr(self, name)) for name in self.SINGLE},
+                **{name: [str(path) for path in getattr(self, name)] for name in self.MANY}}
+
+    @classmethod
+    def from_dict(cls, data):
+        """The inverse of `as_dict()`; raises KeyError or TypeError on anything else."""
+        return cls(**{name: data[name] for name in (*cls.SINGLE, *cls.MANY)})
+
+    def __eq__(self, other):
+        return isinstance(other, ServerPaths) and self.as_dict() == other.as_dict()
+
+    def __repr__(self):
+        return f'ServerPaths({str(self.base)!r})'

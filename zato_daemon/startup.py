@@ -29,7 +29,6 @@ logger = logging.getLogger('zato_daemon.startup')
 
 FS_CONFIG_ONLY = SERVER_STARTUP.PHASE.FS_CONFIG_ONLY
 AFTER_STARTED = SERVER_STARTUP.PHASE.AFTER_STARTED
-EXTLIB = 'extlib'
 
 
 class PhaseCtx:
@@ -47,12 +46,6 @@ class PhaseCtx:
 
     def __repr__(self):
         return f'PhaseCtx(phase={self.phase!r}, kwargs={sorted(self.kwargs)})'
-
-
-def extlib_paths(config, server_dir):
-    """The directories user code is imported from: two extlib folders, then extra_paths."""
-    extra = [config.resolve_path(path) for path in config.server_config.misc.extra_paths]
-    return [server_dir.base / EXTLIB, server_dir.state / EXTLIB, *extra]
 
 
 def extend_sys_path(paths):
@@ -118,18 +111,21 @@ def run_after_started(callables, host, worker_number):
     run_phase(callables, ctx, host.config.server_config.misc.startup_callable_failure)
 
 
-def prepare_callables(config, server_dir):
+def prepare_callables(config):
     """Puts the extlib directories on sys.path and resolves the configured callables."""
-    extend_sys_path(extlib_paths(config, server_dir))
+    extend_sys_path(ServerDir(config.base_dir).resolve(config).extlib)
     return resolve_callables(config)
 
 
-def load_config_and_run_fs_config_only(base_dir, server_dir=None):
-    """Reads the config and lets the FS_CONFIG_ONLY callables change it: at start and at reload."""
+def load_config_and_run_fs_config_only(base_dir):
+    """Reads the config and lets the FS_CONFIG_ONLY callables change it: at start and at reload.
+
+    Returns the config, the callables and every path resolved from what the callables left.
+    """
     config = load_config(base_dir)
-    callables = prepare_callables(config, server_dir or ServerDir(config.base_dir))
+    callables = prepare_callables(config)
     run_fs_config_only(config, callables)
-    return config, callables
+    return config, callables, ServerDir(config.base_dir).resolve(config)
 
 
 def _phase_name(phase):

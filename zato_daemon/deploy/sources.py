@@ -30,16 +30,16 @@ def create_configured_caches(caches, config):
         caches.create(dict(fields, name=name))
 
 
-def deploy_configured(store, config, logger):
-    """Deploys the built-in services, then configured modules, then configured paths."""
+def deploy_configured(store, config, service_paths, logger):
+    """Deploys the built-in services, then configured modules, then configured paths (resolved)."""
     store.deploy_classes(BUILTIN_SERVICES, BUILTIN_ORIGIN)
     store.deploy_classes(CACHE_SERVICES, CACHE_SERVICES_ORIGIN)
     services = config.server_config.services
     deployed = []
     for dotted_name in services.modules:
         deployed.append(store.deploy_module(dotted_name))
-    for configured in services.paths:
-        for path in service_files(config.resolve_path(configured)):
+    for configured in service_paths:
+        for path in service_files(configured):
             deployed.append(store.deploy_file(path))
     for info in deployed:
         logger.info('Deployed %s (sha256 %s): %s', info.path, info.sha256, ', '.join(info.service_names),

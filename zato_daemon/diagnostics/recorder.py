@@ -8,7 +8,7 @@ in the background (store.py).
 import logging
 import time
 
-from zato_daemon.diagnostics.store import DATABASE_NAME, Call, DiagnosticsStore, Sampler, Unrendered, describe_error
+from zato_daemon.diagnostics.store import Call, DiagnosticsStore, Sampler, Unrendered, describe_error
 from zato_daemon.logs.levels import SLOW_RESPONSE
 
 logger = logging.getLogger('zato_daemon.diagnostics')
@@ -72,18 +72,13 @@ class CallRecorder:
             self.store.record_sample(call)
 
 
-def database_path(config, server_dir):
-    """Where the diagnostics database is: [diagnostics] database, or the state directory."""
-    return config.resolve_path(config.server_config.diagnostics.database) or server_dir.state / DATABASE_NAME
-
-
 def make_recorder(config, server_dir, services, worker_number):
     """The worker's CallRecorder, or None when samples and slow responses are both off."""
     enabled = config.server_config.component_enabled
     if not (enabled.samples or enabled.slow_responses):
         return None
     settings = config.server_config.diagnostics
-    store = DiagnosticsStore(database_path(config, server_dir), settings.slow_keep, settings.samples_keep,
+    store = DiagnosticsStore(server_dir.diagnostics_database, settings.slow_keep, settings.samples_keep,
                              max_db_bytes=settings.max_size)
     return CallRecorder(store, settings, config.server_config.slow_thresholds, services, worker_number,
                         samples_on=enabled.samples, slow_on=enabled.slow_responses)

@@ -9,7 +9,7 @@ import faulthandler
 
 from zato_daemon.dump.sink import DumpWriter
 from zato_daemon.dump.trigger import DumpTrigger
-from zato_daemon.logs.setup import server_log_path, wants_journal, writes_stdout
+from zato_daemon.logs.setup import wants_journal, writes_stdout
 
 
 def install_dump(config, server_dir, role, foreground, start_thread, after_dump=None, before_dump=None):
@@ -31,5 +31,5 @@ def reconfigure_dump(trigger, config, server_dir, foreground):
 def _writer_settings(config, server_dir, foreground):
     settings = config.server_config.logging
     use_journal = wants_journal(settings.journal)
-    return dict(server_log=server_log_path(config, server_dir), budget_bytes=settings.dump_max_size,
+    return dict(server_log=server_dir.server_log, budget_bytes=settings.dump_max_size,
                 to_journal=use_journal, to_stdout=writes_stdout(foreground, use_journal))

@@ -35,10 +35,6 @@ def writes_stdout(foreground, use_journal):
     return foreground and not (use_journal and journal.stream_is_journal(1))
 
 
-def server_log_path(config, server_dir):
-    return config.resolve_path(config.server_config.logging.server_log) or server_dir.server_log
-
-
 def configure_logging(config, server_dir, role, foreground, worker_number=None):
     """Replaces the root logger's handlers: server.log, the journal, stdout (--fg only).
 
@@ -48,7 +44,7 @@ def configure_logging(config, server_dir, role, foreground, worker_number=None):
     settings = config.server_config.logging
     # The policy every sink of this process uses: records, dumps, samples and slow calls.
     redaction.configure(settings.secret_names)
-    handlers = [server_log_handler(server_log_path(config, server_dir))]
+    handlers = [server_log_handler(server_dir.server_log)]
     use_journal = wants_journal(settings.journal)
     if use_journal:
         handlers.append(journal.JournalHandler(server_dir.base, role, worker_number))

@@ -33,11 +33,9 @@ from dataclasses import dataclass, field
 from setproctitle import setproctitle
 
 from zato_daemon import __version__, sd
-from zato_daemon.diagnostics.recorder import database_path
-from zato_daemon.errors import (EXIT_CONFIG, EXIT_SOFTWARE, AddressInUse, ConfigError, HaltServer,
-                                StartupCallableError)
+from zato_daemon.errors import EXIT_CONFIG, EXIT_SOFTWARE, HaltServer, ZatoDaemonError
 from zato_daemon.logs import levels
-from zato_daemon.logs.setup import configure_logging, server_log_path
+from zato_daemon.logs.setup import configure_logging
 from zato_daemon.sockets import address_of, bind_tcp
 from zato_daemon.startup import load_config_and_run_fs_config_only
 from zato_daemon.status import write_status
@@ -119,6 +117,7 @@ class PendingReload:
     config: object
     listener: object
     callables: list
+    server_dir: object
 
 
 class Arbiter:
@@ -591,17 +590,20 @@ class Arbiter:
         logger.info('Reloading: reading the configuration in %s', self.server_dir.base)
         sd.watchdog()
         try:
-            config, callables = load_config_and_run_fs_config_only(self.server_dir.base, self.server_dir)
+            config, callables, server_dir = load_config_and_run_fs_config_only(self.server_dir.base)
+            server_dir.ensure()
             listener = self.listener_for(config)
-        except (ConfigError, AddressInUse, StartupCallableError) as exc:
+        except ZatoDaemonError as exc:
             logger.error('Reload refused, still serving the previous configuration: %s', exc,
                          extra=levels.RELOAD_REFUSED.extra)
             return
         sd.watchdog()
         sd.reloading('reloading')
-        self.pending_reload = PendingReload(self.generation, self.config, self.listener, self.callables)
+        self.pending_reload = PendingReload(self.generation, self.config, self.listener, self.callables,
+                                            self.server_dir)
         self.set_listener(listener, config)
         self.callables = callables
+        self.server_dir = server_dir
         self.generation = next(self.generation_numbers)
         self.spawn_workers()
 
@@ -648,6 +650,7 @@ class Arbiter:
         self.generation = previous.generation
         self.set_listener(previous.listener, previous.config)
         self.callables = previous.callables
+        self.server_dir = previous.server_dir
         self.write_status()
         if self.is_ready:
             sd.ready(self.summary())
@@ -714,7 +717,7 @@ class Arbiter:
 
     def write_status(self):
         """Publishes pids and states for `info`; a failure to write is logged, never fatal."""
-        in_effect = self.pending_reload.config if self.pending_reload is not None else self.config
+        in_effect = self.pending_reload.server_dir if self.pending_reload is not None else self.server_dir
         status = {
             'master_proc_pid': self.pid,
             'started_at': self.started_at,
@@ -724,8 +727,9 @@ class Arbiter:
             # As FS_CONFIG_ONLY left them: the CLI's dump, slow and samples read these instead
             # of the files, which a startup callable may have overridden. Until a reload
             # completes, the master logs and dumps as its previous config says.
-            'server_log': str(server_log_path(in_effect, self.server_dir)),
-            'diagnostics_database': str(database_path(in_effect, self.server_dir)),
+            'server_log': str(in_effect.server_log),
+            'diagnostics_database': str(in_effect.diagnostics_database),
+            'paths': in_effect.as_dict(),
             'workers': sorted((record.as_dict() for record in self.workers.values()),
                               key=lambda worker: (worker['generation'], worker['number'])),
         }

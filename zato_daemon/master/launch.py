@@ -9,9 +9,9 @@ import logging
 import os
 from dataclasses import dataclass
 
-from zato_daemon.logs.setup import check_server_log, configure_logging, server_log_path
+from zato_daemon.logs.setup import check_server_log, configure_logging
 from zato_daemon.master.arbiter import Arbiter
-from zato_daemon.paths import ServerDir
+from zato_daemon.paths import ServerPaths
 from zato_daemon.pidfile import PidFile
 from zato_daemon.rlimits import RESERVED_DESCRIPTORS, is_enough_for, raise_open_files_limit
 from zato_daemon.sockets import bind_tcp, bind_unix
@@ -25,7 +25,7 @@ class Prepared:
     """A server that passed every check and holds its lock and sockets, not yet serving."""
 
     config: object
-    server_dir: ServerDir
+    server_dir: ServerPaths
     callables: list
     pidfile: PidFile
     listener: object
@@ -46,10 +46,9 @@ def prepare(base_dir):
     # Whatever umask the caller had (022 in a shell): files 0640 or tighter, directories 0750.
     # The unit sets UMask=0027 too; a tighter umask is kept.
     os.umask(os.umask(PRIVATE_UMASK) | PRIVATE_UMASK)
-    config, callables = load_config_and_run_fs_config_only(base_dir)
-    server_dir = ServerDir(config.base_dir)
+    config, callables, server_dir = load_config_and_run_fs_config_only(base_dir)
     server_dir.ensure()
-    check_server_log(server_log_path(config, server_dir))
+    check_server_log(server_dir.server_log)
     pidfile = PidFile(server_dir.pidfile).acquire()
     main = config.server_config.main
     try:

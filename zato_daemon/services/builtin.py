@@ -7,7 +7,6 @@ from services and startup callables; never over the TCP channel, except ping.
 import time
 
 from zato_daemon import __version__
-from zato_daemon.diagnostics.recorder import database_path
 from zato_daemon.diagnostics.store import list_samples, list_slow
 from zato_daemon.errors import HttpError
 from zato_daemon.services.base import Service
@@ -85,7 +84,7 @@ class ListSlowCalls(Service):
     def handle(self):
         payload = self.request.payload or {}
         try:
-            self.response.payload = list_slow(database_path(self.server.config, self.server.server_dir),
+            self.response.payload = list_slow(self.server.server_dir.diagnostics_database,
                                               payload.get('service'), payload.get('since'), payload.get('limit', 100))
         except ValueError as exc:
             raise HttpError(f'since: {exc}', 400) from None
@@ -100,7 +99,7 @@ class ListSamples(Service):
         payload = self.request.payload or {}
         if not payload.get('service'):
             raise HttpError('service: required', 400)
-        self.response.payload = list_samples(database_path(self.server.config, self.server.server_dir),
+        self.response.payload = list_samples(self.server.server_dir.diagnostics_database,
                                              payload['service'], payload.get('limit', 20))
 
 

@@ -92,7 +92,7 @@ class Worker:
         self.host = ServiceHost(config, spec.server_dir, spec.number, spec.boot_id, spec.generation)
         gevent.spawn(self.host.caches.run, gevent.sleep)
         create_configured_caches(self.host.caches, config)
-        deploy_configured(self.host.store, config, logger)
+        deploy_configured(self.host.store, config, spec.server_dir.service_paths, logger)
         if config.server_config.component_enabled.hot_deploy:
             self.start_pickup_watcher()
         main = config.server_config.main
@@ -114,9 +114,8 @@ class Worker:
 
     def start_pickup_watcher(self):
         config = self.spec.config
-        pickup_dir = config.pickup_config.hot_deploy.pickup_dir
-        pickup_dir = config.resolve_path(pickup_dir) if pickup_dir else self.spec.server_dir.default_pickup_dir
-        watcher = PickupWatcher(self.host.store, pickup_dir, self.spec.server_dir.deployed_dir, logger)
+        paths = self.spec.server_dir
+        watcher = PickupWatcher(self.host.store, paths.pickup_dir, paths.deployed_dir, logger)
         watcher.deploy_at_boot()
         gevent.spawn(watcher.run, gevent.sleep, config.pickup_config.hot_deploy.poll_interval)
 

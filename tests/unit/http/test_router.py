@@ -100,8 +100,8 @@ UNSENDABLE = {
 @pytest.fixture
 def host(tmp_path):
     config = load_config(REPO_ROOT / 'etc' / 'zato-daemon')
-    host = ServiceHost(config, ServerDir(tmp_path))
-    deploy_configured(host.store, config, logging.getLogger('test'))
+    host = ServiceHost(config, ServerDir(tmp_path).resolve(config))
+    deploy_configured(host.store, config, (), logging.getLogger('test'))
     classes = [raising(name, factory) for name, factory in RAISING.items()]
     classes += [answering(name, **response) for name, response in UNSENDABLE.items()]
     classes += [SelfReferencing, answering('test.created', status_code=201, payload={'id': 1},

@@ -52,11 +52,12 @@ def arbiter(tmp_path, monkeypatch):
         f'[main]\nworkers = 2\nmax_requests = 100\nmax_worker_memory = {MEMORY_LIMIT}\n')
     for name in ('STATE_DIRECTORY', 'LOGS_DIRECTORY', 'RUNTIME_DIRECTORY'):
         monkeypatch.delenv(name, raising=False)
-    server_dir = ServerDir(tmp_path)
+    config = load_config(tmp_path)
+    server_dir = ServerDir(tmp_path).resolve(config)
     server_dir.runtime.mkdir()
     # A reload completing would point the test process's own logging at the server directory.
     monkeypatch.setattr(arbiter_module, 'configure_logging', lambda *args, **kwargs: None)
-    arbiter = ForklessArbiter(server_dir, load_config(tmp_path), FakeListener(), FakeListener())
+    arbiter = ForklessArbiter(server_dir, config, FakeListener(), FakeListener())
     arbiter.spawn_workers()
     for record in list(arbiter.workers.values()):
         arbiter.on_worker_message(record, READY_MESSAGE)
@@ -202,7 +203,7 @@ def test_a_hung_recycling_worker_is_still_watched(arbiter):
 
 def start_reload(arbiter):
     """What reload() does once the new config is read."""
-    arbiter.pending_reload = PendingReload(arbiter.generation, arbiter.config, arbiter.listener, [])
+    arbiter.pending_reload = PendingReload(arbiter.generation, arbiter.config, arbiter.listener, [], arbiter.server_dir)
     arbiter.generation = next(arbiter.generation_numbers)
     arbiter.spawn_workers()
 
