@@ -23,7 +23,6 @@ from zato_daemon.logs.levels import DUMP_WRITTEN, START_FAILED
 from zato_daemon.paths import DEFAULT_SERVER_DIR, ServerDir, ServerPaths
 from zato_daemon.pidfile import running_pid
 from zato_daemon.services.registry import sha256_of
-from zato_daemon.startup import prepare_callables
 from zato_daemon.status import read_status
 
 # How long `stop` waits beyond graceful_timeout, and `start` beyond worker_boot_timeout.
@@ -314,8 +313,8 @@ def command_verify(args):
 
 
 def command_check_config(args):
-    config = load_config(args.server_dir)
-    prepare_callables(config)
+    from zato_daemon.master.launch import check_configuration
+    config = check_configuration(args.server_dir)
     print(f'zato-daemon: configuration OK: {", ".join(str(path) for path in config.paths_read)}')
     return EXIT_OK
 

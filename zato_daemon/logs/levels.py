@@ -172,7 +172,40 @@ WORKER_MEMORY_RECYCLED = _event('WORKER_MEMORY_RECYCLED', logging.WARNING, 'a5bf
     in a service. Compare `zato-daemon dump` output of an old and a new worker, or raise the
     limit if the memory is expected.''')
 
+DEPLOY_REFUSED = _event('DEPLOY_REFUSED', logging.ERROR, '266d67c0b29c47e29d728e08365b8162',
+                        'zato-daemon refused to deploy a service module', '''
+    A new or changed module (in the pickup directory, or configured in server.conf) was
+    imported first in a disposable process, and failed there: it raised, exited, was still
+    importing after the time limit, defines no service, or defines a service name another
+    module already holds. Nothing changed in the workers: the version deployed before, if
+    any, keeps serving. The entry names the file and the reason; fix the file and it is
+    tried again.''')
+PICKUP_SCAN_FAILED = _event('PICKUP_SCAN_FAILED', logging.WARNING, 'f95631560ba647d792ddc3fbc57eb54f',
+                            'zato-daemon could not list its pickup directory', '''
+    Listing the pickup directory failed (a permission, a missing directory, no file
+    descriptors left). Nothing was deployed or undeployed because of it: what serves keeps
+    serving, and the next scan tries again. Repeats are counted into one entry a minute.''')
+SPAWN_FAILED = _event('SPAWN_FAILED', logging.ERROR, 'd47c54888638447faf9b7477a0c2204d',
+                      'zato-daemon could not start a worker process', '''
+    fork() of a new worker failed, most often for a process or memory limit (EAGAIN,
+    ENOMEM: see TasksMax= and LimitNPROC= of the unit). The master keeps serving with the
+    workers it has and tries again with a growing delay; the entry says when. Once the limit
+    lifts, the worker starts and nothing more is needed.''')
+STARTUP_CALLABLE_FAILED = _event('STARTUP_CALLABLE_FAILED', logging.ERROR, '39a204e062fa4a8bac29cae122fefa16',
+                                 'zato-daemon startup callable failed', '''
+    A callable of [misc] startup_callable raised, exited or was still running after
+    startup_callable_timeout in the phase named. At start the server does not start; at a
+    reload the reload is refused and the previous configuration keeps serving, and the
+    master went on supervising its workers meanwhile.''')
+RUNTIME_REPAIRED = _event('RUNTIME_REPAIRED', logging.WARNING, '470ab23b5725403592c2e5c3105fac1e',
+                          'zato-daemon recreated a runtime or state file', '''
+    A file the server keeps (the admin socket, the pidfile, master.json, a database) or its
+    directory was deleted while the server ran, by hand or by a clean-up job (tmpfiles.d,
+    rm -rf of /run). The server noticed and recreated it; the entry names it. Requests were
+    served meanwhile; whatever the deleted database held is gone. Find out what deletes it.''')
+
 EVENTS = (SERVER_READY, SERVER_STOPPED, SERVER_HALTED, START_FAILED, RELOAD_COMPLETE, RELOAD_REFUSED,
           RELOAD_FAILED, WORKER_EXITED, WORKER_BOOT_FAILED, WORKER_BOOT_TIMEOUT, WORKERS_KILLED,
           SERVICE_FAILED, DEPLOY_FAILED, SERVICE_DEPLOYED, WORKER_HUNG, DUMP_WRITTEN, SLOW_RESPONSE,
-          ACCEPT_FAILED, CONNECTIONS_LIMITED, WORKER_RECYCLED, WORKER_MEMORY_RECYCLED)
+          ACCEPT_FAILED, CONNECTIONS_LIMITED, WORKER_RECYCLED, WORKER_MEMORY_RECYCLED, DEPLOY_REFUSED,
+          PICKUP_SCAN_FAILED, SPAWN_FAILED, STARTUP_CALLABLE_FAILED, RUNTIME_REPAIRED)

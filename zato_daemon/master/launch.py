@@ -9,13 +9,16 @@ import logging
 import os
 from dataclasses import dataclass
 
+from zato_daemon import preflight
+from zato_daemon.config import load_config
+from zato_daemon.deploy.probe import vet_configured
 from zato_daemon.logs.setup import check_server_log, configure_logging
 from zato_daemon.master.arbiter import Arbiter
-from zato_daemon.paths import ServerPaths
+from zato_daemon.paths import ServerDir, ServerPaths
 from zato_daemon.pidfile import PidFile
 from zato_daemon.rlimits import RESERVED_DESCRIPTORS, is_enough_for, raise_open_files_limit
 from zato_daemon.sockets import bind_tcp, bind_unix
-from zato_daemon.startup import load_config_and_run_fs_config_only
+from zato_daemon.startup import load_config_and_run_fs_config_only, prepare_callables
 
 logger = logging.getLogger('zato_daemon.master')
 
@@ -47,6 +50,7 @@ def prepare(base_dir):
     # The unit sets UMask=0027 too; a tighter umask is kept.
     os.umask(os.umask(PRIVATE_UMASK) | PRIVATE_UMASK)
     config, callables, server_dir = load_config_and_run_fs_config_only(base_dir)
+    check_before_binding(config, server_dir)
     server_dir.ensure()
     check_server_log(server_dir.server_log)
     pidfile = PidFile(server_dir.pidfile).acquire()
@@ -58,6 +62,22 @@ def prepare(base_dir):
         pidfile.release()
         raise
     return Prepared(config, server_dir, callables, pidfile, listener, admin_listener)
+
+
+def check_before_binding(config, paths):
+    """What start checks between FS_CONFIG_ONLY and taking the lock; check-config too."""
+    preflight.check(config, paths)
+    vet_configured(config, paths)
+
+
+def check_configuration(base_dir):
+    """`check-config`: start's checks up to the lock, without running any startup callable
+    (they are code with side effects; they are resolved, so a name that does not resolve
+    fails here as at start). Returns the config; raises a ZatoDaemonError."""
+    config = load_config(base_dir)
+    prepare_callables(config)
+    check_before_binding(config, ServerDir(config.base_dir).resolve(config))
+    return config
 
 
 def serve(prepared, foreground, on_ready=None, on_halt=None, private_fds=()):
