@@ -18,6 +18,7 @@ one error naming the callable, the phase and the cause; warn logs a WARNING and 
 import importlib
 import logging
 import sys
+import time
 import traceback
 
 from zato_daemon.common import SERVER_STARTUP
@@ -26,6 +27,9 @@ from zato_daemon.errors import EXIT_SOFTWARE, StartupCallableError
 from zato_daemon.paths import ServerDir
 
 logger = logging.getLogger('zato_daemon.startup')
+
+# Until the setting exists in every config object (tests build some by hand).
+DEFAULT_CALLABLE_TIME_LIMIT = 30.0
 
 FS_CONFIG_ONLY = SERVER_STARTUP.PHASE.FS_CONFIG_ONLY
 AFTER_STARTED = SERVER_STARTUP.PHASE.AFTER_STARTED
@@ -56,9 +60,20 @@ def extend_sys_path(paths):
             sys.path.append(path)
 
 
-def resolve_callables(config):
-    """The callables `[misc] startup_callable` names, as (name, callable) pairs, in order."""
-    return [(name, _resolve(name)) for name in config.server_config.misc.startup_callable]
+def resolve_callables(config, progress=None):
+    """The callables `[misc] startup_callable` names, as (name, callable) pairs, in order.
+
+    Importing their modules runs user code too: `progress` says which, as run_phase does.
+    """
+    progress = {} if progress is None else progress
+    resolved = []
+    for name in config.server_config.misc.startup_callable:
+        progress['running'] = (f'{name} (importing its module)', 'FS_CONFIG_ONLY', time.monotonic())
+        try:
+            resolved.append((name, _resolve(name)))
+        finally:
+            progress.pop('running', None)
+    return resolved
 
 
 def _resolve(dotted_name):
@@ -68,6 +83,11 @@ def _resolve(dotted_name):
                                    'fix [misc] startup_callable in server.conf')
     try:
         module = importlib.import_module(module_name)
+    except SystemExit as exc:
+        # Not the process's exit status with no word: the module is user code.
+        raise StartupCallableError(f'startup callable {dotted_name}: module {module_name} called '
+                                   f'sys.exit({exc.code!r}) while importing; fix it or [misc] startup_callable '
+                                   'in server.conf', details=traceback.format_exc()) from None
     except Exception as exc:
         raise StartupCallableError(f'startup callable {dotted_name}: cannot import module {module_name}: {exc!r}; '
                                    'put it in an extlib directory or fix [misc] startup_callable in server.conf',
@@ -80,9 +100,15 @@ def _resolve(dotted_name):
     return target
 
 
-def run_phase(callables, ctx, policy):
-    """Calls each callable with `ctx`; on failure raises (policy FAIL) or logs a WARNING (WARN)."""
+def run_phase(callables, ctx, policy, progress=None):
+    """Calls each callable with `ctx`; on failure raises (policy FAIL) or logs a WARNING (WARN).
+
+    `progress`, a dict, says which callable runs and since when (monotonic), for whoever
+    enforces the phase's time limit from another thread (master/preparation.py).
+    """
+    progress = {} if progress is None else progress
     for name, function in callables:
+        progress['running'] = (name, _phase_name(ctx.phase), time.monotonic())
         try:
             function(ctx)
         except (Exception, SystemExit) as exc:
@@ -92,13 +118,16 @@ def run_phase(callables, ctx, policy):
                                exc_info=True)
                 continue
             raise StartupCallableError(message, EXIT_SOFTWARE, traceback.format_exc()) from None
+        finally:
+            progress.pop('running', None)
 
 
-def run_fs_config_only(config, callables):
+def run_fs_config_only(config, callables, progress=None):
     """FS_CONFIG_ONLY: runs in the master before anything is bound; callables may change `config`."""
     kwargs = {'server_config': config.server_config, 'pickup_config': config.pickup_config,
               'sio_config': config.sio_config, 'sso_config': config.sso_config, 'base_dir': str(config.base_dir)}
-    run_phase(callables, PhaseCtx(FS_CONFIG_ONLY, kwargs=kwargs), config.server_config.misc.startup_callable_failure)
+    run_phase(callables, PhaseCtx(FS_CONFIG_ONLY, kwargs=kwargs), config.server_config.misc.startup_callable_failure,
+              progress)
     for config_file in (config.server_config, config.pickup_config, config.sio_config, config.sso_config):
         for key in config_file.unknown_assignments:
             logger.warning('A startup callable set %s.%s, which no setting declares: the server ignores it',
@@ -111,21 +140,30 @@ def run_after_started(callables, host, worker_number):
     run_phase(callables, ctx, host.config.server_config.misc.startup_callable_failure)
 
 
-def prepare_callables(config):
+def prepare_callables(config, progress=None):
     """Puts the extlib directories on sys.path and resolves the configured callables."""
     extend_sys_path(ServerDir(config.base_dir).resolve(config).extlib)
-    return resolve_callables(config)
+    return resolve_callables(config, progress)
 
 
-def load_config_and_run_fs_config_only(base_dir):
+def load_config_and_run_fs_config_only(base_dir, progress=None):
     """Reads the config and lets the FS_CONFIG_ONLY callables change it: at start and at reload.
 
     Returns the config, the callables and every path resolved from what the callables left.
+    `progress` (a dict) gets the phase's time limit once the config is read, and the
+    callable running (see run_phase).
     """
+    progress = {} if progress is None else progress
     config = load_config(base_dir)
-    callables = prepare_callables(config)
-    run_fs_config_only(config, callables)
+    progress['time_limit'] = callable_time_limit(config)
+    callables = prepare_callables(config, progress)
+    run_fs_config_only(config, callables, progress)
     return config, callables, ServerDir(config.base_dir).resolve(config)
+
+
+def callable_time_limit(config):
+    """How long one FS_CONFIG_ONLY callable may run: [misc] startup_callable_timeout."""
+    return getattr(config.server_config.misc, 'startup_callable_timeout', DEFAULT_CALLABLE_TIME_LIMIT)
 
 
 def _phase_name(phase):

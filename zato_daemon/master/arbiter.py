@@ -1,69 +1,68 @@
-"""The master process: spawns, supervises, reloads and stops the workers.
+"""The master process: executes what master/lifecycle.py decides about the workers.
 
 Rule 1: signal handlers only enqueue the signal; everything else happens in the main
 loop, so no handler ever logs, allocates a worker or races another handler.
-Rule 2: every change to the set of workers happens in this file.
+Rule 2: every decision about workers and reloads is lifecycle.py's, a pure module; this
+file turns what the operating system says into its events and executes its actions
+(fork, kill, log, write master.json, switch generations, halt).
 Rule 3: gevent is never imported here. The child branch of `spawn_worker` imports the
-worker module after fork; the master stays a plain single-threaded process.
+worker module after fork. The master runs user code (startup callables) only in a
+thread (master/preparation.py), so that its loop always goes on.
 
-Theory of operation. `run()` loops over four steps: wait up to a second for a signal
-or a message from a worker; dispatch queued signals to `handle_<name>`; reap exited
-workers; then check booting workers and spawn missing ones. Workers belong to a
-generation: a reload starts a new generation next to the serving one and tells the
-old one to drain only once every new worker reported ready, so the listening socket
-always has a worker accepting on it. A worker is recycled the same way, alone: past its
-share of max_requests (it says so) or over max_worker_memory (the master reads /proc),
-it turns RECYCLING and keeps serving, its number counts as missing so that a replacement
-of the same number and generation spawns, and it drains once that replacement is ready.
-Shutdown travels as HaltServer up to `run()`.
+Theory of operation. `run()` loops: wait up to a second for a signal, a message from a
+worker or the end of a reload's preparation; dispatch queued signals; reap exited workers
+(by pid: the master's other children, such as the processes that check service modules,
+are not its business); feed the clock to the lifecycle (boot timeouts, hung workers),
+check memory and the runtime files; spawn the workers that are due. Workers belong to a
+generation: a reload prepares a new configuration in a thread, starts a new generation
+next to the serving one and retires the old one only once every new worker is ready, so
+the listening socket always has a worker accepting on it. Shutdown travels as HaltServer
+up to `run()`.
 """
 
 import _thread
 import collections
-import enum
-import itertools
 import logging
 import os
 import random
 import select
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from setproctitle import setproctitle
 
 from zato_daemon import __version__, sd
-from zato_daemon.errors import EXIT_CONFIG, EXIT_SOFTWARE, HaltServer, ZatoDaemonError
+from zato_daemon.errors import EXIT_SOFTWARE, HaltServer, ZatoDaemonError
 from zato_daemon.logs import levels
 from zato_daemon.logs.setup import configure_logging
 from zato_daemon.sockets import address_of, bind_tcp
-from zato_daemon.startup import load_config_and_run_fs_config_only
 from zato_daemon.status import write_status
 from zato_daemon.dump.setup import install_dump, reconfigure_dump
+from zato_daemon.master import lifecycle
+from zato_daemon.master.lifecycle import Lifecycle, WorkerEvent, WorkerState
+from zato_daemon.master.preparation import Preparation
 from zato_daemon.master.recycling import (MEMORY_CHECK_INTERVAL, draw_request_limit, format_size, read_rss,
                                           should_recycle_for_memory)
+from zato_daemon.master.repair import RuntimeFiles
 from zato_daemon.worker.channel import (BOOT_FAILED_PREFIX, DUMPED_MESSAGE, HEARTBEAT_MESSAGE,
-                                        LIMIT_REACHED_MESSAGE, READY_MESSAGE, RETIRE_SIGNAL, WORKER_SIGNALS)
+                                        LIMIT_REACHED_MESSAGE, READY_MESSAGE, WORKER_SIGNALS)
 
 logger = logging.getLogger('zato_daemon.master')
-
-# A restarted worker waits 0.1 s, then twice as long after each quick failure, up to
-# this ceiling; a worker that lived longer than STABLE_AFTER resets the count.
-MAX_RESPAWN_DELAY = 30.0
-STABLE_AFTER = 10.0
 
 # During a graceful stop, one of these means "stop now".
 QUICK_STOP_SIGNALS = (signal.SIGINT, signal.SIGQUIT)
 
-# The master wakes at least this often: watchdog, reaping, boot and hang checks.
+# The master wakes at least this often: watchdog, reaping, boot, hang and file checks.
 LOOP_TICK = 1.0
 
 # How long a quick stop (SIGINT) waits before SIGKILL, and the extra time a graceful
 # stop gives workers beyond graceful_timeout to flush and exit.
 QUICK_STOP_WAIT = 3.0
 GRACEFUL_STOP_MARGIN = 5.0
-# How long a hung worker may take to write its dump before it is killed anyway.
-HUNG_DUMP_WAIT = 10.0
+
+# The key of master.json where `zato-daemon reload` reads the outcome of its reload.
+RELOAD_STATUS_KEY = 'reload'
 
 SIGNAL_NAMES = {
     signal.SIGTERM: 'term',
@@ -74,93 +73,82 @@ SIGNAL_NAMES = {
 }
 
 
-class WorkerState(enum.Enum):
-    BOOTING = 'booting'
-    READY = 'ready'
-    # Serves until its replacement (same number and generation) is ready, then drains:
-    # past max_requests or max_worker_memory.
-    RECYCLING = 'recycling'
-    DRAINING = 'draining'
-
-
-# The states in which a worker accepts connections on the listening socket.
-SERVING_STATES = (WorkerState.READY, WorkerState.RECYCLING)
-
-
 @dataclass
-class WorkerRecord:
-    """What the master knows of one worker process."""
+class Generation:
+    """What the workers of one generation are started with."""
 
-    number: int
-    generation: int
-    pid: int
-    status_fd: int
-    state: WorkerState = WorkerState.BOOTING
-    boot_failure: str = ''
-    spawned_at: float = field(default_factory=time.monotonic)
-    last_heartbeat: float = field(default_factory=time.monotonic)
-    hung_at: float = None
-    started_at: float = field(default_factory=time.time)
-    # Its share of max_requests, drawn at spawn (0: no limit).
-    request_limit: int = 0
-
-    def as_dict(self):
-        return {'number': self.number, 'generation': self.generation, 'pid': self.pid,
-                'state': self.state.value, 'started_at': self.started_at}
-
-
-@dataclass
-class PendingReload:
-    """What to go back to if the new generation fails to boot."""
-
-    generation: int
     config: object
-    listener: object
     callables: list
     server_dir: object
+    listener: object
+    # Kept as text: `info` must still show it while the socket is closed at stop.
+    listen_text: str = ''
+
+    def __post_init__(self):
+        self.listen_text = self.listen_text or address_of(self.listener)
 
 
 class Arbiter:
     """Runs in the master process, from `start` until the server stops."""
 
     def __init__(self, server_dir, config, listener, admin_listener, callables=(), foreground=False,
-                 on_ready=None, on_halt=None, private_fds=()):
-        self.server_dir = server_dir
-        self.callables = list(callables)
-        self.set_listener(listener, config)
+                 on_ready=None, on_halt=None, private_fds=(), pidfile=None, check=lambda config, paths: None):
+        self.lifecycle = Lifecycle(target=config.server_config.main.workers)
+        self.generations = {1: Generation(config, list(callables), server_dir, listener)}
         self.admin_listener = admin_listener
         self.foreground = foreground
         self.on_ready = on_ready
         self.on_halt = on_halt
         # Descriptors only the master may hold (the pidfile lock, the daemonizing pipe):
         # a worker closes them first thing, so an orphaned worker never holds the lock.
-        self.private_fds = tuple(private_fds)
+        self.private_fds = list(private_fds)
         self.pid = os.getpid()
         self.started_at = time.time()
         # Same for every worker of this run of the server, across reloads and respawns.
         self.boot_id = f'{self.pid}-{self.started_at}'
-        self.workers = {}
-        self.generation = 1
-        # A generation number is never reused, even after an aborted reload: a worker of the
-        # aborted one that is not reaped yet must not count for the next.
-        self.generation_numbers = itertools.count(2)
-        self.is_ready = False
-        self.pending_reload = None
+        self.status_fds = {}
         self.signal_queue = collections.deque()
         self.dump_trigger = None
-        self.failures = collections.Counter()
-        self.spawn_not_before = {}
         self.rng = random.Random()
         self.next_memory_check = 0.0
+        self.check = check
+        self.preparation = None
+        self.prepared_generation = None
+        self.reload_started_at = None
+        self.last_reload = None
+        self.runtime_files = RuntimeFiles(pidfile, admin_listener_path=server_dir.admin_socket)
         self._wakeup_read = self._wakeup_write = None
 
-    def set_listener(self, listener, config):
-        """Switches to a config and its listener; remembers both forms of the address."""
-        self.config = config
-        self.listener = listener
-        self.listen_address = _configured_address(config)
-        # Kept as text: `info` must still show it while the socket is closed at stop.
-        self.listen_text = address_of(listener)
+    # ---- what the current generation is started with
+
+    @property
+    def generation(self):
+        return self.lifecycle.generation
+
+    @property
+    def workers(self):
+        return self.lifecycle.workers
+
+    @property
+    def config(self):
+        return self.generations[self.generation].config
+
+    @property
+    def server_dir(self):
+        return self.generations[self.generation].server_dir
+
+    @property
+    def listener(self):
+        return self.generations[self.generation].listener
+
+    @property
+    def callables(self):
+        return self.generations[self.generation].callables
+
+    def in_effect(self):
+        """The generation the logs, dumps and `info` follow: the serving one during a reload."""
+        previous = self.lifecycle.previous_generation
+        return self.generations[previous if previous is not None else self.generation]
 
     # ---- main loop
 
@@ -168,31 +156,40 @@ class Arbiter:
         """Serves until stopped; returns the process exit status."""
         self.setup()
         try:
-            self.spawn_workers()
+            self.execute(self.lifecycle.start(time.monotonic()))
             while True:
                 self.wait_for_events(loop_timeout(time.monotonic(), self.wake_up_times()))
                 sd.watchdog()
                 self.dispatch_signals()
                 self.reap_workers()
-                self.check_booting_workers()
-                self.check_hung_workers()
-                self.check_worker_memory()
-                self.manage_workers()
+                self.check_preparation()
+                self.tick()
         except HaltServer as halt:
             self.halt(halt)
             return halt.exit_status
-        except (Exception, SystemExit):
-            # SystemExit too: user code (a startup callable at reload) must not end the master
-            # without stopping its workers and removing its runtime files.
+        except Exception:
             logger.exception('Unexpected error in the master; stopping the workers')
             self.halt(HaltServer('master error', EXIT_SOFTWARE, graceful=False))
             return EXIT_SOFTWARE
 
+    def tick(self):
+        """What the clock decides: timeouts, hangs, memory, runtime files, due spawns."""
+        # Heartbeats that arrived while the master was busy are read first: a busy master
+        # must not take its workers for hung.
+        self.wait_for_events(0)
+        main = self.config.server_config.main
+        now = time.monotonic()
+        self.execute(self.lifecycle.tick(now, main.worker_boot_timeout, main.hang_timeout))
+        self.check_worker_memory()
+        self.check_runtime_files()
+        self.execute(self.lifecycle.due_spawns(time.monotonic()))
+
     def wake_up_times(self):
         """When the loop must run again at the latest: due respawns, the next memory check."""
+        times = self.lifecycle.wake_up_times()
         if self.config.server_config.main.max_worker_memory:
-            return [*self.spawn_not_before.values(), self.next_memory_check]
-        return self.spawn_not_before.values()
+            times.append(self.next_memory_check)
+        return times
 
     def setup(self):
         """Names the process, installs the enqueue-only signal handlers and the wakeup pipe."""
@@ -212,28 +209,32 @@ class Arbiter:
         """Runs in the master's dump thread: every worker dumps too. A worker that got the
         signal directly as well (`systemctl kill` reaches them all) folds the two into one."""
         for pid in list(self.workers):
-            try:
-                os.kill(pid, signal.SIGURG)
-            except ProcessLookupError:
-                pass
+            self.kill_worker(pid, signal.SIGURG)
 
     def enqueue_signal(self, signum, frame):
         """Signal handler: enqueue only, no logging. A signal already queued is not queued twice."""
         if signum not in self.signal_queue:
             self.signal_queue.append(signum)
 
+    def wake_up(self):
+        """From another thread: the loop runs now (the wakeup pipe is non-blocking)."""
+        try:
+            os.write(self._wakeup_write, b'\0')
+        except (OSError, TypeError):
+            pass
+
     def wait_for_events(self, timeout):
         """Sleeps until a signal arrives, a worker reports, or `timeout` passes."""
-        status_fds = {record.status_fd: record for record in self.workers.values() if record.status_fd >= 0}
+        by_fd = {fd: pid for pid, fd in self.status_fds.items()}
         try:
-            readable, _, _ = select.select([self._wakeup_read, *status_fds], [], [], timeout)
+            readable, _, _ = select.select([self._wakeup_read, *by_fd], [], [], timeout)
         except InterruptedError:
             return
         for fd in readable:
             if fd == self._wakeup_read:
                 self._drain_wakeup_pipe()
             else:
-                self.read_worker_message(status_fds[fd])
+                self.read_worker_message(by_fd[fd])
 
     def _drain_wakeup_pipe(self):
         try:
@@ -267,18 +268,92 @@ class Arbiter:
         self.reap_workers()
 
     def handle_hup(self):
-        """SIGHUP: reload."""
-        self.reload()
+        """SIGHUP: reload (queued when one is in progress)."""
+        self.execute(self.lifecycle.request_reload())
+
+    # ---- executing the lifecycle's actions
+
+    def execute(self, actions):
+        """Runs actions in order; an action's own consequences run right after it."""
+        pending = collections.deque(actions)
+        while pending:
+            action = pending.popleft()
+            follow_up = getattr(self, f'do_{type(action).__name__}')(action)
+            pending.extendleft(reversed(follow_up or []))
+
+    def do_Spawn(self, action):
+        return self.spawn_worker(action.number)
+
+    def do_Kill(self, action):
+        self.kill_worker(action.pid, action.signum)
+
+    def do_Log(self, action):
+        extra = action.event.extra if action.event is not None else None
+        logger.log(action.level, action.message, *action.args, extra=extra)
+
+    def do_WriteStatus(self, action):
+        self.write_status()
+
+    def do_MarkReady(self, action):
+        """The first time every worker serves: tell systemd, the log and whoever started us."""
+        summary = self.summary()
+        logger.info('Server ready: %s', summary, extra=levels.SERVER_READY.extra)
+        sd.ready(summary)
+        if self.on_ready is not None:
+            self.on_ready(self)
+
+    def do_Halt(self, action):
+        raise HaltServer(action.reason, action.exit_status, graceful=action.graceful)
+
+    def do_PrepareReload(self, action):
+        logger.info('Reloading: reading the configuration in %s', self.server_dir.base)
+        sd.reloading('reloading')
+        self.reload_started_at = time.time()
+        try:
+            self.preparation = Preparation(self.server_dir.base, self.check, self.wake_up).start()
+        except RuntimeError as exc:
+            self.preparation = None
+            return self.lifecycle.reload_refused(f'cannot start a thread to read the configuration: {exc}',
+                                                 EXIT_SOFTWARE)
+        self.write_status()
+        return []
+
+    def do_StartGeneration(self, action):
+        self.generations[action.generation] = self.prepared_generation
+        self.prepared_generation = None
+        return []
+
+    def do_RetireGeneration(self, action):
+        """The reload is complete: the previous generation's resources go."""
+        previous = self.generations.pop(action.previous)
+        if previous.listener is not self.listener:
+            previous.listener.close()
+        configure_logging(self.config, self.server_dir, 'master', self.foreground)
+        if self.dump_trigger is not None:
+            reconfigure_dump(self.dump_trigger, self.config, self.server_dir, self.foreground)
+        summary = self.summary()
+        logger.info('Reload complete: %s; the previous workers are draining', summary,
+                    extra=levels.RELOAD_COMPLETE.extra)
+        if self.lifecycle.ready:
+            sd.ready(summary)
+
+    def do_RevertGeneration(self, action):
+        failed = self.generations.pop(action.failed)
+        if failed.listener is not self.listener:
+            failed.listener.close()
+        if self.lifecycle.ready:
+            sd.ready(self.summary())
+
+    def do_ReloadFinished(self, action):
+        self.last_reload = {'started_at': self.reload_started_at, 'finished_at': time.time(),
+                            'outcome': action.outcome, 'reason': action.reason, 'exit_status': action.exit_status}
+        self.write_status()
 
     # ---- workers
 
-    def spawn_workers(self):
-        """Starts every missing worker of the current generation."""
-        for number in self.missing_worker_numbers():
-            self.spawn_worker(number)
-
     def spawn_worker(self, number):
-        """Forks one worker. The child never returns from here.
+        """Forks one worker; the child never returns from here. A failed fork is the
+        lifecycle's to retry: the master does not halt for a process limit.
 
         The worker signals stay blocked across fork until the child has its own handlers:
         a TERM arriving in between would otherwise hit the master's enqueue-only handler
@@ -286,22 +361,24 @@ class Arbiter:
         """
         main = self.config.server_config.main
         request_limit = draw_request_limit(main.max_requests, main.max_requests_jitter, self.rng)
-        read_fd, write_fd = os.pipe()
+        try:
+            read_fd, write_fd = os.pipe()
+        except OSError as exc:
+            return self.lifecycle.spawn_failed(number, f'pipe() failed: {exc.strerror}', time.monotonic())
         previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, WORKER_SIGNALS)
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
+            os.close(read_fd)
+            os.close(write_fd)
+            return self.lifecycle.spawn_failed(number, f'fork() failed: {exc.strerror}', time.monotonic())
         if pid == 0:
             self._become_worker(number, read_fd, write_fd, request_limit)
         signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
         os.close(write_fd)
-        self.add_worker(WorkerRecord(number, self.generation, pid, read_fd, request_limit=request_limit))
-        return pid
-
-    def add_worker(self, record):
-        """Records a worker just forked."""
-        self.workers[record.pid] = record
-        self.spawn_not_before.pop(record.number, None)
-        logger.info('Worker %d (generation %d) started, pid %d', record.number, record.generation, record.pid)
-        self.write_status()
+        self.status_fds[pid] = read_fd
+        return self.lifecycle.spawned(pid, number, time.monotonic(), request_limit)
 
     def _become_worker(self, number, read_fd, write_fd, request_limit):
         # Child branch: whatever happens, the child ends here with os._exit, so that it
@@ -309,16 +386,17 @@ class Arbiter:
         status = EXIT_SOFTWARE
         try:
             os.close(read_fd)
-            for record in self.workers.values():
-                if record.status_fd >= 0:
-                    os.close(record.status_fd)
+            for fd in self.status_fds.values():
+                os.close(fd)
             signal.set_wakeup_fd(-1)
             if self.dump_trigger is not None:
                 self.dump_trigger.discard_after_fork()
-            for fd in (self._wakeup_read, self._wakeup_write, *self.private_fds):
+            for fd in (self._wakeup_read, self._wakeup_write, *self.private_fds,
+                       *self.runtime_files.private_fds()):
                 os.close(fd)
-            if self.pending_reload is not None and self.pending_reload.listener is not self.listener:
-                self.pending_reload.listener.close()
+            for generation in self.generations.values():
+                if generation.listener is not self.listener:
+                    generation.listener.close()
             from zato_daemon.worker.process import WorkerSpec, run_worker
             spec = WorkerSpec(number=number, generation=self.generation, boot_id=self.boot_id, master_pid=self.pid,
                               config=self.config, callables=self.callables, server_dir=self.server_dir,
@@ -332,157 +410,65 @@ class Arbiter:
             logging.shutdown()
             os._exit(status)
 
-    def missing_worker_numbers(self):
-        """Worker numbers of the current generation that have no live process, or only one
-        that is being recycled (it serves until the replacement spawned for it is ready)."""
-        live = {record.number for record in self.workers.values()
-                if record.generation == self.generation and record.state in (WorkerState.BOOTING, WorkerState.READY)}
-        target = self.config.server_config.main.workers
-        return [number for number in range(1, target + 1) if number not in live]
-
-    def manage_workers(self):
-        """Respawns missing workers whose back-off delay has passed."""
-        now = time.monotonic()
-        for number in self.missing_worker_numbers():
-            if now >= self.spawn_not_before.get(number, 0):
-                self.spawn_worker(number)
-
-    def read_worker_message(self, record):
+    def read_worker_message(self, pid):
         """Reads what a worker wrote on its pipe; end of file means it is gone."""
+        fd = self.status_fds[pid]
         try:
-            data = os.read(record.status_fd, 65536)
+            data = os.read(fd, 65536)
         except OSError:
             data = b''
         if not data:
-            os.close(record.status_fd)
-            record.status_fd = -1
+            os.close(self.status_fds.pop(pid))
             return
-        self.on_worker_message(record, data)
+        self.on_worker_message(pid, data)
 
-    def on_worker_message(self, record, data):
-        """Acts on the messages of worker/channel.py in `data`, in the order a worker sends them."""
+    def on_worker_message(self, pid, data):
+        """Feeds the messages of worker/channel.py in `data` to the lifecycle, in the order a worker sends them."""
+        worker = self.workers.get(pid)
+        if worker is None:
+            return
         # One-byte messages, except a boot failure: its prefix and text are the last thing a
         # worker writes, so whatever follows the prefix is text, whatever precedes it codes.
         data, failed, text = data.partition(BOOT_FAILED_PREFIX)
         if failed:
-            record.boot_failure += text.decode('utf-8', 'replace')
-        elif record.boot_failure:
-            record.boot_failure += data.decode('utf-8', 'replace')
+            self.lifecycle.boot_failure_text(pid, text.decode('utf-8', 'replace'))
+        elif worker.boot_failure:
+            self.lifecycle.boot_failure_text(pid, data.decode('utf-8', 'replace'))
             return
+        now = time.monotonic()
         if HEARTBEAT_MESSAGE in data:
-            record.last_heartbeat = time.monotonic()
-        if DUMPED_MESSAGE in data and record.hung_at is not None:
-            self.kill_worker(record, signal.SIGKILL)
-        if READY_MESSAGE in data and record.state == WorkerState.BOOTING:
-            record.state = WorkerState.READY
-            record.last_heartbeat = time.monotonic()
-            logger.info('Worker %d (pid %d) is serving', record.number, record.pid)
-            self.retire_recycled_worker(record)
-            self.write_status()
-            self.on_worker_ready()
-        if LIMIT_REACHED_MESSAGE in data and record.state == WorkerState.READY:
+            self.lifecycle.heartbeat(pid, now)
+        if DUMPED_MESSAGE in data:
+            self.execute(self.lifecycle.dumped(pid))
+        if READY_MESSAGE in data:
+            self.execute(self.lifecycle.reported_ready(pid, now))
+        if LIMIT_REACHED_MESSAGE in data:
             main = self.config.server_config.main
-            self.recycle_worker(record, levels.WORKER_RECYCLED,
-                                'Worker %d (pid %d) reached its limit of %d requests (max_requests %d plus '
-                                'jitter); replacing it', record.number, record.pid, record.request_limit,
-                                main.max_requests)
+            self.execute(self.lifecycle.recycle(
+                pid, WorkerEvent.REACHED_LIMIT, levels.WORKER_RECYCLED,
+                'Worker %d (pid %d) reached its limit of %d requests (max_requests %d plus jitter); replacing it',
+                (worker.number, pid, worker.request_limit, main.max_requests)))
 
     def reap_workers(self):
-        """Collects exited workers and decides what each exit means."""
-        while True:
+        """Collects exited workers, by pid, and feeds each exit to the lifecycle."""
+        for pid in list(self.workers):
             try:
-                pid, wait_status = os.waitpid(-1, os.WNOHANG)
+                reaped, wait_status = os.waitpid(pid, os.WNOHANG)
             except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            record = self.workers.pop(pid, None)
-            if record is not None:
-                self.on_worker_exit(record, wait_status)
+                reaped, wait_status = pid, 0
+            if reaped == pid:
+                self.on_worker_exit(pid, wait_status)
 
-    def on_worker_exit(self, record, wait_status):
-        """Logs the exit, and schedules a replacement or halts, depending on how it ended."""
-        # The worker may have written its last words (a boot failure) just before exiting.
-        while record.status_fd >= 0:
-            self.read_worker_message(record)
-        self.write_status()
-        description = describe_exit(wait_status)
-        if record.state == WorkerState.DRAINING:
-            logger.info('Worker %d (pid %d) drained and %s', record.number, record.pid, description)
+    def on_worker_exit(self, pid, wait_status):
+        """Reads a worker's last words (a boot failure), then lets the lifecycle decide."""
+        while pid in self.status_fds:
+            self.read_worker_message(pid)
+        worker = self.workers.get(pid)
+        if worker is None:
             return
-        if record.state == WorkerState.RECYCLING and self.replacement_of(record) is not None:
-            logger.warning('Worker %d (pid %d) %s; its replacement is starting', record.number, record.pid,
-                           description, extra=levels.WORKER_EXITED.extra)
-            return
-        code = os.waitstatus_to_exitcode(wait_status)
-        if record.state == WorkerState.BOOTING and record.generation == self.generation:
-            self.on_boot_failure(record, code, description)
-        if record.generation != self.generation:
-            logger.warning('Worker %d (pid %d) of a previous generation %s', record.number, record.pid, description,
-                           extra=levels.WORKER_EXITED.extra)
-            return
-        lived = time.monotonic() - record.spawned_at
-        self.failures[record.number] = 1 if lived > STABLE_AFTER else self.failures[record.number] + 1
-        delay = min(0.1 * 2 ** (self.failures[record.number] - 1), MAX_RESPAWN_DELAY)
-        self.spawn_not_before[record.number] = time.monotonic() + delay
-        logger.warning('Worker %d (pid %d) %s; restarting it in %.1f s',
-                       record.number, record.pid, description, delay, extra=levels.WORKER_EXITED.extra)
-
-    def on_boot_failure(self, record, code, description):
-        """A worker of the current generation died before serving."""
-        predecessor = self.recycled_by(record)
-        if predecessor is not None:
-            # The worker it was to replace still serves: a service file broken since it
-            # started must not stop a server that serves, as a reload would not either.
-            logger.error('The replacement of worker %d %s before it was ready%s; worker %d (pid %d) keeps serving '
-                         'and the replacement is tried again', record.number, description,
-                         f': {record.boot_failure}' if record.boot_failure else '', predecessor.number,
-                         predecessor.pid, extra=levels.WORKER_BOOT_FAILED.extra)
-            return
-        if self.pending_reload is not None:
-            self.abort_reload(f'new worker {record.number} {description} before it was ready')
-            return
-        if code == EXIT_CONFIG:
-            raise HaltServer(f'worker {record.number} could not deploy its services: '
-                             f'{record.boot_failure or "see the log above"}', EXIT_CONFIG, graceful=False)
-        if not self.is_ready:
-            reason = f': {record.boot_failure}' if record.boot_failure else ''
-            raise HaltServer(f'worker {record.number} {description} while starting{reason}', EXIT_SOFTWARE,
-                             graceful=False)
-
-    def check_booting_workers(self):
-        """Kills workers that did not report ready within worker_boot_timeout."""
-        timeout = self.config.server_config.main.worker_boot_timeout
         now = time.monotonic()
-        for record in list(self.workers.values()):
-            if record.state == WorkerState.BOOTING and now - record.spawned_at > timeout:
-                logger.error('Worker %d (pid %d) was not ready after %.0f s; killing it',
-                             record.number, record.pid, timeout, extra=levels.WORKER_BOOT_TIMEOUT.extra)
-                self.kill_worker(record, signal.SIGKILL)
-                record.spawned_at = now
-
-    def check_hung_workers(self):
-        """A worker whose hub sent no heartbeat for hang_timeout: dump it, then replace it.
-
-        The dump needs no hub (its own thread), so it shows the frame that blocks. The worker
-        is killed once it reports the dump written, or after HUNG_DUMP_WAIT.
-        """
-        # Heartbeats that arrived while the master was busy (a reload running slow startup
-        # callables) are read first: a busy master must not take its workers for hung.
-        self.wait_for_events(0)
-        timeout = self.config.server_config.main.hang_timeout
-        now = time.monotonic()
-        for record in list(self.workers.values()):
-            if record.state == WorkerState.BOOTING:
-                continue
-            if record.hung_at is None and now - record.last_heartbeat > timeout:
-                record.hung_at = now
-                logger.error('Worker %d (pid %d) sent no heartbeat for %.0f s: its hub is blocked; '
-                             'dumping it, then replacing it', record.number, record.pid, timeout,
-                             extra=levels.WORKER_HUNG.extra)
-                self.kill_worker(record, signal.SIGURG)
-            elif record.hung_at is not None and now - record.hung_at > HUNG_DUMP_WAIT:
-                self.kill_worker(record, signal.SIGKILL)
+        self.execute(self.lifecycle.exited(pid, describe_exit(wait_status), os.waitstatus_to_exitcode(wait_status),
+                                           now - worker.spawned_at, now))
 
     def check_worker_memory(self):
         """Replaces serving workers whose resident memory passed max_worker_memory.
@@ -496,164 +482,83 @@ class Arbiter:
         if not limit or now < self.next_memory_check:
             return
         self.next_memory_check = now + MEMORY_CHECK_INTERVAL
-        for record in list(self.workers.values()):
-            if record.state != WorkerState.READY:
+        for worker in list(self.workers.values()):
+            if worker.state != WorkerState.READY:
                 continue
-            rss = read_rss(record.pid)
-            if should_recycle_for_memory(rss, limit, now - record.spawned_at):
-                self.recycle_worker(record, levels.WORKER_MEMORY_RECYCLED,
-                                    'Worker %d (pid %d) uses %s of resident memory, over max_worker_memory %s; '
-                                    'replacing it', record.number, record.pid, format_size(rss), format_size(limit))
+            rss = read_rss(worker.pid)
+            if should_recycle_for_memory(rss, limit, now - worker.spawned_at):
+                self.execute(self.lifecycle.recycle(
+                    worker.pid, WorkerEvent.OVER_MEMORY, levels.WORKER_MEMORY_RECYCLED,
+                    'Worker %d (pid %d) uses %s of resident memory, over max_worker_memory %s; replacing it',
+                    (worker.number, worker.pid, format_size(rss), format_size(limit))))
 
-    def recycle_worker(self, record, event, message, *args):
-        """Starts replacing a READY worker: it serves on as RECYCLING, manage_workers spawns
-        its replacement (for a worker of the generation a reload replaces: the reload does),
-        and it drains once the replacement is ready."""
-        logger.log(event.level, message, *args, extra=event.extra)
-        record.state = WorkerState.RECYCLING
-        self.write_status()
-
-    def replacement_of(self, record):
-        """The worker started in place of a recycling one: same number and generation, booting."""
-        return self.worker_like(record, WorkerState.BOOTING)
-
-    def recycled_by(self, replacement):
-        """The RECYCLING worker that `replacement` (same number and generation) is to replace, or None."""
-        return self.worker_like(replacement, WorkerState.RECYCLING)
-
-    def worker_like(self, record, state):
-        """The worker of `record`'s number and generation in `state`, or None."""
-        for other in self.workers.values():
-            if (other.number, other.generation, other.state) == (record.number, record.generation, state):
-                return other
-        return None
-
-    def retire_recycled_worker(self, replacement):
-        """A worker just turned ready: the one it replaces, if any, drains now."""
-        record = self.recycled_by(replacement)
-        if record is not None:
-            logger.info('Worker %d (pid %d) replaced by pid %d; it finishes its requests and exits',
-                        record.number, record.pid, replacement.pid)
-            record.state = WorkerState.DRAINING
-            self.kill_worker(record, RETIRE_SIGNAL)
-
-    def kill_worker(self, record, signum):
+    def kill_worker(self, pid, signum):
         """Signals one worker; one that is already gone is reaped by the loop."""
         try:
-            os.kill(record.pid, signum)
+            os.kill(pid, signum)
         except ProcessLookupError:
             pass
 
-    def kill_workers(self, signum, generation=None):
-        """Sends a signal to every worker, or to those of one generation."""
-        for record in list(self.workers.values()):
-            if generation is None or record.generation == generation:
-                self.kill_worker(record, signum)
-
-    def current_workers(self):
-        """Workers of the generation being served (or booting, during a reload)."""
-        return [record for record in self.workers.values() if record.generation == self.generation]
-
-    def on_worker_ready(self):
-        """Called whenever a worker turns ready: completes a start or a reload once every
-        worker number of the generation serves (a recycling worker serves)."""
-        serving = {record.number for record in self.current_workers() if record.state in SERVING_STATES}
-        if not serving.issuperset(range(1, self.config.server_config.main.workers + 1)):
-            return
-        if self.pending_reload is not None:
-            self.complete_reload()
-        if not self.is_ready:
-            self.mark_ready()
-
-    def mark_ready(self):
-        """The first time every worker serves: tell systemd, the log and whoever started us."""
-        self.is_ready = True
-        summary = self.summary()
-        logger.info('Server ready: %s', summary, extra=levels.SERVER_READY.extra)
-        sd.ready(summary)
-        if self.on_ready is not None:
-            self.on_ready(self)
+    def kill_workers(self, signum):
+        for pid in list(self.workers):
+            self.kill_worker(pid, signum)
 
     def summary(self):
         """One line on what the server serves, for STATUS= and the log."""
         main = self.config.server_config.main
-        return (f'{main.workers} worker(s) serving on http://{self.listen_text}, '
+        return (f'{main.workers} worker(s) serving on http://{self.generations[self.generation].listen_text}, '
                 f'config {self.server_dir.base}')
 
     # ---- reload
 
-    def reload(self):
-        """SIGHUP: re-reads the config and starts a new generation beside the serving one."""
-        if self.pending_reload is not None:
-            logger.warning('Reload requested while one is in progress; ignored')
+    def check_preparation(self):
+        """A reload's preparation ended (or overran its time limit): the lifecycle decides."""
+        preparation = self.preparation
+        if preparation is None:
             return
-        logger.info('Reloading: reading the configuration in %s', self.server_dir.base)
-        sd.watchdog()
+        overdue = preparation.overdue()
+        if overdue is not None:
+            self.preparation = None
+            logger.error('%s; the reload is refused and the callable left running', overdue,
+                         extra=levels.STARTUP_CALLABLE_FAILED.extra)
+            self.execute(self.lifecycle.reload_refused(overdue, EXIT_SOFTWARE))
+            return
+        if not preparation.finished.is_set():
+            return
+        self.preparation = None
+        if preparation.error is not None:
+            self.execute(self.lifecycle.reload_refused(str(preparation.error), preparation.error.exit_status))
+            return
+        config, callables, server_dir = preparation.result
         try:
-            config, callables, server_dir = load_config_and_run_fs_config_only(self.server_dir.base)
-            server_dir.ensure()
             listener = self.listener_for(config)
         except ZatoDaemonError as exc:
-            logger.error('Reload refused, still serving the previous configuration: %s', exc,
-                         extra=levels.RELOAD_REFUSED.extra)
+            self.execute(self.lifecycle.reload_refused(str(exc), exc.exit_status))
             return
-        sd.watchdog()
-        sd.reloading('reloading')
-        self.pending_reload = PendingReload(self.generation, self.config, self.listener, self.callables,
-                                            self.server_dir)
-        self.set_listener(listener, config)
-        self.callables = callables
-        self.server_dir = server_dir
-        self.generation = next(self.generation_numbers)
-        self.spawn_workers()
+        self.prepared_generation = Generation(config, callables, server_dir, listener)
+        self.execute(self.lifecycle.reload_prepared(config.server_config.main.workers))
 
     def listener_for(self, config):
         """The current listener, or a new one if host or port changed."""
         main = config.server_config.main
-        if _configured_address(config) == self.listen_address:
+        if _configured_address(config) == _configured_address(self.config):
             return self.listener
         return bind_tcp(main.host, main.port, main.backlog)
 
-    def complete_reload(self):
-        """Every new worker serves: retire the previous generation."""
-        previous, self.pending_reload = self.pending_reload, None
-        for record in self.workers.values():
-            if record.generation != self.generation and record.state != WorkerState.DRAINING:
-                record.state = WorkerState.DRAINING
-                self.kill_worker(record, RETIRE_SIGNAL)
-        if previous.listener is not self.listener:
-            previous.listener.close()
-        configure_logging(self.config, self.server_dir, 'master', self.foreground)
-        if self.dump_trigger is not None:
-            reconfigure_dump(self.dump_trigger, self.config, self.server_dir, self.foreground)
-        self.write_status()
-        summary = self.summary()
-        logger.info('Reload complete: %s; the previous workers are draining', summary,
-                    extra=levels.RELOAD_COMPLETE.extra)
-        if self.is_ready:
-            sd.ready(summary)
+    # ---- runtime files
 
-    def abort_reload(self, reason):
-        """A new worker failed: kill the new generation, go back to the previous one."""
-        previous, self.pending_reload = self.pending_reload, None
-        logger.error('Reload failed (%s); still serving the previous configuration', reason,
-                     extra=levels.RELOAD_FAILED.extra)
-        # New workers already serving finish what they accepted; the others never served.
-        for record in self.current_workers():
-            if record.state in SERVING_STATES:
-                record.state = WorkerState.DRAINING
-                self.kill_worker(record, RETIRE_SIGNAL)
-            else:
-                self.kill_worker(record, signal.SIGKILL)
-        if previous.listener is not self.listener:
-            self.listener.close()
-        self.generation = previous.generation
-        self.set_listener(previous.listener, previous.config)
-        self.callables = previous.callables
-        self.server_dir = previous.server_dir
-        self.write_status()
-        if self.is_ready:
-            sd.ready(self.summary())
+    def check_runtime_files(self):
+        """Recreates the runtime files someone deleted: pidfile, master.json, admin socket."""
+        for repaired in self.runtime_files.repair(self.server_dir, self.write_status):
+            logger.warning('%s', repaired, extra=levels.RUNTIME_REPAIRED.extra)
+        if self.runtime_files.admin_listener is not None:
+            # Workers accept on the socket they inherited: the ones serving are replaced
+            # (the new one first) by workers that inherit the new socket.
+            old, self.admin_listener = self.admin_listener, self.runtime_files.take_admin_listener()
+            old.close()
+            self.execute(self.lifecycle.recycle_all(
+                WorkerEvent.MUST_REBIND, None,
+                'Worker %d (pid %d) serves a deleted admin socket; replacing it'))
 
     # ---- stop
 
@@ -677,8 +582,7 @@ class Arbiter:
         """Drains or quits all workers, escalating to SIGKILL at the deadline."""
         graceful_timeout = self.config.server_config.main.graceful_timeout
         wait = graceful_timeout + GRACEFUL_STOP_MARGIN if graceful else QUICK_STOP_WAIT
-        for record in self.workers.values():
-            record.state = WorkerState.DRAINING
+        self.lifecycle.stop()
         self.kill_workers(signal.SIGTERM if graceful else signal.SIGQUIT)
         deadline = time.monotonic() + wait
         while self.workers and time.monotonic() < deadline:
@@ -692,8 +596,11 @@ class Arbiter:
             logger.warning('Workers still running after %.0f s, killing them: %s', wait,
                            ', '.join(str(pid) for pid in self.workers), extra=levels.WORKERS_KILLED.extra)
             self.kill_workers(signal.SIGKILL)
-            while self.workers:
-                pid, _ = os.waitpid(-1, 0)
+            for pid in list(self.workers):
+                try:
+                    os.waitpid(pid, 0)
+                except ChildProcessError:
+                    pass
                 self.workers.pop(pid, None)
 
     def _quick_stop_requested(self):
@@ -702,10 +609,9 @@ class Arbiter:
 
     def close_listeners(self):
         """Closes the master's copies of the sockets; the workers close theirs as they drain."""
-        self.listener.close()
+        for generation in self.generations.values():
+            generation.listener.close()
         self.admin_listener.close()
-        if self.pending_reload is not None:
-            self.pending_reload.listener.close()
 
     def cleanup(self):
         """Removes the runtime files `info` and the CLI rely on; the pidfile goes last, in launch."""
@@ -716,27 +622,37 @@ class Arbiter:
                 pass
 
     def write_status(self):
-        """Publishes pids and states for `info`; a failure to write is logged, never fatal."""
-        in_effect = self.pending_reload.server_dir if self.pending_reload is not None else self.server_dir
+        """Publishes pids, states, paths and the last reload for `info` and the CLI; a failure
+        to write is logged, never fatal."""
+        in_effect = self.in_effect().server_dir
         status = {
             'master_proc_pid': self.pid,
             'started_at': self.started_at,
             'version': __version__,
             'config_dir': str(self.server_dir.base),
-            'listen': self.listen_text,
+            'listen': self.in_effect().listen_text,
             # As FS_CONFIG_ONLY left them: the CLI's dump, slow and samples read these instead
             # of the files, which a startup callable may have overridden. Until a reload
             # completes, the master logs and dumps as its previous config says.
             'server_log': str(in_effect.server_log),
             'diagnostics_database': str(in_effect.diagnostics_database),
             'paths': in_effect.as_dict(),
-            'workers': sorted((record.as_dict() for record in self.workers.values()),
+            'workers': sorted(({'number': worker.number, 'generation': worker.generation, 'pid': worker.pid,
+                                'state': worker.state.value, 'started_at': self.started_at_of(worker)}
+                               for worker in self.workers.values()),
                               key=lambda worker: (worker['generation'], worker['number'])),
+            RELOAD_STATUS_KEY: {'last': self.last_reload,
+                                'running': self.lifecycle.reload != lifecycle.ReloadState.IDLE,
+                                'queued': self.lifecycle.reload_queued},
         }
         try:
             write_status(self.server_dir.status_file, status)
         except OSError as exc:
             logger.warning('Cannot write %s: %s', self.server_dir.status_file, exc.strerror)
+
+    def started_at_of(self, worker):
+        """A worker's start as wall-clock time (the lifecycle keeps monotonic times)."""
+        return time.time() - (time.monotonic() - worker.spawned_at)
 
 
 def take_quick_stop_request(signal_queue):
@@ -769,3 +685,4 @@ def describe_exit(wait_status):
     if os.WIFSIGNALED(wait_status):
         return f'was killed by {signal.Signals(os.WTERMSIG(wait_status)).name}'
     return f'exited with status {os.WEXITSTATUS(wait_status)}'
+

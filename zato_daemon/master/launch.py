@@ -18,7 +18,8 @@ from zato_daemon.paths import ServerDir, ServerPaths
 from zato_daemon.pidfile import PidFile
 from zato_daemon.rlimits import RESERVED_DESCRIPTORS, is_enough_for, raise_open_files_limit
 from zato_daemon.sockets import bind_tcp, bind_unix
-from zato_daemon.startup import load_config_and_run_fs_config_only, prepare_callables
+from zato_daemon.master.preparation import prepare_blocking
+from zato_daemon.startup import prepare_callables
 
 logger = logging.getLogger('zato_daemon.master')
 
@@ -49,8 +50,9 @@ def prepare(base_dir):
     # Whatever umask the caller had (022 in a shell): files 0640 or tighter, directories 0750.
     # The unit sets UMask=0027 too; a tighter umask is kept.
     os.umask(os.umask(PRIVATE_UMASK) | PRIVATE_UMASK)
-    config, callables, server_dir = load_config_and_run_fs_config_only(base_dir)
-    check_before_binding(config, server_dir)
+    # FS_CONFIG_ONLY in a thread with its time limit: a callable that hangs fails the start
+    # with one line instead of hanging it without a word.
+    config, callables, server_dir = prepare_blocking(base_dir, check_before_binding)
     server_dir.ensure()
     check_server_log(server_dir.server_log)
     pidfile = PidFile(server_dir.pidfile).acquire()
@@ -88,7 +90,8 @@ def serve(prepared, foreground, on_ready=None, on_halt=None, private_fds=()):
         prepared.pidfile.write_pid()
         arbiter = Arbiter(prepared.server_dir, prepared.config, prepared.listener, prepared.admin_listener,
                           prepared.callables, foreground=foreground, on_ready=on_ready, on_halt=on_halt,
-                          private_fds=(prepared.pidfile.fd, *private_fds))
+                          private_fds=(prepared.pidfile.fd, *private_fds), pidfile=prepared.pidfile,
+                          check=check_before_binding)
         return arbiter.run()
     finally:
         prepared.pidfile.release()

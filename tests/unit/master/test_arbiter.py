@@ -5,14 +5,16 @@ import itertools
 import json
 import logging
 import signal
+import time
 
 import pytest
 
 from zato_daemon.config import load_config
-from zato_daemon.errors import EXIT_CONFIG, HaltServer
+from zato_daemon.errors import EXIT_CONFIG
 from zato_daemon.logs import levels
 from zato_daemon.master import arbiter as arbiter_module
-from zato_daemon.master.arbiter import Arbiter, PendingReload, WorkerRecord, WorkerState
+from zato_daemon.master.arbiter import Arbiter, Generation
+from zato_daemon.master.lifecycle import ReloadState, WorkerState
 from zato_daemon.master.recycling import MEMORY_RECYCLE_AFTER
 from zato_daemon.paths import ServerDir
 from zato_daemon.worker.channel import HEARTBEAT_MESSAGE, LIMIT_REACHED_MESSAGE, READY_MESSAGE, RETIRE_SIGNAL
@@ -37,12 +39,10 @@ class ForklessArbiter(Arbiter):
         self.signals = []
 
     def spawn_worker(self, number):
-        pid = next(self.pids)
-        self.add_worker(WorkerRecord(number, self.generation, pid, -1, request_limit=105))
-        return pid
+        return self.lifecycle.spawned(next(self.pids), number, time.monotonic(), request_limit=105)
 
-    def kill_worker(self, record, signum):
-        self.signals.append((record.pid, signum))
+    def kill_worker(self, pid, signum):
+        self.signals.append((pid, signum))
 
 
 @pytest.fixture
@@ -58,10 +58,10 @@ def arbiter(tmp_path, monkeypatch):
     # A reload completing would point the test process's own logging at the server directory.
     monkeypatch.setattr(arbiter_module, 'configure_logging', lambda *args, **kwargs: None)
     arbiter = ForklessArbiter(server_dir, config, FakeListener(), FakeListener())
-    arbiter.spawn_workers()
+    arbiter.execute(arbiter.lifecycle.start(time.monotonic()))
     for record in list(arbiter.workers.values()):
-        arbiter.on_worker_message(record, READY_MESSAGE)
-    assert arbiter.is_ready
+        arbiter.on_worker_message(record.pid, READY_MESSAGE)
+    assert arbiter.lifecycle.ready
     return arbiter
 
 
@@ -75,8 +75,16 @@ def worker(arbiter, number, state=None, generation=None):
 
 def exit_worker(arbiter, record, code):
     """As reap_workers does once waitpid returned the worker's exit status."""
-    del arbiter.workers[record.pid]
-    arbiter.on_worker_exit(record, code << 8)
+    arbiter.on_worker_exit(record.pid, code << 8)
+
+
+def message(arbiter, record, data):
+    arbiter.on_worker_message(record.pid, data)
+
+
+def spawn_due(arbiter):
+    """What the loop does each time it wakes: spawn the workers that are due."""
+    arbiter.execute(arbiter.lifecycle.due_spawns(time.monotonic()))
 
 
 def events(caplog, event):
@@ -86,8 +94,8 @@ def events(caplog, event):
 def recycle_first_worker(arbiter):
     """Worker 1 says it reached its limit; the loop then spawns what is missing."""
     old = worker(arbiter, 1)
-    arbiter.on_worker_message(old, LIMIT_REACHED_MESSAGE)
-    arbiter.manage_workers()
+    message(arbiter, old, LIMIT_REACHED_MESSAGE)
+    spawn_due(arbiter)
     return old, worker(arbiter, 1, WorkerState.BOOTING)
 
 
@@ -100,15 +108,15 @@ def test_a_worker_past_its_limit_serves_on_until_its_one_replacement_is_ready(ar
     assert old.state == WorkerState.RECYCLING
     assert replacement.generation == old.generation
     assert len(arbiter.workers) == 3
-    arbiter.manage_workers()
+    spawn_due(arbiter)
     assert len(arbiter.workers) == 3, 'a second replacement was spawned'
     assert not arbiter.signals, 'the old worker must serve until its replacement does'
 
-    arbiter.on_worker_message(replacement, HEARTBEAT_MESSAGE + READY_MESSAGE)
+    message(arbiter, replacement, HEARTBEAT_MESSAGE + READY_MESSAGE)
     assert old.state == WorkerState.DRAINING
     assert arbiter.signals == [(old.pid, RETIRE_SIGNAL)]
     exit_worker(arbiter, old, 0)
-    arbiter.manage_workers()
+    spawn_due(arbiter)
     assert sorted(record.state.value for record in arbiter.workers.values()) == ['ready', 'ready']
     [record] = events(caplog, levels.WORKER_RECYCLED)
     assert record.levelno == logging.INFO
@@ -120,8 +128,8 @@ def test_a_worker_past_its_limit_serves_on_until_its_one_replacement_is_ready(ar
 def test_the_limit_is_acted_on_once(arbiter, caplog):
     caplog.set_level(logging.INFO)
     old, _ = recycle_first_worker(arbiter)
-    arbiter.on_worker_message(old, LIMIT_REACHED_MESSAGE)
-    arbiter.manage_workers()
+    message(arbiter, old, LIMIT_REACHED_MESSAGE)
+    spawn_due(arbiter)
     assert len(arbiter.workers) == 3
     assert len(events(caplog, levels.WORKER_RECYCLED)) == 1
 
@@ -129,7 +137,7 @@ def test_the_limit_is_acted_on_once(arbiter, caplog):
 def test_ready_and_limit_in_one_read_are_taken_in_order(arbiter):
     old, replacement = recycle_first_worker(arbiter)
     # The replacement reached its limit during AFTER_STARTED: it says so right after READY.
-    arbiter.on_worker_message(replacement, READY_MESSAGE + LIMIT_REACHED_MESSAGE)
+    message(arbiter, replacement, READY_MESSAGE + LIMIT_REACHED_MESSAGE)
     assert old.state == WorkerState.DRAINING
     assert replacement.state == WorkerState.RECYCLING
 
@@ -145,11 +153,11 @@ def test_the_status_file_shows_the_recycling_worker(arbiter):
 def test_an_old_worker_dying_while_its_replacement_boots_spawns_nothing_more(arbiter, caplog):
     old, replacement = recycle_first_worker(arbiter)
     exit_worker(arbiter, old, 70)
-    arbiter.manage_workers()
+    spawn_due(arbiter)
     assert set(arbiter.workers) == {replacement.pid, worker(arbiter, 2).pid}
-    assert 1 not in arbiter.spawn_not_before
+    assert 1 not in arbiter.lifecycle.spawn_not_before
     assert f'Worker 1 (pid {old.pid}) exited with status 70; its replacement is starting' in caplog.text
-    arbiter.on_worker_message(replacement, READY_MESSAGE)
+    message(arbiter, replacement, READY_MESSAGE)
     assert not arbiter.signals
 
 
@@ -157,11 +165,11 @@ def test_a_replacement_that_fails_to_boot_leaves_the_old_worker_serving_and_is_r
     old, replacement = recycle_first_worker(arbiter)
     exit_worker(arbiter, replacement, 70)
     assert old.state == WorkerState.RECYCLING
-    assert arbiter.spawn_not_before[1] > 0
-    arbiter.spawn_not_before[1] = 0.0       # the back-off delay has passed
-    arbiter.manage_workers()
+    assert arbiter.lifecycle.spawn_not_before[1] > 0
+    arbiter.lifecycle.spawn_not_before[1] = 0.0       # the back-off delay has passed
+    spawn_due(arbiter)
     retry = worker(arbiter, 1, WorkerState.BOOTING)
-    arbiter.on_worker_message(retry, READY_MESSAGE)
+    message(arbiter, retry, READY_MESSAGE)
     assert arbiter.signals == [(old.pid, RETIRE_SIGNAL)]
 
 
@@ -174,27 +182,30 @@ def test_a_replacement_with_a_configuration_error_leaves_the_old_worker_serving_
     assert old.state == WorkerState.RECYCLING and not arbiter.signals
     [error] = events(caplog, levels.WORKER_BOOT_FAILED)
     assert f'worker 1 (pid {old.pid}) keeps serving' in error.getMessage()
-    assert 1 in arbiter.spawn_not_before  # after the back-off
-    arbiter.spawn_not_before[1] = 0
-    arbiter.manage_workers()
+    assert 1 in arbiter.lifecycle.spawn_not_before  # after the back-off
+    arbiter.lifecycle.spawn_not_before[1] = 0
+    spawn_due(arbiter)
     assert worker(arbiter, 1, WorkerState.BOOTING).pid != replacement.pid
 
 
-def test_a_respawn_with_a_configuration_error_still_halts(arbiter):
+def test_a_respawn_with_a_configuration_error_is_retried_while_the_others_serve(arbiter, caplog):
+    # A serving server does not halt because one respawned worker cannot deploy: the
+    # others serve, and the respawn is tried again with back-off.
     crashed = worker(arbiter, 1)
     exit_worker(arbiter, crashed, 1)
-    arbiter.spawn_not_before[1] = 0
-    arbiter.manage_workers()
-    with pytest.raises(HaltServer) as halt:
-        exit_worker(arbiter, worker(arbiter, 1, WorkerState.BOOTING), EXIT_CONFIG)
-    assert halt.value.exit_status == EXIT_CONFIG
+    arbiter.lifecycle.spawn_not_before[1] = 0
+    spawn_due(arbiter)
+    exit_worker(arbiter, worker(arbiter, 1, WorkerState.BOOTING), EXIT_CONFIG)
+    [error] = events(caplog, levels.WORKER_BOOT_FAILED)
+    assert 'the other workers serve on' in error.getMessage()
+    assert arbiter.lifecycle.spawn_not_before[1] > time.monotonic()
+    assert worker(arbiter, 2).state == WorkerState.READY
 
 
 def test_a_hung_recycling_worker_is_still_watched(arbiter):
     old, _ = recycle_first_worker(arbiter)
     old.last_heartbeat -= 3600
-    arbiter.wait_for_events = lambda timeout: None
-    arbiter.check_hung_workers()
+    arbiter.execute(arbiter.lifecycle.tick(time.monotonic(), 60, 30))
     assert (old.pid, signal.SIGURG) in arbiter.signals
 
 
@@ -202,21 +213,22 @@ def test_a_hung_recycling_worker_is_still_watched(arbiter):
 
 
 def start_reload(arbiter):
-    """What reload() does once the new config is read."""
-    arbiter.pending_reload = PendingReload(arbiter.generation, arbiter.config, arbiter.listener, [], arbiter.server_dir)
-    arbiter.generation = next(arbiter.generation_numbers)
-    arbiter.spawn_workers()
+    """What a reload does once the new config is read."""
+    arbiter.lifecycle.request_reload()  # its PrepareReload (a thread reading files) is not run here
+    arbiter.prepared_generation = Generation(arbiter.config, [], arbiter.server_dir, arbiter.listener)
+    arbiter.execute(arbiter.lifecycle.reload_prepared(2))
+    spawn_due(arbiter)
 
 
 def test_a_previous_generation_past_its_limit_during_a_reload_is_left_to_the_reload(arbiter):
     old = worker(arbiter, 1)
     start_reload(arbiter)
-    arbiter.on_worker_message(old, LIMIT_REACHED_MESSAGE)
-    arbiter.manage_workers()
+    message(arbiter, old, LIMIT_REACHED_MESSAGE)
+    spawn_due(arbiter)
     assert len(arbiter.workers) == 4, 'a replacement was spawned for a generation being replaced'
     for number in (1, 2):
-        arbiter.on_worker_message(worker(arbiter, number, generation=2), READY_MESSAGE)
-    assert arbiter.pending_reload is None
+        message(arbiter, worker(arbiter, number, generation=2), READY_MESSAGE)
+    assert arbiter.lifecycle.reload == ReloadState.IDLE
     retired = {pid for pid, signum in arbiter.signals if signum == RETIRE_SIGNAL}
     assert retired == {old.pid, worker(arbiter, 2, generation=1).pid}
 
@@ -224,12 +236,12 @@ def test_a_previous_generation_past_its_limit_during_a_reload_is_left_to_the_rel
 def test_after_an_aborted_reload_a_worker_past_its_limit_is_still_replaced(arbiter):
     old = worker(arbiter, 1)
     start_reload(arbiter)
-    arbiter.on_worker_message(old, LIMIT_REACHED_MESSAGE)
+    message(arbiter, old, LIMIT_REACHED_MESSAGE)
     exit_worker(arbiter, worker(arbiter, 1, generation=2), 70)
-    assert arbiter.pending_reload is None and arbiter.generation == 1
-    arbiter.manage_workers()
+    assert arbiter.lifecycle.reload == ReloadState.IDLE and arbiter.generation == 1
+    spawn_due(arbiter)
     replacement = worker(arbiter, 1, WorkerState.BOOTING, generation=1)
-    arbiter.on_worker_message(replacement, READY_MESSAGE)
+    message(arbiter, replacement, READY_MESSAGE)
     assert (old.pid, RETIRE_SIGNAL) in arbiter.signals
 
 
@@ -237,17 +249,17 @@ def recycle_a_new_worker(arbiter):
     """A reload starts; its worker 1 serves, reaches its limit at once, and is being replaced."""
     start_reload(arbiter)
     first = worker(arbiter, 1, generation=2)
-    arbiter.on_worker_message(first, READY_MESSAGE + LIMIT_REACHED_MESSAGE)
-    arbiter.manage_workers()
+    message(arbiter, first, READY_MESSAGE + LIMIT_REACHED_MESSAGE)
+    spawn_due(arbiter)
     return first
 
 
 def test_a_reload_completes_while_a_new_worker_is_being_recycled(arbiter):
     first = recycle_a_new_worker(arbiter)
     replacement = worker(arbiter, 1, WorkerState.BOOTING, generation=2)
-    arbiter.on_worker_message(worker(arbiter, 2, generation=2), READY_MESSAGE)
-    assert arbiter.pending_reload is None, 'the recycling worker serves: the generation is complete'
-    arbiter.on_worker_message(replacement, READY_MESSAGE)
+    message(arbiter, worker(arbiter, 2, generation=2), READY_MESSAGE)
+    assert arbiter.lifecycle.reload == ReloadState.IDLE, 'the recycling worker serves: the generation is complete'
+    message(arbiter, replacement, READY_MESSAGE)
     assert (first.pid, RETIRE_SIGNAL) in arbiter.signals
 
 
@@ -286,7 +298,7 @@ def test_a_worker_over_the_ceiling_is_replaced_once_with_a_warning(arbiter, resi
     big = worker(arbiter, 1)
     resident[big.pid] = MEMORY_LIMIT + 1
     arbiter.check_worker_memory()
-    arbiter.manage_workers()
+    spawn_due(arbiter)
     assert big.state == WorkerState.RECYCLING
     assert worker(arbiter, 2).state == WorkerState.READY
     replacement = worker(arbiter, 1, WorkerState.BOOTING)
