@@ -118,12 +118,13 @@ def test_a_callable_hanging_at_reload_refuses_it_while_workers_are_supervised(tm
         started = time.time()
         server.signal(signal.SIGHUP)
         wait_until(lambda: Path(f'{marker}.entered').exists(), message='the callable to run')
-        # While it hangs, a dead worker is still replaced.
-        os.kill(first, signal.SIGKILL)
+        # While it hangs, a worker that ends is still replaced (SIGTERM: it drains, so no
+        # call is lost to the worker itself and every failure would be the master's).
+        os.kill(first, signal.SIGTERM)
         wait_until(lambda: len(server.worker_pids()) == 2 and first not in server.worker_pids(),
                    message='the killed worker to be replaced during the reload')
         outcome = wait_until(lambda: last_reload(server), timeout=20, message='the reload outcome')
-    assert calls.answered > 0
+    assert not calls.failures and calls.answered > 0, calls.failures[:5]
     assert outcome['outcome'] == 'refused' and outcome['started_at'] >= started - 1
     assert 'startup callable faults.hang_at_reload is still running in phase FS_CONFIG_ONLY after 3 s' \
         in outcome['reason']
@@ -200,6 +201,7 @@ def test_a_deleted_runtime_directory_is_recreated_and_the_cli_finds_the_server(t
         wait_until(lambda: zato_daemon('info', server.server_dir, '--json').returncode == 0, timeout=30,
                    message='info to answer again')
         repaired_in = time.monotonic() - deleted
+    print(f'runtime directory repaired in {repaired_in:.2f} s; {calls.answered} calls answered meanwhile')
     assert not calls.failures and calls.answered > 0, calls.failures[:5]
     assert (runtime / 'zato-daemon.pid').read_text().strip() == str(server.pid)
     assert json.loads((runtime / 'master.json').read_text())['master_proc_pid'] == server.pid
