@@ -348,6 +348,9 @@ class Arbiter:
         self.last_reload = {'started_at': self.reload_started_at, 'finished_at': time.time(),
                             'outcome': action.outcome, 'reason': action.reason, 'exit_status': action.exit_status}
         self.write_status()
+        if action.outcome == 'refused' and self.lifecycle.ready:
+            # systemd heard RELOADING=1 when the reload began: it waits for READY=1.
+            sd.ready(self.summary())
 
     # ---- workers
 
