@@ -9,6 +9,8 @@ delimiter (so channel paths may hold ':'), keys case-sensitive, no % interpolati
 only on lines of their own ('#' or ';' first), because values such as URL paths may hold '#'.
 A value continues on the following lines that are indented deeper than its key.
 
+Each file is read by reading.read_text: a regular file of UTF-8, of bounded size.
+
 Every problem raises ConfigError with a one-line message:
 `<file>:<line>: [section] key: <what is wrong>; <the fix>`.
 """
@@ -19,7 +21,9 @@ import re
 from pathlib import Path
 
 from zato_daemon.config import settings
-from zato_daemon.config.settings import CONFIG_FILES, REQUIRED_FILES, InvalidValue
+from zato_daemon.config.reading import read_text
+from zato_daemon.config.settings import CONFIG_FILES, REQUIRED_FILES
+from zato_daemon.config.validators import InvalidValue
 from zato_daemon.errors import ConfigError
 
 # The keyword names Zato's startup callables receive each file's object under.
@@ -260,7 +264,7 @@ def load_config(config_dir):
     files, paths_read = {}, []
     for name in CONFIG_FILES:
         path = base_dir / name
-        text = _read_text(path, required=name in REQUIRED_FILES)
+        text = read_text(path, required=name in REQUIRED_FILES)
         if text is not None:
             paths_read.append(path)
         files[name] = build_file(name, path, text)
@@ -274,23 +278,6 @@ def _check_directory(base_dir):
     if not base_dir.is_dir():
         raise ConfigError('not a directory; pass the server directory that holds server.conf, '
                           'not a file', path=base_dir)
-
-
-def _read_text(path, required):
-    # A dangling symlink is a broken file, not an absent one.
-    if not path.is_symlink() and not path.exists():
-        if required:
-            raise ConfigError(f'file not found; a server directory must hold {path.name} (see the '
-                              'shipped /etc/zato-daemon/ for a documented one)', path=path)
-        return None
-    try:
-        return path.read_text(encoding='utf-8')
-    except UnicodeDecodeError as error:
-        raise ConfigError(f'not valid UTF-8 ({error.reason} at byte {error.start}); save the file '
-                          'as UTF-8', path=path) from None
-    except OSError as error:
-        raise ConfigError(f'cannot read the file: {error.strerror or error}; check that it is a '
-                          'readable file', path=path) from None
 
 
 def build_file(name, path, text):

@@ -11,7 +11,7 @@ REGENERATE = 'python -m zato_daemon.config.reference > docs/config.md'
 HEADER = (f'Generated from `zato_daemon/config/settings.py`; do not edit. '
           f'Regenerate with `{REGENERATE}`.')
 
-SYNTAX = """\
+SYNTAX = f"""\
 A server directory (`/etc/zato-daemon/` when installed) holds up to four INI files. Only
 `server.conf` is required; a missing `pickup.conf`, `simple-io.conf` or `sso.conf` means all
 their defaults. The shipped files list every key with its default.
@@ -27,7 +27,12 @@ Syntax, the same in every file:
 - `%` has no special meaning (no interpolation).
 - A value continues on the following lines that are indented deeper than its key; lists
   accept commas, line breaks or both between items.
-- Booleans are `true`/`false`, `yes`/`no`, `on`/`off` or `1`/`0`, in any case."""
+- Booleans are `true`/`false`, `yes`/`no`, `on`/`off` or `1`/`0`, in any case.
+- Every number has a range, given with its key below (and in the shipped files); a value
+  outside it is an error, at start, at a reload and in `check-config`.
+- Each file is a regular file of UTF-8 text, at most {settings.MAX_FILE_SIZE // 1024 // 1024} MiB; a
+  byte order mark at its start is ignored. A FIFO, a device or a directory in its place is
+  an error."""
 
 
 def render():
@@ -64,6 +69,16 @@ def render_setting(setting):
     item = f'- **`{setting.name}`** ({setting.type}, default {default}): {first}'
     body = [f'  {line}' if line else '' for line in rest.strip('\n').splitlines()]
     return '\n'.join([item, ''] + body) if body else item
+
+
+def comment_lines(setting):
+    """The comment block above a key in the shipped etc/zato-daemon/*.conf: its doc, then its
+    range for a numeric key. A unit test holds the shipped files to it."""
+    lines = [f'# {line}' if line else '#' for line in setting.doc.splitlines()]
+    range_text = getattr(setting.validator, 'range_text', None)
+    if range_text:
+        lines += ['#', f'# Range: {range_text}.']
+    return lines
 
 
 def main():

@@ -8,387 +8,26 @@ is the whole job.
 Rule 2: defaults are written as INI text, exactly as they appear in the shipped files, and
 every default goes through its own validator like any value read from a file.
 
-A validator turns INI text (or, for in-place assignments, a native Python value) into the typed
-value, or raises InvalidValue saying what was expected. It also names its type for the docs.
+Rule 3: every numeric value has a minimum and a maximum (its validator says which, and the
+docs and the shipped files show them), so no value start or a reload cannot use gets past the
+loader.
+
+The validators are in validators.py: each turns INI text (or, for in-place assignments, a
+native Python value) into the typed value, or raises InvalidValue saying what was expected.
 """
 
-import math
-import os
-import re
 from dataclasses import dataclass
 from inspect import cleandoc
 
-from zato_daemon.cache.definition import CacheDefinition, CacheError
+from zato_daemon.config.validators import (
+    Boolean, CacheFields, Choice, FilePath, Integer, ListOf, Port, Seconds, Size, Text, Unsupported,
+    Validator, WebOrigin, Workers, dotted_name, service_name, url_path)
 
 CONFIG_FILES = ('server.conf', 'pickup.conf', 'simple-io.conf', 'sso.conf')
 REQUIRED_FILES = ('server.conf',)
-
-
-class InvalidValue(ValueError):
-    """A validator rejected a value: `problem` says what is wrong, `fix` (or None) what to do."""
-
-    def __init__(self, problem, fix=None):
-        super().__init__(problem)
-        self.problem = problem
-        self.fix = fix
-
-
-# Validators ###################################################################################
-
-
-class Validator:
-    """Base validator: strings are parsed, anything else must already be of the native type.
-
-    Subclasses set `type_name` (for the docs) and `expected` (for error messages), and implement
-    `parse(text)`; `accept(value)` handles non-string values assigned in code.
-    """
-
-    type_name = 'string'
-    expected = 'a string'
-
-    def __call__(self, value):
-        if isinstance(value, str):
-            return self.parse(value.strip())
-        return self.accept(value)
-
-    def parse(self, text):
-        """Returns the typed value for INI text, or raises InvalidValue."""
-        return text
-
-    def accept(self, value):
-        """Returns the typed value for a native value assigned in code, or raises InvalidValue."""
-        raise self.invalid(value)
-
-    def invalid(self, value):
-        """Builds the standard 'expected X, got Y' error."""
-        return InvalidValue(f'expected {self.expected}, got {value!r}')
-
-    def format(self, value):
-        """Renders a typed value back as INI text."""
-        return str(value)
-
-
-class Text(Validator):
-    """A single-line string; empty only if `allow_empty`."""
-
-    def __init__(self, allow_empty=False):
-        self.allow_empty = allow_empty
-        self.expected = 'a single-line string' + ('' if allow_empty else ', not empty')
-
-    def parse(self, text):
-        if '\n' in text or not (text or self.allow_empty):
-            raise self.invalid(text)
-        return text
-
-
-class FilePath(Text):
-    """A file system path as a string; relative paths are resolved by Config.resolve_path."""
-
-    type_name = 'path'
-
-    def __init__(self, allow_empty=False):
-        super().__init__(allow_empty)
-        self.expected = 'a path' + (' or nothing' if allow_empty else '')
-
-
-class Pattern(Validator):
-    """A string that must match a regular expression; `expected` describes it in words."""
-
-    def __init__(self, regex, type_name, expected, fix=None):
-        self.regex = re.compile(regex)
-        self.type_name = type_name
-        self.expected = expected
-        self.fix = fix
-
-    def parse(self, text):
-        if not self.regex.fullmatch(text):
-            raise InvalidValue(self.invalid(text).problem, self.fix)
-        return text
-
-
-def dotted_name():
-    """Validator of a dotted Python name such as zato_daemon.examples.echo."""
-    return Pattern(r'[A-Za-z_]\w*(\.[A-Za-z_]\w*)*', 'dotted name',
-                   'a dotted Python name such as package.module')
-
-
-def service_name():
-    """Validator of a service name: non-empty, no whitespace."""
-    return Pattern(r'\S+', 'service name', 'a service name without whitespace',
-                   'write the name of a deployed service, e.g. demo.echo')
-
-
-def url_path():
-    """Validator of a channel's URL path: starts with '/', no whitespace, no query or fragment."""
-    return Pattern(r'/[^\s?#]*', 'URL path', "a URL path starting with '/', without whitespace, "
-                   "'?' or '#'", "start it with '/' and leave out any query string, e.g. /echo")
-
-
-class WebOrigin(Validator):
-    """A web origin, scheme://host[:port], in the form browsers send it in Origin: the scheme
-    and host in lower case, the scheme's default port left out. Typed: that text."""
-
-    type_name = 'web origin'
-    expected = 'an origin such as https://portal.example.com or http://localhost:8080'
-    DEFAULT_PORTS = {'http': '80', 'https': '443'}
-
-    def parse(self, text):
-        match = re.fullmatch(r'(https?)://(\[[0-9a-f:.]+\]|[^\s/?#:@\[\]]+)(?::([0-9]{1,5}))?', text, re.IGNORECASE)
-        if not match:
-            raise InvalidValue(self.invalid(text).problem, 'write scheme://host[:port], without a path')
-        scheme, host, port = match[1].lower(), match[2].lower(), match[3]
-        if port is None or port == self.DEFAULT_PORTS[scheme]:
-            return f'{scheme}://{host}'
-        return f'{scheme}://{host}:{port}'
-
-
-class Integer(Validator):
-    """An integer, optionally bounded by `minimum` and `maximum` (both inclusive)."""
-
-    def __init__(self, minimum=None, maximum=None):
-        self.minimum = minimum
-        self.maximum = maximum
-        self.expected = 'an integer' + _range_words(minimum, maximum)
-        self.type_name = 'integer' + _range_words(minimum, maximum)
-
-    def parse(self, text):
-        # [0-9], not \d: int() would also take other scripts' digits.
-        if not re.fullmatch(r'[+-]?[0-9]+', text):
-            raise self.invalid(text)
-        return self.accept(int(text), original=text)
-
-    def accept(self, value, original=None):
-        if isinstance(value, bool) or not isinstance(value, int) or not self._in_range(value):
-            raise self.invalid(value if original is None else original)
-        return value
-
-    def _in_range(self, value):
-        return ((self.minimum is None or value >= self.minimum)
-                and (self.maximum is None or value <= self.maximum))
-
-
-def _range_words(minimum, maximum):
-    if minimum is not None and maximum is not None:
-        return f' from {minimum} to {maximum}'
-    if minimum is not None:
-        return f' of at least {minimum}'
-    if maximum is not None:
-        return f' of at most {maximum}'
-    return ''
-
-
-class Port(Integer):
-    """A TCP port number, 1 to 65535."""
-
-    def __init__(self):
-        super().__init__(1, 65535)
-        self.type_name = 'port, 1 to 65535'
-
-
-class Seconds(Validator):
-    """A duration in seconds, integer or decimal, greater than zero; typed value is a float."""
-
-    type_name = 'seconds, more than 0'
-    expected = 'a number of seconds greater than 0'
-
-    def parse(self, text):
-        try:
-            value = float(text)
-        except ValueError:
-            raise self.invalid(text) from None
-        return self._check(value, text)
-
-    def accept(self, value):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self.invalid(value)
-        return self._check(float(value), value)
-
-    def _check(self, value, original):
-        # float() also parses 'nan' and 'inf', which no timer can use.
-        if not math.isfinite(value) or value <= 0:
-            raise self.invalid(original)
-        return value
-
-    def format(self, value):
-        return repr(float(value))
-
-
-class Boolean(Validator):
-    """true/false, yes/no, on/off or 1/0, in any case."""
-
-    type_name = 'boolean'
-    expected = 'true or false (also yes/no, on/off, 1/0)'
-    WORDS = {'true': True, 'yes': True, 'on': True, '1': True,
-             'false': False, 'no': False, 'off': False, '0': False}
-
-    def parse(self, text):
-        try:
-            return self.WORDS[text.lower()]
-        except KeyError:
-            raise self.invalid(text) from None
-
-    def accept(self, value):
-        if not isinstance(value, bool):
-            raise self.invalid(value)
-        return value
-
-    def format(self, value):
-        return 'true' if value else 'false'
-
-
-class Unsupported(Boolean):
-    """A boolean that must stay false because the feature it would turn on does not exist here."""
-
-    type_name = 'boolean, must be false'
-
-    def __init__(self, feature):
-        self.feature = feature
-
-    def parse(self, text):
-        return self._refuse(super().parse(text))
-
-    def accept(self, value):
-        return self._refuse(super().accept(value))
-
-    def _refuse(self, value):
-        if value:
-            raise InvalidValue(f'{self.feature} is not supported by zato-daemon', 'set it to false')
-        return value
-
-
-class Choice(Validator):
-    """One of a fixed set of words, case-insensitive; the typed value is upper case."""
-
-    def __init__(self, *choices):
-        self.choices = choices
-        self.expected = 'one of ' + ', '.join(choices)
-        self.type_name = self.expected
-
-    def parse(self, text):
-        if text.upper() not in self.choices:
-            raise self.invalid(text)
-        return text.upper()
-
-
-class Size(Validator):
-    """A size in bytes: a plain integer, or one with a K, M or G suffix (binary multiples)."""
-
-    type_name = 'size in bytes, K/M/G suffixes'
-    expected = 'a size in bytes such as 1048576, 1024K or 1M'
-    MULTIPLIERS = {'': 1, 'K': 1024, 'M': 1024 ** 2, 'G': 1024 ** 3}
-
-    def parse(self, text):
-        match = re.fullmatch(r'([0-9]+)\s*([KMG]?)', text, re.IGNORECASE)
-        if not match:
-            raise self.invalid(text)
-        return self._check(int(match[1]) * self.MULTIPLIERS[match[2].upper()], text)
-
-    def accept(self, value):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.invalid(value)
-        return self._check(value, value)
-
-    def __init__(self, minimum=1):
-        self.minimum = minimum
-        if minimum > 1:
-            self.expected = f'{self.expected}, at least {minimum // 1024}K'
-
-    def _check(self, value, original):
-        if value < self.minimum:
-            raise self.invalid(original)
-        return value
-
-
-def usable_cpus():
-    """Returns how many CPUs this process may run on: its affinity mask, else os.cpu_count()."""
-    # The affinity mask is what systemd's CPUAffinity= and AllowedCPUs= (and taskset) narrow;
-    # os.cpu_count() counts every CPU of the machine regardless.
-    if hasattr(os, 'sched_getaffinity'):
-        return len(os.sched_getaffinity(0)) or 1
-    return os.cpu_count() or 1
-
-
-class Workers(Validator):
-    """'auto' (one per usable CPU) or an integer of at least 1; the typed value is an int."""
-
-    type_name = "'auto' or integer of at least 1"
-    expected = "'auto' or an integer of at least 1"
-
-    def parse(self, text):
-        if text.lower() == 'auto':
-            return usable_cpus()
-        if not re.fullmatch(r'\+?[0-9]+', text) or int(text) < 1:
-            raise self.invalid(text)
-        return int(text)
-
-    def accept(self, value):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise self.invalid(value)
-        return value
-
-
-class CacheFields(Validator):
-    """`field=value, ...` of a cache definition, checked as zato.cache.builtin.create checks it."""
-
-    type_name = 'cache fields'
-    expected = 'comma-separated field=value pairs of a cache definition'
-
-    def parse(self, text):
-        fields = {}
-        for part in filter(None, (item.strip() for item in re.split(r'[,\n]', text))):
-            name, separator, value = part.partition('=')
-            if not separator:
-                raise InvalidValue(f'{part!r} is not field=value', 'write e.g. max_size=1000, sync_method=no-sync')
-            fields[name.strip()] = _cache_field_value(value.strip())
-        return self.accept(fields)
-
-    def accept(self, value):
-        if not isinstance(value, dict):
-            raise self.invalid(value)
-        try:
-            # The name is the section key, which the loader reports; any valid name will do here.
-            CacheDefinition.from_request(dict(value, name='cache'))
-        except CacheError as error:
-            problems = error.reason.split(': ', 1)[-1]
-            raise InvalidValue(problems, 'see [caches] in docs/config.md for the fields') from None
-        return value
-
-
-def _cache_field_value(text):
-    # INI text to what the JSON payload of zato.cache.builtin.create would carry.
-    lowered = text.lower()
-    if lowered in ('true', 'yes', 'on'):
-        return True
-    if lowered in ('false', 'no', 'off'):
-        return False
-    return int(text) if re.fullmatch(r'-?[0-9]+', text) else text
-
-
-class ListOf(Validator):
-    """Items separated by commas and/or line breaks; empty items are dropped. Typed: a list."""
-
-    def __init__(self, item):
-        self.item = item
-        self.type_name = f'list of {item.type_name}s'
-        self.expected = f'a comma-separated list of {item.type_name}s'
-
-    def parse(self, text):
-        return self.accept([part.strip() for part in re.split(r'[,\n]', text)])
-
-    def accept(self, value):
-        if not isinstance(value, (list, tuple)):
-            raise self.invalid(value)
-        return [self._check_item(item) for item in value if item != '']
-
-    def _check_item(self, item):
-        try:
-            return self.item(item)
-        except InvalidValue as error:
-            raise InvalidValue(f'in the list: {error.problem}', error.fix) from None
-
-    def format(self, value):
-        return ', '.join(self.item.format(item) for item in value)
-
+# A configuration file is a few KiB (the shipped server.conf, all comments, is under 20):
+# anything much larger is the wrong file, and is not read into memory whole.
+MAX_FILE_SIZE = 1024 * 1024
 
 # The table ####################################################################################
 
@@ -448,6 +87,19 @@ def _doc(text):
     return cleandoc(text)
 
 
+# Bounds several keys share. Nothing the server times needs more than a day: a longer timeout
+# means the server never gives up on anything, and only hides a stuck client or worker.
+DAY = 86400
+DAY_MS = DAY * 1000
+KIB, MIB, GIB = 1024, 1024 ** 2, 1024 ** 3
+# Beyond a few workers per CPU, more only add memory and contention; 256 covers the largest
+# machines auto can count while keeping a typo (2000) from forking a server to death.
+MAX_WORKERS = 256
+# A worker holds a whole request body in memory (and the JSON parsed from it): past 1G, one
+# request can take a worker down by itself.
+MAX_BODY = GIB
+
+
 FILE_DOCS = {
     'server.conf': _doc("""
         The server's own settings: where it listens, how many workers it runs, which services it
@@ -499,8 +151,9 @@ SECTIONS = (
         Slow thresholds of single services: one line per service, `name = milliseconds`.
 
         Overrides the service class's own slow_threshold attribute and [diagnostics]
-        slow_threshold. For example: crm.customer.get = 250"""),
-        key_validator=service_name(), value_validator=Integer(minimum=1)),
+        slow_threshold, and has the same range: from 1 to 86400000 (a day). For example:
+        crm.customer.get = 250"""),
+        key_validator=service_name(), value_validator=Integer(1, DAY_MS)),
     SectionSpec('server.conf', 'misc', 'Startup callables and where user code is imported from.'),
     SectionSpec('pickup.conf', 'hot_deploy', 'The pickup directory and how it is watched.'),
     SectionSpec('simple-io.conf', 'json', 'JSON serialization of responses.'),
@@ -514,27 +167,28 @@ SETTINGS = (
 
         An IPv4 or IPv6 address, or a host name resolved once at start. 127.0.0.1 accepts
         connections from this machine only; 0.0.0.0 (or ::) listens on every interface, which
-        normally belongs behind a firewall or a reverse proxy.""")),
+        normally belongs behind a firewall or a reverse proxy. A name must resolve, and every
+        address must be one of this machine's: start, reload and check-config refuse others.""")),
     Setting('server.conf', 'main', 'port', Port(), '17010', _doc("""
         TCP port to listen on.
 
         Ports below 1024 need the CAP_NET_BIND_SERVICE capability, which the unprivileged zato
         user the server runs as does not have. Each server directory needs its own port.""")),
-    Setting('server.conf', 'main', 'workers', Workers(), 'auto', _doc("""
+    Setting('server.conf', 'main', 'workers', Workers(MAX_WORKERS), 'auto', _doc("""
         Number of worker processes; auto means one per CPU.
 
         Each worker is a separate process with its own gevent hub and its own copy of every
         deployed service, and all of them accept connections on the shared socket. auto counts
         the CPUs this process may run on (its CPU affinity, which systemd's CPUAffinity= and
-        AllowedCPUs= narrow), not all the CPUs of the machine. A worker runs Python code on one
-        CPU at a time, so more workers than CPUs rarely helps.""")),
-    Setting('server.conf', 'main', 'graceful_timeout', Seconds(), '30', _doc("""
+        AllowedCPUs= narrow), not all the CPUs of the machine, and at most 256. A worker runs
+        Python code on one CPU at a time, so more workers than CPUs rarely helps.""")),
+    Setting('server.conf', 'main', 'graceful_timeout', Seconds(DAY), '30', _doc("""
         Seconds in-flight requests may take to finish on stop or reload.
 
         On stop (SIGTERM) and reload (SIGHUP) a worker stops accepting connections and lets the
         requests it has started finish. After this many seconds it is killed and requests still
         running are lost. The systemd unit's TimeoutStopSec= must be longer than this.""")),
-    Setting('server.conf', 'main', 'keep_alive_timeout', Seconds(), '60', _doc("""
+    Setting('server.conf', 'main', 'keep_alive_timeout', Seconds(DAY), '60', _doc("""
         Seconds an idle keep-alive connection is kept open.
 
         After a response, the connection waits this long for the client's next request, then
@@ -542,21 +196,21 @@ SETTINGS = (
         reading a response is closed after this long too. A proxy or client pooling
         connections to this server should use a shorter idle timeout, or it may send a
         request on a connection the server is just closing.""")),
-    Setting('server.conf', 'main', 'max_request_size', Size(), '1M', _doc("""
+    Setting('server.conf', 'main', 'max_request_size', Size(1, MAX_BODY), '1M', _doc("""
         Largest request body accepted, in bytes.
 
         A plain number of bytes or a number with a K, M or G suffix, in binary multiples
         (1K = 1024, 1M = 1048576). A request with a bigger body is answered with 413 Content
         Too Large and no service is invoked. The whole body is held in memory, so this also
-        bounds the memory a single request can take.""")),
-    Setting('server.conf', 'main', 'header_timeout', Seconds(), '20', _doc("""
+        bounds the memory a single request can take, and it is at most 1G.""")),
+    Setting('server.conf', 'main', 'header_timeout', Seconds(DAY), '20', _doc("""
         Seconds a client has to send a request's whole header section.
 
         Counted from the first byte of the request, however the bytes trickle in: a client
         that sends the request line and headers a byte at a time is answered with 408 Request
         Timeout and the connection is closed. The time before that first byte is the idle
         time keep_alive_timeout bounds.""")),
-    Setting('server.conf', 'main', 'body_timeout', Seconds(), '30', _doc("""
+    Setting('server.conf', 'main', 'body_timeout', Seconds(DAY), '30', _doc("""
         Seconds a client has to send a request's body, plus time earned by body_min_rate.
 
         Counted from the end of the header section. Each body_min_rate bytes received add one
@@ -564,13 +218,13 @@ SETTINGS = (
         off, whatever the size of its body; a body that receives nothing for body_timeout is
         cut off whatever it earned. Either way the client gets 408 Request Timeout and the
         connection is closed.""")),
-    Setting('server.conf', 'main', 'body_min_rate', Size(), '8K', _doc("""
+    Setting('server.conf', 'main', 'body_min_rate', Size(1, MAX_BODY), '8K', _doc("""
         Bytes of request body that earn a slow client one more second (see body_timeout).
 
         A plain number of bytes or one with a K, M or G suffix. With the defaults, a 1M body
         may take 30 s plus 128 s; a client sending one byte every few seconds is cut off
         after 30 s.""")),
-    Setting('server.conf', 'main', 'max_connections', Integer(1), '1000', _doc("""
+    Setting('server.conf', 'main', 'max_connections', Integer(1, 1048576), '1000', _doc("""
         Open client connections per worker; more get 503 Service Unavailable.
 
         A worker past this many connections answers each new one with 503 and Retry-After
@@ -578,7 +232,8 @@ SETTINGS = (
         most once a minute, with the count). Each connection holds a file descriptor: the
         server raises its soft descriptor limit to the hard one at start (the packaged
         units set LimitNOFILE=65536), and warns at start when the limit is too low for
-        this many connections in every worker. The admin socket is not counted.""")),
+        this many connections in every worker. The admin socket is not counted. At most
+        1048576, the most open files Linux gives one process by default (fs.nr_open).""")),
     Setting('server.conf', 'main', 'max_json_depth', Integer(1, 500), '64', _doc("""
         Deepest nesting of arrays and objects accepted in a JSON request body.
 
@@ -597,33 +252,35 @@ SETTINGS = (
         https://portal.example.com, compared as browsers send it (lower case, no default
         port); there is no wildcard. Clients other than browsers (curl, other servers) send
         no Origin and are not affected.""")),
-    Setting('server.conf', 'main', 'backlog', Integer(1), '2048', _doc("""
+    Setting('server.conf', 'main', 'backlog', Integer(1, 65535), '2048', _doc("""
         Listen backlog: connections the kernel queues before the server accepts them.
 
-        Passed to listen(2). Linux silently caps it at net.core.somaxconn (4096 on Debian 12).
-        When a burst of new connections exceeds it, clients see dropped connection attempts
-        and retry after a delay.""")),
-    Setting('server.conf', 'main', 'cluster_id', Integer(1), '1', _doc("""
+        Passed to listen(2), at most 65535. Linux silently caps it at net.core.somaxconn
+        (4096 on Debian 12). When a burst of new connections exceeds it, clients see dropped
+        connection attempts and retry after a delay.""")),
+    Setting('server.conf', 'main', 'cluster_id', Integer(1, 2 ** 31 - 1), '1', _doc("""
         Cluster ID that services see as server.cluster_id.
 
         This server forms no cluster; the number is only handed to services, as Zato does, for
-        code that passes it on (for instance to zato.cache.builtin.* services).""")),
-    Setting('server.conf', 'main', 'worker_boot_timeout', Seconds(), '60', _doc("""
+        code that passes it on (for instance to zato.cache.builtin.* services). At most
+        2147483647, so that it fits the 32-bit columns Zato's own databases keep it in.""")),
+    Setting('server.conf', 'main', 'worker_boot_timeout', Seconds(DAY), '60', _doc("""
         Seconds a new worker has to deploy its services and start serving.
 
         Counted from the moment the worker is forked. A worker that takes longer is killed and
         treated as having failed to boot, so that a start or reload fails instead of waiting
         forever. Raise it if services do slow work when imported or in AFTER_STARTED startup
         callables.""")),
-    Setting('server.conf', 'main', 'hang_timeout', Seconds(), '30', _doc("""
+    Setting('server.conf', 'main', 'hang_timeout', Seconds(DAY, minimum=2), '30', _doc("""
         Seconds without a heartbeat after which a worker counts as hung.
 
         Each worker's gevent hub sends the master a heartbeat every second. A hub that sends
         none for this long is blocked (a service spinning the CPU without yielding, a call
         gevent does not make cooperative): the master logs an ERROR, has the worker write a
         dump of its threads and greenlets (which needs no hub), then kills it and starts a
-        new one. The other workers keep serving.""")),
-    Setting('server.conf', 'main', 'max_requests', Integer(0), '0', _doc("""
+        new one. The other workers keep serving. At least 2: with less, one late heartbeat
+        would count a healthy worker as hung.""")),
+    Setting('server.conf', 'main', 'max_requests', Integer(0, 10 ** 9), '0', _doc("""
         Requests a worker serves before it is replaced; 0 means never.
 
         A worker past its limit is replaced the way a reload replaces workers: a new worker
@@ -635,7 +292,7 @@ SETTINGS = (
 
         Each worker draws its own limit between max_requests and max_requests plus this
         share of it, so that workers started together are not replaced together.""")),
-    Setting('server.conf', 'main', 'max_worker_memory', Size(minimum=0), '1G', _doc("""
+    Setting('server.conf', 'main', 'max_worker_memory', Size(0, 1024 * GIB), '1G', _doc("""
         Resident memory above which a worker is replaced; 0 means no limit.
 
         A plain number of bytes or one with a K, M or G suffix. The master reads each
@@ -667,7 +324,8 @@ SETTINGS = (
         Files or directories of service modules to deploy at start.
 
         Separate entries with commas or line breaks (indent continuation lines). A directory
-        stands for the .py files in it. A relative path is relative to the server directory.""")),
+        stands for the .py files in it. A relative path is relative to the server directory.
+        Each entry must exist: start, reload and check-config refuse a missing one.""")),
     Setting('server.conf', 'services', 'modules', ListOf(dotted_name()), '', _doc("""
         Importable modules holding services, by dotted name.
 
@@ -694,7 +352,8 @@ SETTINGS = (
         The logs directory is /var/log/zato-daemon (or /var/log/zato-daemon/NAME) under the
         packaged units, logs/ in the server directory otherwise. A relative path is relative
         to the server directory. The file is reopened when logrotate moves it, with no
-        restart.""")),
+        restart. Its directory must exist, unless it is the logs directory, which start
+        creates.""")),
     Setting('server.conf', 'logging', 'secret_names', ListOf(Text()), '', _doc("""
         More names whose values are secret, in logs, dumps, samples and slow calls.
 
@@ -704,42 +363,43 @@ SETTINGS = (
         (password, secret, token, api_key, auth, cookie, session, credentials, private_key,
         signature, dsn, key, pin ...) always apply; docs/logging.md lists them and the other
         rules. Empty by default.""")),
-    Setting('server.conf', 'logging', 'dump_max_size', Size(), '512K', _doc("""
+    Setting('server.conf', 'logging', 'dump_max_size', Size(KIB, 64 * MIB), '512K', _doc("""
         Largest size of one thread and greenlet dump, in bytes (K, M, G suffixes).
 
         SIGURG (or `zato-daemon dump`) makes every process of the server write a dump to
         server.log and one journal entry: every thread and greenlet with its frames,
         arguments and local variables, identical stacks grouped. A dump that would be larger
-        stops at this size and says what it left out.""")),
+        stops at this size and says what it left out. At least 1K, room for that note; at
+        most 64M, since the whole dump is held in memory and sent as one journal entry.""")),
     Setting('server.conf', 'diagnostics', 'database', FilePath(allow_empty=True), '', _doc("""
         Path of the diagnostics database; empty means diagnostics.sqlite3 in the state directory.
 
         A SQLite file all workers write to in the background (samples and slow calls), which
         the CLI reads, also while the server is stopped. A relative path is relative to the
         server directory. It is kept across restarts and package upgrades.""")),
-    Setting('server.conf', 'diagnostics', 'slow_threshold', Integer(minimum=1), '2000', _doc("""
+    Setting('server.conf', 'diagnostics', 'slow_threshold', Integer(1, DAY_MS), '2000', _doc("""
         Milliseconds after which a call counts as slow, for services that set no threshold.
 
         A service class may set its own (`slow_threshold = 500`), and [slow_thresholds]
         overrides both.""")),
-    Setting('server.conf', 'diagnostics', 'slow_keep', Integer(minimum=1), '100', _doc("""
+    Setting('server.conf', 'diagnostics', 'slow_keep', Integer(1, 100_000), '100', _doc("""
         Slow calls kept per service; older ones are deleted.
 
         Counted over all workers: the database keeps the newest ones of each service.""")),
-    Setting('server.conf', 'diagnostics', 'samples_keep', Integer(minimum=1), '20', _doc("""
+    Setting('server.conf', 'diagnostics', 'samples_keep', Integer(1, 100_000), '20', _doc("""
         Sample calls kept per service; older ones are deleted.
 
         Counted over all workers: the database keeps the newest ones of each service.""")),
-    Setting('server.conf', 'diagnostics', 'sample_interval', Integer(minimum=0), '1000', _doc("""
+    Setting('server.conf', 'diagnostics', 'sample_interval', Integer(0, DAY_MS), '1000', _doc("""
         Milliseconds between two samples of one service in one worker (0 keeps every call).
 
         A quiet service has every call sampled; a busy one is not stored on every call. Failed
         calls are sampled on their own clock, so the last failures are kept even when
         successful calls were sampled just before.""")),
-    Setting('server.conf', 'diagnostics', 'max_size', Size(minimum=256 * 1024), '64M', _doc("""
+    Setting('server.conf', 'diagnostics', 'max_size', Size(256 * KIB, 64 * GIB), '64M', _doc("""
         Largest size of the diagnostics database; the oldest calls go first beyond it.
 
-        A plain number of bytes or one with a K, M or G suffix, at least 256K. The database
+        A plain number of bytes or one with a K, M or G suffix, from 256K to 64G. The database
         is cut back to it after each write, whatever the per-service limits allow; its
         write-ahead log beside it adds up to a quarter of it (at most 4 MiB).""")),
     Setting('server.conf', 'misc', 'startup_callable', ListOf(dotted_name()), '', _doc("""
@@ -761,6 +421,13 @@ SETTINGS = (
         the cause: exit status 78 when a name does not import or has no such attribute, 70
         when the callable raised (which a restart may cure). warn logs a WARNING and starts
         anyway, as Zato does. At reload, fail refuses the reload.""")),
+    Setting('server.conf', 'misc', 'startup_callable_timeout', Seconds(3600, minimum=1), '30', _doc("""
+        How long FS_CONFIG_ONLY callables may run, at start and at each reload, in seconds.
+
+        Each callable gets this long. One still running after it is an error naming it and
+        the phase: the start fails, or the reload is refused and the workers running go on
+        serving. Meanwhile the master goes on replacing workers that exit and answers stop.
+        A callable that waits for a slow service at startup needs a longer time here.""")),
     Setting('server.conf', 'misc', 'extra_paths', ListOf(FilePath()), '', _doc("""
         More directories put on the Python path, after the two extlib directories.
 
@@ -774,17 +441,25 @@ SETTINGS = (
         Empty means the pickup folder under the state directory (/var/lib/zato-daemon/pickup
         under systemd). A relative path is relative to the server directory. Watched only when
         hot_deploy under [component_enabled] in server.conf is true.""")),
-    Setting('pickup.conf', 'hot_deploy', 'poll_interval', Seconds(), '1.0', _doc("""
+    Setting('pickup.conf', 'hot_deploy', 'poll_interval', Seconds(3600, minimum=0.05), '1.0', _doc("""
         Seconds between two scans of the pickup directory.
 
         A new or changed module is deployed within about this long. A scan only looks at file
-        sizes and modification times, so a short interval costs little.""")),
+        sizes and modification times, so a short interval costs little; but at least 0.05,
+        since every worker scans, and more often is a busy loop.""")),
+    Setting('pickup.conf', 'hot_deploy', 'import_timeout', Seconds(600, minimum=1), '10', _doc("""
+        Seconds a new or changed service module may take to import, in a disposable process.
+
+        Before the workers deploy a module, a disposable process imports it to check it, so
+        that a module that exits, hangs or crashes at import never reaches them. A module
+        still importing after this long is refused with an ERROR naming the file, and the
+        version deployed before keeps serving.""")),
     Setting('simple-io.conf', 'json', 'sort_keys', Boolean(), 'false', _doc("""
         Sort the keys of JSON objects in responses.
 
         Sorted output is stable from one response to the next, which makes responses easier to
         compare, at a small cost per response.""")),
-    Setting('simple-io.conf', 'json', 'indent', Integer(0), '0', _doc("""
+    Setting('simple-io.conf', 'json', 'indent', Integer(0, 16), '0', _doc("""
         Indentation of JSON responses, in spaces; 0 means compact.
 
         0 writes a response on one line without optional spaces, the smallest form. A positive

@@ -2,12 +2,18 @@
 
 import json
 import os
+import socket
+import stat
+import threading
 from pathlib import Path
 
 import pytest
 
 from zato_daemon.config import CONFIG_FILES, load_config
-from zato_daemon.config.settings import settings_of, usable_cpus
+from zato_daemon.config.reading import decode, file_kind_problem
+from zato_daemon.config.settings import MAX_FILE_SIZE
+from zato_daemon.config.settings import settings_of
+from zato_daemon.config.validators import usable_cpus
 from zato_daemon.errors import EXIT_CONFIG, ConfigError
 
 SHIPPED_DIR = Path(__file__).parents[3] / 'etc' / 'zato-daemon'
@@ -44,7 +50,9 @@ def test_shipped_config_gives_typed_values():
     assert config.server_config.services.paths == []
     assert dict(config.server_config.channels.items()) == {'/echo': 'demo.echo'}
     assert config.server_config.logging.level == 'INFO'
-    assert config.pickup_config.hot_deploy.as_dict() == {'pickup_dir': '', 'poll_interval': 1.0}
+    assert config.pickup_config.hot_deploy.as_dict() == {
+        'pickup_dir': '', 'poll_interval': 1.0, 'import_timeout': 10.0}
+    assert config.server_config.misc.startup_callable_timeout == 30.0
     assert config.sio_config.json.as_dict() == {
         'sort_keys': False, 'indent': 0, 'ensure_ascii': False}
     assert config.sso_config.main.is_enabled is False
@@ -125,13 +133,40 @@ ERROR_CASES = [
     ('server.conf', '[main]\nhot_deploy = no\n', 2, '[main] hot_deploy',
      'hot_deploy belongs in [component_enabled]'),
     ('server.conf', '[main]\nworkers = 0\n', 2, '[main] workers',
-     "expected 'auto' or an integer of at least 1, got '0'"),
+     "expected an integer from 1 to 256, or auto, got '0'"),
+    ('server.conf', '[main]\nworkers = 1000\n', 2, '[main] workers',
+     "expected an integer from 1 to 256, or auto, got '1000'"),
+    # The issue's case: start crashed with an OverflowError in listen(2).
+    ('server.conf', '[main]\nbacklog = 100000000000000000000\n', 2, '[main] backlog',
+     "expected an integer from 1 to 65535, got '100000000000000000000'"),
+    ('server.conf', '[main]\nmax_connections = 2000000\n', 2, '[main] max_connections',
+     'from 1 to 1048576'),
+    ('server.conf', '[main]\nkeep_alive_timeout = 86401\n', 2, '[main] keep_alive_timeout',
+     "expected a number of seconds more than 0 and at most 86400, got '86401'"),
+    ('server.conf', '[main]\nhang_timeout = 1\n', 2, '[main] hang_timeout',
+     "expected a number of seconds from 2 to 86400, got '1'"),
+    ('server.conf', '[main]\nmax_request_size = 2G\n', 2, '[main] max_request_size',
+     "a size in bytes such as 1048576, 1024K or 1M, from 1 to 1G, got '2G'"),
+    ('server.conf', '[main]\nmax_worker_memory = 2000G\n', 2, '[main] max_worker_memory', 'from 0 to 1024G'),
+    ('server.conf', '[logging]\ndump_max_size = 100\n', 2, '[logging] dump_max_size', 'from 1K to 64M'),
+    ('server.conf', '[diagnostics]\nsamples_keep = 100001\n', 2, '[diagnostics] samples_keep',
+     'from 1 to 100000'),
+    ('server.conf', '[slow_thresholds]\ncrm.get = 0\n', 2, '[slow_thresholds] crm.get',
+     "expected an integer from 1 to 86400000, got '0'"),
+    ('server.conf', '[misc]\nstartup_callable_timeout = 3601\n', 2, '[misc] startup_callable_timeout',
+     "expected a number of seconds from 1 to 3600, got '3601'"),
+    ('pickup.conf', '[hot_deploy]\nimport_timeout = 0.5\n', 2, '[hot_deploy] import_timeout',
+     "expected a number of seconds from 1 to 600, got '0.5'"),
+    ('pickup.conf', '[hot_deploy]\npoll_interval = 0.01\n', 2, '[hot_deploy] poll_interval',
+     'from 0.05 to 3600'),
+    ('simple-io.conf', '[json]\nindent = 17\n', 2, '[json] indent', "from 0 to 16, got '17'"),
+    ('server.conf', '[main]\nhost = 127.0.0.1\x00\n', 2, '[main] host', 'without control characters'),
     ('server.conf', '[main]\nmax_request_size = 1T\n', 2, '[main] max_request_size',
      "got '1T'"),
     ('server.conf', '[main]\ngraceful_timeout = 0\n', 2, '[main] graceful_timeout',
-     'expected a number of seconds greater than 0'),
+     'expected a number of seconds more than 0 and at most 86400'),
     ('server.conf', '[main]\nhost = a\n  b\n', 2, '[main] host',
-     "expected a single-line string, not empty, got 'a\\nb'"),
+     "expected a single-line string without control characters, not empty, got 'a\\nb'"),
     ('server.conf', '[component_enabled]\nhot_deploy = maybe\n', 2,
      '[component_enabled] hot_deploy', 'expected true or false'),
     ('server.conf', '[logging]\nlevel = LOUD\n', 2, '[logging] level',
@@ -151,7 +186,7 @@ ERROR_CASES = [
      "got 'nan'"),
     ('pickup.conf', '[main]\n', 1, '[main]', '[main] belongs in server.conf'),
     ('simple-io.conf', '[json]\nindent = -1\n', 2, '[json] indent',
-     "expected an integer of at least 0, got '-1'"),
+     "expected an integer from 0 to 16, got '-1'"),
     ('sso.conf', '[main]\nis_enabled = true\n', 2, '[main] is_enabled',
      'SSO is not supported by zato-daemon; set it to false'),
 ]
@@ -206,25 +241,119 @@ def test_config_dir_is_a_file(tmp_path):
 
 
 def test_unreadable_file(tmp_path):
-    # Permissions cannot make a file unreadable to root (tests may run as root): a directory
-    # where the file should be cannot be read by anyone.
-    (tmp_path / 'server.conf').mkdir()
-    with pytest.raises(ConfigError, match=r'server\.conf: cannot read the file: '):
+    # Permissions cannot make a file unreadable to root (tests may run as root): a symlink
+    # loop cannot be read by anyone.
+    os.symlink(tmp_path / 'server.conf', tmp_path / 'server.conf')
+    with pytest.raises(ConfigError, match=r'server\.conf: cannot read the file: Too many levels of symbolic links; '):
         load_config(tmp_path)
 
 
 def test_dangling_symlink_is_an_error_not_a_missing_file(tmp_path):
     make_server_dir(tmp_path)
     os.symlink(tmp_path / 'gone.conf', tmp_path / 'pickup.conf')
-    with pytest.raises(ConfigError, match=r'pickup\.conf: cannot read the file: '):
+    with pytest.raises(ConfigError, match=r'pickup\.conf: cannot read the file: it is a symlink to nothing; '):
         load_config(tmp_path)
 
 
-def test_file_not_utf8(tmp_path):
+def make_fifo(path):
+    os.mkfifo(path)
+
+
+def make_socket(path):
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(path))
+    return sock
+
+
+NOT_REGULAR = [
+    ('a directory', lambda path: path.mkdir()),
+    ('a FIFO (named pipe)', make_fifo),
+    ('a socket', make_socket),
+    ('a character device', lambda path: os.symlink('/dev/zero', path)),
+]
+
+
+@pytest.mark.parametrize(('kind', 'make'), NOT_REGULAR, ids=[case[0] for case in NOT_REGULAR])
+@pytest.mark.parametrize('file', CONFIG_FILES)
+def test_a_config_file_must_be_a_regular_file(tmp_path, file, kind, make):
+    make_server_dir(tmp_path)
+    (tmp_path / file).unlink(missing_ok=True)
+    made = make(tmp_path / file)
+    outcome = {}
+
+    def load():
+        try:
+            load_config(tmp_path)
+        except ConfigError as error:
+            outcome['error'] = error
+
+    # A FIFO with no writer, or /dev/zero, would block or never end if read: the load runs
+    # in a thread so that a regression fails here instead of hanging the suite.
+    thread = threading.Thread(target=load, daemon=True)
+    thread.start()
+    thread.join(30)
+    if made is not None:
+        made.close()
+    assert not thread.is_alive(), f'loading {file} as {kind} did not return'
+    error = outcome['error']
+    assert str(error) == f'{tmp_path / file}: not a regular file but {kind}; {file} must be a regular file'
+    assert error.exit_status == EXIT_CONFIG
+
+
+@pytest.mark.parametrize(('mode', 'expected'), [
+    (stat.S_IFREG | 0o640, None), (stat.S_IFDIR | 0o755, 'a directory'), (stat.S_IFIFO | 0o600, 'a FIFO (named pipe)'),
+    (stat.S_IFSOCK | 0o600, 'a socket'), (stat.S_IFCHR | 0o666, 'a character device'),
+    (stat.S_IFBLK | 0o660, 'a block device')])
+def test_file_kind_problem(mode, expected):
+    assert file_kind_problem(mode) == expected
+
+
+def test_a_file_of_the_largest_size_loads_and_one_byte_more_does_not(tmp_path):
+    line = '# ' + 'x' * 1021 + '\n'
+    text = '[main]\n' + line * (MAX_FILE_SIZE // len(line) - 1)
+    text += '#' * (MAX_FILE_SIZE - len(text) - 1) + '\n'
+    assert len(text) == MAX_FILE_SIZE
+    assert load_with(tmp_path, server_conf=text).server_config.main.port == 17010
+    (tmp_path / 'server.conf').write_text(text + '#')
+    with pytest.raises(ConfigError, match=r'server\.conf: larger than 1 MiB, which no configuration file is; '):
+        load_config(tmp_path)
+
+
+def test_a_utf8_bom_is_accepted(tmp_path):
+    (tmp_path / 'server.conf').write_bytes(b'\xef\xbb\xbf# saved by Notepad\n[main]\nport = 18000\n')
+    (tmp_path / 'pickup.conf').write_bytes(b'\xef\xbb\xbf[hot_deploy]\npoll_interval = 2\n')
+    config = load_config(tmp_path)
+    assert config.server_config.main.port == 18000
+    assert config.pickup_config.hot_deploy.poll_interval == 2.0
+
+
+def test_lines_are_counted_the_same_after_a_bom(tmp_path):
+    (tmp_path / 'server.conf').write_bytes(b'\xef\xbb\xbf[main]\nhost = x\nport = 0\n')
+    with pytest.raises(ConfigError, match=r'server\.conf:3: \[main\] port: '):
+        load_config(tmp_path)
+
+
+def test_file_not_utf8_names_the_line(tmp_path):
     make_server_dir(tmp_path)
     (tmp_path / 'sso.conf').write_bytes(b'[main]\n# caf\xe9\n')
-    with pytest.raises(ConfigError, match=r'sso\.conf: not valid UTF-8 .*; save the file as UTF-8'):
+    with pytest.raises(ConfigError) as info:
         load_config(tmp_path)
+    assert str(info.value) == (f'{tmp_path / "sso.conf"}:2: not valid UTF-8 (invalid continuation byte at '
+                               'byte 6 of the line); save the file as UTF-8')
+    assert info.value.line == 2
+
+
+@pytest.mark.parametrize(('data', 'line', 'byte'), [
+    (b'\xff', 1, 1), (b'a\nb\nc\xc3', 3, 2), (b'\xef\xbb\xbf\n\xe9', 2, 1), (b'ab\xef\xbb\xbf\n\xe9', 2, 1)])
+def test_decode_names_the_line_and_byte(data, line, byte):
+    with pytest.raises(ConfigError) as info:
+        decode(data, Path('x.conf'))
+    assert info.value.line == line and f'at byte {byte} of the line' in str(info.value)
+
+
+def test_decode_drops_only_a_leading_bom():
+    assert decode(b'\xef\xbb\xbf[main]\n', Path('x.conf')) == '[main]\n'
+    assert decode(b'a\xef\xbb\xbf', Path('x.conf')) == 'a\ufeff'
 
 
 # Syntax details ###############################################################################
@@ -255,7 +384,7 @@ def test_list_spans_lines_and_drops_empty_items(tmp_path):
 
 @pytest.mark.parametrize(('text', 'expected'), [
     ('1024', 1024), ('1K', 1024), ('1k', 1024), ('1M', 1048576), ('3 M', 3 * 1048576),
-    ('2G', 2 * 1024 ** 3), ('1048576', 1048576)])
+    ('1G', 1024 ** 3), ('1048576', 1048576)])
 def test_size_suffixes(tmp_path, text, expected):
     config = load_with(tmp_path, server_conf=f'[main]\nmax_request_size = {text}\n')
     assert config.server_config.main.max_request_size == expected
@@ -407,3 +536,14 @@ def test_relative_config_dir_becomes_absolute(tmp_path, monkeypatch):
     config = load_config(tmp_path.name)
     assert config.base_dir == tmp_path and config.base_dir.is_absolute()
     assert config.resolve_path('x') == tmp_path / 'x'
+
+
+@pytest.mark.parametrize(('key', 'value'), [('backlog', 10 ** 20), ('backlog', '100000000000000000000'),
+                                            ('workers', 257), ('graceful_timeout', 86401), ('hang_timeout', 1.5)])
+def test_assignments_are_held_to_the_ranges_too(key, value):
+    # A startup callable at FS_CONFIG_ONLY, at start or at a reload, goes through the same check.
+    config = load_config(SHIPPED_DIR)
+    before = config.server_config.main[key]
+    with pytest.raises(ConfigError, match=rf'^server_config\.main\.{key}: expected .*, got '):
+        config.server_config.main[key] = value
+    assert config.server_config.main[key] == before
