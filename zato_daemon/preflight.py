@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zato_daemon.errors import ConfigError, DirectoryError
+from zato_daemon.sockets import listening_family
 
 # How a missing target comes to exist at start: TREE, by mkdir with its missing parents
 # (ServerDir.ensure, the pickup watcher, the diagnostics store); FILE, by open() in a
@@ -72,11 +73,6 @@ def service_path_problem(mode):
 
 
 # The listening host ###########################################################################
-
-
-def listening_family(host):
-    """The address family start listens with for `host`, as sockets.bind_tcp chooses it."""
-    return socket.AF_INET6 if ':' in host else socket.AF_INET
 
 
 def check_host(host):

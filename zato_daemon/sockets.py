@@ -13,10 +13,14 @@ from zato_daemon.errors import AddressInUse
 ADMIN_SOCKET_MODE = 0o660
 
 
+def listening_family(host):
+    """The address family the server listens with for `host` (preflight checks the same)."""
+    return socket.AF_INET6 if ':' in host else socket.AF_INET
+
+
 def bind_tcp(host, port, backlog):
     """A listening TCP socket, inheritable by workers; AddressInUse names the address."""
-    family = socket.AF_INET6 if ':' in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(listening_family(host), socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
