@@ -19,17 +19,30 @@ class _UnixConnection(http.client.HTTPConnection):
     def connect(self):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(self.timeout)
-        self.sock.connect(self._path)
+        try:
+            self.sock.connect(self._path)
+        except PermissionError as exc:
+            # connect() names no file; the CLI tells the user which one they may not use.
+            raise PermissionError(exc.errno, exc.strerror, self._path) from None
+
+
+def encode_payload(payload):
+    """The request body `call_service` sends for `payload`, so a caller can measure it first."""
+    return b'' if payload is None else json.dumps(payload).encode()
 
 
 def call_service(socket_path, name, payload=None, timeout=30.0):
-    """Invokes a service through the admin socket; returns (HTTP status, cid, parsed body)."""
-    body = b'' if payload is None else json.dumps(payload).encode()
+    """Invokes a service through the admin socket; returns (HTTP status, cid, parsed body).
+
+    Raises PermissionError (naming the socket) when this user may not connect, and
+    AdminCallError when the server does not answer.
+    """
     connection = _UnixConnection(socket_path, timeout)
     try:
-        connection.request('POST', f'/services/{name}', body, {'Content-Type': 'application/json'})
-        response = connection.getresponse()
+        response = _exchange(connection, f'/services/{name}', encode_payload(payload))
         raw = response.read()
+    except PermissionError:
+        raise
     except (OSError, http.client.HTTPException) as exc:
         raise AdminCallError(f'the server does not answer on {socket_path}: {exc}') from None
     finally:
@@ -39,3 +52,16 @@ def call_service(socket_path, name, payload=None, timeout=30.0):
     except ValueError:
         parsed = raw.decode('utf-8', 'replace')
     return response.status, response.getheader('X-Zato-CID'), parsed
+
+
+def _exchange(connection, path, body):
+    try:
+        connection.request('POST', path, body, {'Content-Type': 'application/json'})
+    except (BrokenPipeError, ConnectionResetError) as sending_failed:
+        # The server may have answered before the whole body was sent (413 for a body over
+        # max_request_size) and closed: its answer is what the user needs, not "broken pipe".
+        try:
+            return connection.getresponse()
+        except (OSError, http.client.HTTPException):
+            raise sending_failed from None
+    return connection.getresponse()

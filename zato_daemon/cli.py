@@ -1,80 +1,240 @@
-"""The `zato-daemon` command: start, stop, reload, info, invoke, check-config.
+"""The `zato-daemon` command line.
 
-`main()` is the one place that turns exceptions into exit statuses (see errors.py);
-nothing imports this module.
+Commands: start, stop, reload, dump, info, invoke, check-config, slow, samples, hash and
+verify; `zato-daemon COMMAND --help` describes each, with an example and its exit statuses.
+
+`main()` is the one place that turns exceptions into exit statuses (errors.py holds them,
+README.md documents them); nothing imports this module. Which pid is a directory's master
+is running.py's to say, so every command finds it the same way, pidfile deleted or not.
 """
 
 import argparse
+import grp
 import json
 import os
+import pwd
 import signal
 import sys
+import textwrap
 import time
 from pathlib import Path
 
 from zato_daemon import __version__, redaction, sd
-from zato_daemon.admin import call_service
+from zato_daemon.admin import call_service, encode_payload
 from zato_daemon.config import load_config
+from zato_daemon.config.settings import find_setting
 from zato_daemon.diagnostics.report import format_samples, format_slow
 from zato_daemon.diagnostics.store import list_samples, list_slow
-from zato_daemon.errors import EXIT_OK, EXIT_SOFTWARE, EXIT_UNAVAILABLE, NotRunning, UsageError, ZatoDaemonError
+from zato_daemon.errors import (EXIT_NOPERM, EXIT_OK, EXIT_SOFTWARE, EXIT_UNAVAILABLE, EXIT_USAGE, NoPermission,
+                                NotAServerDirectory, NotRunning, UsageError, ZatoDaemonError)
 from zato_daemon.logs import journal
 from zato_daemon.logs.levels import DUMP_WRITTEN, START_FAILED
 from zato_daemon.paths import DEFAULT_SERVER_DIR, ServerDir, ServerPaths
 from zato_daemon.pidfile import running_pid
+from zato_daemon.running import find_master, is_master_of, process_owner, reload_outcome
 from zato_daemon.services.registry import sha256_of
 from zato_daemon.status import read_status
 
-# How long `stop` waits beyond graceful_timeout, and `start` beyond worker_boot_timeout.
+# How long `stop` waits beyond graceful_timeout, `start` beyond worker_boot_timeout, and
+# `reload` beyond startup_callable_timeout plus worker_boot_timeout.
 STOP_MARGIN = 10.0
 START_MARGIN = 10.0
-# When the config cannot be read, `stop` still has to wait for something.
+RELOAD_MARGIN = 15.0
+# When the config cannot be read, `stop` and `reload` still have to wait for something.
 FALLBACK_GRACEFUL_TIMEOUT = 30.0
+FALLBACK_CALLABLE_TIMEOUT = 60.0
+# How often stop and reload look again.
+POLL_INTERVAL = 0.05
+
+# ---- help: what each command does, an example, its exit statuses
+
+STATUS_MEANINGS = {
+    0: 'success',
+    64: 'bad command line',
+    66: 'DIR is not a server directory: no server.conf there',
+    69: 'no server runs in DIR, or it does not answer',
+    70: 'internal error',
+    77: "permission denied: run as root, or as a member of the server's group",
+}
+
+
+class Help:
+    """One command's --help: a summary (the top-level list), a description, examples and exit
+    statuses, each (code, meaning) or a bare code meaning what STATUS_MEANINGS says."""
+
+    def __init__(self, summary, description, examples, statuses):
+        self.summary = summary
+        self.description = description
+        self.examples = examples
+        self.statuses = [status if isinstance(status, tuple) else (status, STATUS_MEANINGS[status])
+                         for status in statuses]
+
+    def full_description(self):
+        return '\n\n'.join(textwrap.fill(' '.join(paragraph.split()), 78)
+                           for paragraph in f'{self.summary}\n\n{self.description}'.split('\n\n'))
+
+    def epilog(self):
+        examples = '\n'.join(f'  {example}' for example in self.examples)
+        statuses = '\n'.join(f'  {code:<3} {meaning}' for code, meaning in self.statuses)
+        return f'example:\n{examples}\n\nexit status:\n{statuses}'
+
+
+HELP = {
+    'start': Help(
+        'Start the server of DIR.',
+        """Validates the configuration, runs the FS_CONFIG_ONLY startup callables, takes the
+        directory's lock, binds the listening socket and starts the workers. Without --fg
+        the server detaches (its pidfile in the runtime directory) and the command returns
+        once every worker serves; --fg stays in the foreground, logging to stdout, and
+        Ctrl-C stops it. Under systemd it never detaches.""",
+        ['zato-daemon start /srv/crm', 'zato-daemon start /srv/crm --fg'],
+        [(0, 'started (with --fg: stopped cleanly)'),
+         (69, 'a server already runs in DIR, or the port is in use'),
+         (70, 'a startup callable raised, or an internal error'),
+         (73, 'a state, logs or runtime directory, or server.log, cannot be written'), 77,
+         (78, 'bad configuration (no server.conf included), a startup callable name that does not '
+              'resolve, a configured service that does not deploy')]),
+    'stop': Help(
+        'Stop the server of DIR gracefully and wait until it has exited.',
+        """Sends SIGTERM to the master: in-flight requests finish within graceful_timeout.
+        The master is found by the pidfile's lock or, when the pidfile was deleted, by
+        master.json or its process title.""",
+        ['zato-daemon stop /srv/crm'],
+        [(0, 'stopped, or no server runs in DIR'), 66,
+         (69, 'the master still runs after graceful_timeout plus a margin'), 77]),
+    'reload': Help(
+        'Reload the server of DIR and print the outcome.',
+        """Sends SIGHUP to the master: it reads the configuration again, starts new workers
+        and drains the old ones without dropping a request. The command waits until that
+        reload has finished. A configuration that does not load is refused, and a startup
+        callable or a new worker that fails makes the reload fail: either way the previous
+        workers serve on, and the reason is printed. A reload asked for while another one
+        runs is applied after it.""",
+        ['zato-daemon reload /srv/crm'],
+        [(0, 'the new configuration serves'), 66,
+         (69, 'no server runs in DIR, it stopped meanwhile, or no outcome within the time limit'),
+         (70, 'the reload failed: a startup callable or a new worker failed'), 77,
+         (78, 'the reload was refused: the configuration does not load')]),
+    'dump': Help(
+        'Make every process of the server of DIR dump its threads and greenlets.',
+        """Sends SIGURG to the master, which dumps itself and has every worker dump: frames,
+        source lines, arguments and locals, secrets redacted, to server.log and one journal
+        entry per process, even while a greenlet spins the CPU. Prints the journalctl
+        command that shows them.""",
+        ['zato-daemon dump /srv/crm'],
+        [(0, 'the dump was requested'), 66, (69, 'no server runs in DIR'), 77]),
+    'info': Help(
+        'Show the pids, version, directories, address, uptime and services of the server of DIR.',
+        """Asks a worker through the admin socket: master and worker pids, version,
+        directories, listen address, uptime, and every deployed service with its module
+        path and SHA-256. --json prints the same as JSON.""",
+        ['zato-daemon info /srv/crm --json'],
+        [0, 66, 69, 77]),
+    'invoke': Help(
+        'Call a service of the server of DIR and print its response.',
+        """Calls the service through the admin socket, built-in zato.* services included.
+        PAYLOAD is JSON, or - to read it from stdin; a payload over the server's
+        max_request_size is refused before it is sent.""",
+        ['zato-daemon invoke /srv/crm demo.echo \'{"hello": "world"}\'',
+         'echo \'{"name": "demo.echo"}\' | zato-daemon invoke /srv/crm zato.service.get-source-info -'],
+        [(0, 'the service answered'), (1, 'the service failed: its status and cid are printed'),
+         (64, 'bad command line, a payload that is not JSON or is over max_request_size'), 66, 69, 77]),
+    'check-config': Help(
+        'Validate the configuration of DIR without starting.',
+        """Checks what start checks before it binds anything: every file, section and key,
+        and the startup callable names (resolved, not run).""",
+        ['zato-daemon check-config /etc/zato-daemon'],
+        [(0, 'the configuration is OK'), 77,
+         (78, 'bad configuration (file, line and key in the message), no server.conf included')]),
+    'slow': Help(
+        'List the stored slow calls of the server of DIR, newest first.',
+        """The calls that took longer than their slow threshold, with request and response
+        (redacted), read from the diagnostics database: works while the server is stopped
+        too. --json prints them in a stable order.""",
+        ['zato-daemon slow /srv/crm crm.customer.get --since 2026-01-31T08:00'],
+        [0, (64, 'bad command line, or a --since that is not a time'), 66,
+         (69, 'the diagnostics database cannot be read'), 77]),
+    'samples': Help(
+        'List the stored sample calls of SERVICE of the server of DIR, newest first.',
+        """Samples of the calls of one service, with request and response (redacted), read
+        from the diagnostics database: works while the server is stopped too. --json is
+        stable, to diff two environments.""",
+        ['zato-daemon samples /srv/crm crm.customer.get --json'],
+        [0, (64, 'bad command line: DIR and SERVICE are both needed'), 66,
+         (69, 'the diagnostics database cannot be read'), 77]),
+    'hash': Help(
+        'Print the SHA-256 of local files, as info shows deployed modules.',
+        """One `SHA256  FILE` line per file, in the form info and verify use.""",
+        ['zato-daemon hash services/crm.py'],
+        [0, (1, 'a file cannot be read (the others are printed)')]),
+    'verify': Help(
+        'Say whether the deployed module of SERVICE in the server of DIR is the local FILE.',
+        """Compares the SHA-256 of the module the service was deployed from with that of
+        FILE, and prints both.""",
+        ['zato-daemon verify /srv/crm crm.customer.get services/crm.py'],
+        [(0, 'they match'), (1, 'they do not match'), (64, 'bad command line, or FILE cannot be read'), 66,
+         (69, 'no server runs in DIR, or it has no such service'), 77]),
+}
+
+TOP_LEVEL_EPILOG = ('Run "zato-daemon COMMAND --help" for what a command does, an example and\n'
+                    'its exit statuses.\n\n'
+                    'exit status:\n' + '\n'.join(f'  {code:<3} {meaning}' for code, meaning in (
+                        (0, STATUS_MEANINGS[0]),
+                        (1, 'invoke: the service failed; verify: the module is not that file'),
+                        *((code, STATUS_MEANINGS[code]) for code in (64, 66, 69, 70)),
+                        (73, 'a directory or file the server must write cannot be written'),
+                        (77, STATUS_MEANINGS[77]),
+                        (78, 'bad configuration'))))
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse exits 2 on a bad command line; the BSD status for it is 64 (EX_USAGE)."""
+
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f'{self.prog}: error: {message}\n')
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog='zato-daemon', description='A gevent service server for Debian.')
+    parser = Parser(prog='zato-daemon', description='A gevent service server for Debian.',
+                    epilog=TOP_LEVEL_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--version', action='version', version=f'zato-daemon {__version__}')
     commands = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
 
-    def command(name, help_text):
-        sub = commands.add_parser(name, help=help_text, description=help_text)
-        sub.add_argument('server_dir', nargs='?', default=str(DEFAULT_SERVER_DIR), metavar='DIR',
-                         help=f'server directory holding server.conf (default: {DEFAULT_SERVER_DIR})')
+    def command(name, server_dir='optional'):
+        text = HELP[name]
+        sub = commands.add_parser(name, help=text.summary, description=text.full_description(),
+                                  epilog=text.epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+        if server_dir == 'optional':
+            sub.add_argument('server_dir', nargs='?', default=str(DEFAULT_SERVER_DIR), metavar='DIR',
+                             help=f'server directory holding server.conf (default: {DEFAULT_SERVER_DIR})')
+        elif server_dir == 'required':
+            sub.add_argument('server_dir', metavar='DIR', help='server directory holding server.conf')
         return sub
 
-    start = command('start', 'Start a server (in the background unless --fg or under systemd).')
-    start.add_argument('--fg', action='store_true', help='stay in the foreground, logging to stdout')
-    command('stop', 'Stop a running server gracefully and wait until it has exited.')
-    command('reload', 'Reload a running server: re-read its config, replace its workers without dropping requests.')
-    command('dump', 'Make every process of a running server write a dump of its threads and greenlets.')
-    info = command('info', 'Show pids, version, directories, address, uptime and deployed services.')
-    info.add_argument('--json', action='store_true', help='print JSON')
-    check = command('check-config', 'Validate the configuration files without starting.')
-    check.set_defaults(json=False)
-    slow = command('slow', 'List stored slow calls, newest first.')
-    slow.add_argument('service', nargs='?', metavar='SERVICE', help='only this service')
-    slow.add_argument('--since', metavar='TIME', help='only calls since this ISO 8601 time (UTC unless it says)')
-    slow.add_argument('--json', action='store_true', help='print JSON, in a stable order, to diff environments')
-    samples = command('samples', 'List the stored sample requests and responses of a service, newest first.')
-    samples.add_argument('service', metavar='SERVICE')
-    samples.add_argument('--json', action='store_true', help='print JSON, in a stable order, to diff environments')
-    hashes = commands.add_parser('hash', help='Print the SHA-256 of local files, as info shows deployed modules.',
-                                 description='Print the SHA-256 of local files, as info shows deployed modules.')
-    hashes.add_argument('files', nargs='+', metavar='FILE')
-    verify = commands.add_parser('verify', help='Say whether the deployed module of a service is a local file.',
-                                 description='Compare the SHA-256 of the module a service was deployed from with '
-                                             'a local file: exit 0 when they match, 1 when they do not.')
-    verify.add_argument('server_dir', metavar='DIR')
-    verify.add_argument('service', metavar='SERVICE')
-    verify.add_argument('file', metavar='FILE')
-    invoke = commands.add_parser('invoke', help='Call a service and print its response.',
-                                 description='Call a service and print its response.')
-    invoke.add_argument('server_dir', metavar='DIR')
+    command('start').add_argument('--fg', action='store_true', help='stay in the foreground, logging to stdout')
+    command('stop')
+    command('reload')
+    command('dump')
+    command('info').add_argument('--json', action='store_true', help='print JSON')
+    invoke = command('invoke', 'required')
     invoke.add_argument('service', metavar='SERVICE')
     invoke.add_argument('payload', nargs='?', metavar='PAYLOAD',
                         help='JSON request payload, or - to read it from stdin')
     invoke.add_argument('--json', action='store_true', help='print the response as compact JSON')
+    command('check-config').set_defaults(json=False)
+    slow = command('slow')
+    slow.add_argument('service', nargs='?', metavar='SERVICE', help='only this service')
+    slow.add_argument('--since', metavar='TIME', help='only calls since this ISO 8601 time (UTC unless it says)')
+    slow.add_argument('--json', action='store_true', help='print JSON, in a stable order, to diff environments')
+    # DIR is required here: with one operand it is DIR, never a SERVICE taken for it.
+    samples = command('samples', 'required')
+    samples.add_argument('service', metavar='SERVICE')
+    samples.add_argument('--json', action='store_true', help='print JSON, in a stable order, to diff environments')
+    command('hash', None).add_argument('files', nargs='+', metavar='FILE')
+    verify = command('verify', 'required')
+    verify.add_argument('service', metavar='SERVICE')
+    verify.add_argument('file', metavar='FILE')
     return parser
 
 
@@ -87,6 +247,10 @@ def main(argv=None):
     except ZatoDaemonError as exc:
         report_error(args, exc)
         return exc.exit_status
+    except PermissionError as exc:
+        # Whichever file of the server this user may not read: one line, never a traceback.
+        report_error(args, NoPermission(permission_message(exc.filename, _group_of(exc.filename), exc.strerror)))
+        return EXIT_NOPERM
     except KeyboardInterrupt:
         return EXIT_SOFTWARE
     except BrokenPipeError:
@@ -111,6 +275,125 @@ def report_error(args, exc):
         print(redaction.redact_text(details.rstrip()), file=sys.stderr)
 
 
+# ---- what a user may not do, in one line with what to do about it
+
+def permission_message(path, group, reason='Permission denied'):
+    """'PATH: permission denied; run as root, or ...': the server's files are the server user's
+    and its group's (the admin socket 0660, the rest 0640 in 0750 directories). Pure."""
+    where = f'{path}: ' if path else ''
+    advice = 'run as root'
+    if group and group != 'root':
+        advice += f', or as a member of group {group} (adduser $USER {group}, then log in again)'
+    elif not group:
+        advice += ", or as a member of the server's group"
+    return f'{where}{(reason or "Permission denied").lower()}; {advice}'
+
+
+def signal_permission_message(pid, owner):
+    """Only root or the master's own user may signal it, whatever the groups. Pure."""
+    as_user = '' if owner in (None, 'root') else f' or as user {owner}'
+    running_as = f' (it runs as user {owner})' if owner else ''
+    return f'may not send a signal to master pid {pid}{running_as}; run as root{as_user}'
+
+
+def _group_of(path):
+    """The group of `path` or of its nearest ancestor this user may see, or None."""
+    if not path:
+        return None
+    for candidate in (Path(path), *Path(path).parents):
+        try:
+            return grp.getgrgid(os.stat(candidate).st_gid).gr_name
+        except (OSError, KeyError):
+            continue
+    return None
+
+
+def _signal(pid, signum):
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        raise NotRunning(f'master pid {pid} exited before it got {signal.Signals(signum).name}') from None
+    except PermissionError:
+        owner = process_owner(pid)
+        try:
+            owner = pwd.getpwuid(owner).pw_name if owner is not None else None
+        except KeyError:
+            pass
+        raise NoPermission(signal_permission_message(pid, owner)) from None
+
+
+def _is_there(path):
+    """True when `path` exists, False when it does not; PermissionError (naming it) when this
+    user may not read it. Non-blocking: a FIFO in its place must not hang the command."""
+    try:
+        os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC))
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except PermissionError:
+        raise
+    except OSError:
+        pass  # there, but not a file one reads (a socket, say): whoever uses it says why
+    return True
+
+
+# ---- finding the server
+
+def not_a_server_directory_message(base, exists, is_dir):
+    """One line for a DIR that cannot be a server directory. Pure."""
+    if not exists:
+        return f'{base}: no such directory; pass the server directory that holds server.conf'
+    if not is_dir:
+        return f'{base}: not a directory; pass the server directory that holds server.conf'
+    return f'{base} is not a server directory: it holds no server.conf'
+
+
+def _locate(base, tolerate_permission=False):
+    """(ServerDir, master pid or None). NotAServerDirectory when DIR holds no server.conf and
+    no master runs for it (a master still runs if server.conf was deleted under it).
+
+    `tolerate_permission`: a runtime directory this user may not enter counts as no server
+    (slow and samples read the database, which may be readable anyway)."""
+    server_dir = ServerDir(base)
+    has_config = _is_there(server_dir.base / 'server.conf')
+    try:
+        pid = find_master(server_dir)
+    except PermissionError:
+        if not tolerate_permission:
+            raise
+        pid = None
+    if pid is None and not has_config:
+        raise NotAServerDirectory(not_a_server_directory_message(
+            server_dir.base, server_dir.base.exists(), server_dir.base.is_dir()))
+    return server_dir, pid
+
+
+def _require_master(base):
+    server_dir, pid = _locate(base)
+    if pid is None:
+        raise NotRunning(f'no server is running in {server_dir.base}')
+    return server_dir, pid
+
+
+def _still_running(pid, server_dir):
+    """The master is gone when its title is (exited, or the pid reused) and it holds no lock."""
+    if is_master_of(pid, server_dir):
+        return True
+    try:
+        return running_pid(server_dir.pidfile) == pid
+    except PermissionError:
+        return False
+
+
+def _server_config(base):
+    """server.conf as the files say now, or None when the configuration does not load."""
+    try:
+        return load_config(base).server_config
+    except ZatoDaemonError:
+        return None
+
+
+# ---- commands
+
 def command_start(args):
     # Imported here: `info` or `invoke` need neither python-daemon nor the master.
     from zato_daemon.master.launch import prepare, serve
@@ -130,61 +413,73 @@ def command_start(args):
     return EXIT_OK
 
 
-def _master_pid(server_dir):
-    pid = running_pid(server_dir.pidfile)
-    if pid is None:
-        raise NotRunning(f'no server is running in {server_dir.base} (no lock on {server_dir.pidfile})')
-    return pid
-
-
 def command_stop(args):
-    server_dir = ServerDir(args.server_dir)
-    pid = running_pid(server_dir.pidfile)
+    server_dir, pid = _locate(args.server_dir)
     if pid is None:
         print(f'zato-daemon: not running in {server_dir.base}')
         return EXIT_OK
-    wait = _graceful_timeout(args.server_dir) + STOP_MARGIN
+    config = _server_config(server_dir.base)
+    wait = (config.main.graceful_timeout if config else FALLBACK_GRACEFUL_TIMEOUT) + STOP_MARGIN
     started = time.monotonic()
-    os.kill(pid, signal.SIGTERM)
-    while running_pid(server_dir.pidfile) is not None:
+    _signal(pid, signal.SIGTERM)
+    while _still_running(pid, server_dir):
         if time.monotonic() - started > wait:
             print(f'zato-daemon: master pid {pid} still running after {wait:.0f} s', file=sys.stderr)
             return EXIT_UNAVAILABLE
-        time.sleep(0.05)
+        time.sleep(POLL_INTERVAL)
     print(f'zato-daemon: stopped master pid {pid} in {time.monotonic() - started:.1f} s')
     return EXIT_OK
 
 
-def _graceful_timeout(base_dir):
-    try:
-        return load_config(base_dir).server_config.main.graceful_timeout
-    except ZatoDaemonError:
-        return FALLBACK_GRACEFUL_TIMEOUT
+def reload_wait_limit(server_config):
+    """How long `reload` waits for the outcome: the FS_CONFIG_ONLY callables' limit plus a new
+    worker's boot limit plus a margin, as the configuration says (the one the reload reads),
+    or their defaults when it does not load (then the reload is refused at once anyway)."""
+    if server_config is None:
+        boot = find_setting('server.conf', 'main', 'worker_boot_timeout').default_value()
+        return FALLBACK_CALLABLE_TIMEOUT + boot + RELOAD_MARGIN
+    callables = getattr(server_config.misc, 'startup_callable_timeout', FALLBACK_CALLABLE_TIMEOUT)
+    return callables + server_config.main.worker_boot_timeout + RELOAD_MARGIN
 
 
 def command_reload(args):
-    server_dir = ServerDir(args.server_dir)
-    pid = _master_pid(server_dir)
-    os.kill(pid, signal.SIGHUP)
-    print(f'zato-daemon: reload requested from master pid {pid}; see {server_dir.server_log}')
-    return EXIT_OK
+    """SIGHUP, then master.json until it reports a reload that started after the request."""
+    server_dir, pid = _require_master(args.server_dir)
+    _is_there(server_dir.status_file)  # a status file this user may not read would never show the outcome
+    limit = reload_wait_limit(_server_config(server_dir.base))
+    requested_at = time.time()
+    deadline = time.monotonic() + limit
+    _signal(pid, signal.SIGHUP)
+    while True:
+        outcome = reload_outcome(read_status(server_dir.status_file), requested_at)
+        if outcome is not None:
+            message = redaction.redact_text(f'zato-daemon: {outcome.message}')
+            print(message, file=sys.stdout if outcome.exit_status == EXIT_OK else sys.stderr)
+            return outcome.exit_status
+        if not _still_running(pid, server_dir):
+            print(f'zato-daemon: master pid {pid} stopped before the reload finished; see {server_dir.base}',
+                  file=sys.stderr)
+            return EXIT_UNAVAILABLE
+        if time.monotonic() > deadline:
+            print(f'zato-daemon: no outcome of the reload from master pid {pid} within {limit:.0f} s; it may '
+                  'still be running: see the server log', file=sys.stderr)
+            return EXIT_UNAVAILABLE
+        time.sleep(POLL_INTERVAL)
 
 
 def command_dump(args):
     """SIGURG to the master, which dumps itself and has every worker dump."""
-    server_dir = ServerDir(args.server_dir)
-    pid = _master_pid(server_dir)
-    log_path = paths_in_use(server_dir).server_log
+    server_dir, pid = _require_master(args.server_dir)
+    log_path = paths_in_use(server_dir, pid).server_log
     since = time.strftime('%Y-%m-%d %H:%M:%S')
-    os.kill(pid, signal.SIGURG)
+    _signal(pid, signal.SIGURG)
     print(f'zato-daemon: dump requested from master pid {pid} and its workers; they are in {log_path}, and in '
           f'the journal:\n  journalctl -o cat MESSAGE_ID={DUMP_WRITTEN.message_id} --since "{since}"')
     return EXIT_OK
 
 
 def command_info(args):
-    server_dir = ServerDir(args.server_dir)
-    pid = _master_pid(server_dir)
+    server_dir, pid = _require_master(args.server_dir)
     status, _, info = call_service(server_dir.admin_socket, 'zato.server.info')
     if status != 200:
         print(f'zato-daemon: master pid {pid} is running but info failed: {info}', file=sys.stderr)
@@ -213,11 +508,24 @@ def format_duration(seconds):
     return (f'{days}d ' if days else '') + f'{hours:02d}:{minutes:02d}:{seconds:02d}'
 
 
+def payload_too_large_message(size, limit):
+    """The one line for a payload the server would answer 413 to. Pure."""
+    over = f', over max_request_size {limit}' if limit is not None else ', over the max_request_size of the server'
+    return f'the payload is {size} bytes{over}; send less, or raise [main] max_request_size and reload'
+
+
 def command_invoke(args):
-    server_dir = ServerDir(args.server_dir)
     payload = _read_payload(args.payload)
-    _master_pid(server_dir)
+    server_dir, _ = _require_master(args.server_dir)
+    size = len(encode_payload(payload))
+    config = _server_config(server_dir.base)
+    limit = config.main.max_request_size if config else None
+    if limit is not None and size > limit:
+        raise UsageError(payload_too_large_message(size, limit))
     status, cid, response = call_service(server_dir.admin_socket, args.service, payload)
+    if status == 413:
+        # The server's limit differs from the file's: changed since the last reload.
+        raise UsageError(payload_too_large_message(size, None))
     text = json.dumps(response, separators=(',', ':')) if args.json else json.dumps(response, indent=2)
     if status >= 400:
         print(f'zato-daemon: {args.service} answered {status} (cid {cid}): {text}', file=sys.stderr)
@@ -240,9 +548,10 @@ def _read_payload(text):
 
 def command_slow(args):
     """Reads the diagnostics database directly: it works while the server is stopped too."""
+    database = _diagnostics_database(args.server_dir)
     _configure_redaction(args.server_dir)
     try:
-        rows = list_slow(_diagnostics_database(args.server_dir), args.service, args.since)
+        rows = list_slow(database, args.service, args.since)
     except ValueError as exc:
         raise UsageError(f'--since: {exc}') from None
     print(format_slow(rows, as_json=args.json))
@@ -250,8 +559,9 @@ def command_slow(args):
 
 
 def command_samples(args):
+    database = _diagnostics_database(args.server_dir)
     _configure_redaction(args.server_dir)
-    print(format_samples(list_samples(_diagnostics_database(args.server_dir), args.service), as_json=args.json))
+    print(format_samples(list_samples(database, args.service), as_json=args.json))
     return EXIT_OK
 
 
@@ -264,14 +574,17 @@ def _configure_redaction(base_dir):
 
 
 def _diagnostics_database(base_dir):
-    return paths_in_use(ServerDir(base_dir)).diagnostics_database
+    server_dir, pid = _locate(base_dir, tolerate_permission=True)
+    database = paths_in_use(server_dir, pid).diagnostics_database
+    # The store reports a database it may not open as "cannot read" (69); this user is told why.
+    _is_there(database)
+    return database
 
 
-def paths_in_use(server_dir):
-    """The paths the running master published in its status file (startup callables may have
-    moved files), or, with no server running, the configuration's, resolved the same way."""
+def paths_in_use(server_dir, pid):
+    """The paths the running master `pid` published in its status file (startup callables may
+    have moved files), or, with no server running, the configuration's, resolved the same way."""
     status = read_status(server_dir.status_file)
-    pid = running_pid(server_dir.pidfile)
     if status is not None and pid is not None and status.get('master_proc_pid') == pid:
         try:
             return ServerPaths.from_dict(status['paths'])
@@ -295,8 +608,7 @@ def command_hash(args):
 
 
 def command_verify(args):
-    server_dir = ServerDir(args.server_dir)
-    _master_pid(server_dir)
+    server_dir, _ = _require_master(args.server_dir)
     try:
         local = sha256_of(Path(args.file).read_bytes())
     except OSError as exc:

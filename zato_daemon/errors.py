@@ -12,9 +12,11 @@ import os
 # server whose configuration is wrong cannot help.
 EXIT_OK = os.EX_OK                    # 0: clean stop
 EXIT_USAGE = os.EX_USAGE              # 64: bad command line
+EXIT_NOINPUT = os.EX_NOINPUT          # 66: DIR is not a server directory (no server.conf)
 EXIT_UNAVAILABLE = os.EX_UNAVAILABLE  # 69: already running, port in use, server not answering
 EXIT_SOFTWARE = os.EX_SOFTWARE        # 70: a bug: an exception nobody expected
 EXIT_CANTCREAT = os.EX_CANTCREAT      # 73: a state, logs or runtime directory or file cannot be written
+EXIT_NOPERM = os.EX_NOPERM            # 77: this user may not: not root, not in the server's group
 EXIT_CONFIG = os.EX_CONFIG            # 78: bad config, a service that will not deploy
 
 
@@ -109,6 +111,18 @@ class AddressInUse(ZatoDaemonError):
     """The listening address could not be bound."""
 
     exit_status = EXIT_UNAVAILABLE
+
+
+class NotAServerDirectory(ZatoDaemonError):
+    """The CLI was given a directory without server.conf (or no directory at all)."""
+
+    exit_status = EXIT_NOINPUT
+
+
+class NoPermission(ZatoDaemonError):
+    """The user running the CLI may not read a server's file or signal its master."""
+
+    exit_status = EXIT_NOPERM
 
 
 class AdminCallError(ZatoDaemonError):

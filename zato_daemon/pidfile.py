@@ -67,9 +67,15 @@ def read_pid(path):
 
 
 def running_pid(path):
-    """The pid of the server holding the lock on `path`, or None when nobody holds it."""
+    """The pid of the server holding the lock on `path`, or None when nobody holds it.
+
+    Raises PermissionError when this user may not open the file or enter its directory:
+    that is not "no server runs", and the CLI must say which it is.
+    """
     try:
         fd = os.open(path, os.O_RDONLY)
+    except PermissionError:
+        raise
     except OSError:
         return None
     try:

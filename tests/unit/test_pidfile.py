@@ -28,3 +28,10 @@ def test_a_stale_file_does_not_block(tmp_path):
     pidfile.write_pid()
     assert read_pid(path) == os.getpid()
     pidfile.release()
+
+
+def test_no_pidfile_or_no_directory_means_nobody_runs(tmp_path):
+    assert running_pid(tmp_path / 'x.pid') is None
+    assert running_pid(tmp_path / 'no-such-dir' / 'x.pid') is None
+    (tmp_path / 'file').write_text('')
+    assert running_pid(tmp_path / 'file' / 'x.pid') is None
