@@ -79,6 +79,8 @@ class ServerDir:
         for path in (self.state, self.logs, self.runtime, self.deployed_dir):
             try:
                 path.mkdir(parents=True, exist_ok=True)
+            except PermissionError:
+                raise  # the CLI's one line with EX_NOPERM (77), naming the path
             except OSError as exc:
                 raise DirectoryError(f'cannot create {path}: {exc.strerror}; run as the user that owns '
                                      f'{self.base} or fix the permissions') from None

@@ -45,6 +45,7 @@ from zato_daemon.master.preparation import Preparation
 from zato_daemon.master.recycling import (MEMORY_CHECK_INTERVAL, draw_request_limit, format_size, read_rss,
                                           should_recycle_for_memory)
 from zato_daemon.master.repair import RuntimeFiles
+from zato_daemon.running import master_title
 from zato_daemon.worker.channel import (BOOT_FAILED_PREFIX, DUMPED_MESSAGE, HEARTBEAT_MESSAGE,
                                         LIMIT_REACHED_MESSAGE, READY_MESSAGE, WORKER_SIGNALS)
 
@@ -193,7 +194,7 @@ class Arbiter:
 
     def setup(self):
         """Names the process, installs the enqueue-only signal handlers and the wakeup pipe."""
-        setproctitle(f'zato-daemon: master {self.server_dir.base}')
+        setproctitle(master_title(self.server_dir.base))
         self._wakeup_read, self._wakeup_write = os.pipe()
         for fd in (self._wakeup_read, self._wakeup_write):
             os.set_blocking(fd, False)
