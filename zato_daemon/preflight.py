@@ -34,7 +34,7 @@ from zato_daemon.sockets import listening_family
 TREE = 'tree'
 FILE = 'file'
 
-PERMISSIONS_FIX = 'fix its permissions, or run as the user the server runs as'
+PERMISSIONS_FIX = 'move what is in the way or fix the permissions, or run as the user the server runs as'
 
 
 def check(config, paths):

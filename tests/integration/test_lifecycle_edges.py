@@ -95,7 +95,8 @@ def test_unwritable_runtime_directory_is_one_line_and_73(tmp_path):
     (server_dir / 'run').write_text('a file where a directory should be')
     result = zato_daemon('start', server_dir, '--fg')
     assert result.returncode == 73
-    assert result.stderr.strip().startswith(f'zato-daemon: cannot create {server_dir}/run:')
+    assert result.stderr.strip().startswith(f'zato-daemon: {server_dir}/run is not a directory; move what is in '
+                                            'the way')
     assert len(result.stderr.strip().splitlines()) == 1
 
 
@@ -104,7 +105,7 @@ def test_unopenable_server_log_fails_before_binding(tmp_path):
     server_dir = write_server_dir(tmp_path / 's', port, sections='[logging]\nserver_log = /proc/nope/server.log\n')
     result = zato_daemon('start', server_dir, '--fg')
     assert result.returncode == 73
-    assert 'cannot open /proc/nope/server.log for writing' in result.stderr
+    assert 'cannot create /proc/nope/server.log: no such directory /proc/nope' in result.stderr
     assert not (server_dir / 'run' / 'zato-daemon.pid').exists()
     assert not (server_dir / 'run' / 'admin.sock').exists()
 

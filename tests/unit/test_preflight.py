@@ -211,7 +211,7 @@ def test_pickup_dir_is_not_checked_without_hot_deploy(tmp_path):
 def test_state_directory_that_is_a_file(tmp_path):
     config, paths = server_dir(tmp_path)
     (tmp_path / 'state').write_text('')
-    with pytest.raises(DirectoryError, match=rf'^{tmp_path}/state is not a directory; fix its permissions, or run as '):
+    with pytest.raises(DirectoryError, match=rf'^{tmp_path}/state is not a directory; move what is in the way or fix the permissions, or run as '):
         preflight.check(config, paths)
 
 
