@@ -1,146 +1,414 @@
-"""Hot-deploy: watch the pickup directory and (re)deploy changed .py files.
+"""Hot-deploy, the master's half: decides once, for every worker, what the pickup directory deploys.
 
-Every worker watches the directory itself, so no message passing is needed and a
-worker started later deploys the same files. A file that fails to deploy is
-reported with its line and the version deployed before keeps serving. The last
-good source of every file is also kept in the state directory, so that a worker
-started while a broken file sits in the pickup directory still serves the last good
-version instead of nothing.
+A PickupDeployer runs in a thread of the master (a plain thread: the master has no
+gevent). Each poll_interval it lists the pickup directory, imports new and changed files
+in a disposable child (deploy/probe.py), and keeps the last-good set (deploy/manifest.py)
+in the state directory: the accepted source of every file and the manifest the workers
+follow (deploy/follower.py). So a file that ends or hangs whatever imports it only ever
+ends a probe, and every worker, respawned or not, serves the same code for a name.
 
-Runs in a worker; takes its sleep function from the caller, so this module stays
-free of gevent and is testable without it.
+- A refused file (verdict.py says why) is one ERROR, DEPLOY_REFUSED; the set keeps the
+  version accepted before, if any. The same content is not probed or reported again.
+- A file refused because another holds one of its service names is judged again whenever
+  the set changes (the other file left or dropped the name).
+- A listing that fails changes nothing (one WARNING a minute, PICKUP_SCAN_FAILED): only a
+  listing that succeeded removes a file from the set.
+- At the first scan, an existing manifest is the starting set (copies that do not match
+  it are dropped); without one (a server directory of an earlier version), the last good
+  copies found there are probed and those that pass become the starting set.
 """
 
+import dataclasses
 import os
-from pathlib import Path
+import threading
+import time
 
+from zato_daemon.deploy.manifest import (MANIFEST_NAME, Entry, ManifestError, copy_name, copy_path,
+                                         is_versioned_copy, manifest_path, read_manifest, write_atomically,
+                                         write_manifest)
+from zato_daemon.deploy.probe import (BUILTIN_HOLDER, BUILTIN_NAMES, IMPORT_TIME_LIMIT, ProbeCancelled, ProbeError,
+                                      ProbeResult, Target, probe, probe_sys_path)
+from zato_daemon.deploy.verdict import judge
 from zato_daemon.errors import ServiceDeployError
-from zato_daemon.logs.levels import DEPLOY_FAILED, SERVICE_DEPLOYED
+from zato_daemon.logs.levels import DEPLOY_REFUSED, PICKUP_SCAN_FAILED
+from zato_daemon.logs.throttle import Throttle
+from zato_daemon.services.registry import sha256_of
+
+CONFIGURED_HOLDER = 'a module configured in server.conf'
 
 
-def _signature(path):
-    # Cheap change detection; the source hash decides whether to redeploy.
-    stat = path.stat()
+def is_pickup_file(name):
+    """A .py file the pickup directory deploys: not hidden, not private (editors' and mv's temporaries)."""
+    return name.endswith('.py') and not name.startswith(('.', '_'))
+
+
+def _signature(stat):
+    # Cheap change detection; the content's hash decides whether anything changed.
     return stat.st_mtime_ns, stat.st_size, stat.st_ino
 
 
-class PickupWatcher:
-    """Keeps one worker's services in step with the pickup directory."""
+@dataclasses.dataclass(frozen=True)
+class Refusal:
+    """A file's content that was refused, and the probe result it was refused on."""
 
-    def __init__(self, store, pickup_dir, deployed_dir, logger):
-        self.store = store
-        self.pickup_dir = Path(pickup_dir)
-        self.deployed_dir = Path(deployed_dir)
+    sha256: str
+    result: ProbeResult
+    is_clash: bool
+
+
+class PickupDeployer:
+    """The last-good set of the pickup directory, kept by the master for every worker.
+
+    `scan_once()` runs one pass (the master calls it before its first workers spawn, so
+    they boot with the current set); `start()` runs passes in a daemon thread every
+    poll_interval until `stop()`; `update()` takes a reload's settings, thread-safely.
+    """
+
+    def __init__(self, paths, poll_interval, configured_names, logger, import_time_limit=IMPORT_TIME_LIMIT):
         self.logger = logger
-        self._signatures = {}
-        self._attempted = {}
-        # Files whose last attempt failed; retried whenever the set of deployed services
-        # changes, since a failure may come from another file (a service name it held).
-        self._failed = set()
+        self.import_time_limit = import_time_limit
+        self.paths = None
+        self.poll_interval = poll_interval
+        self.configured_names = frozenset()
+        # A reload's settings, taken at the start of the next scan.
+        self._settings_lock = threading.Lock()
+        self._pending = (paths, poll_interval, frozenset(configured_names), import_time_limit)
+        self._scan_lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._thread = None
+        self._is_loaded = False
+        self._recheck_held_names = False
+        self._must_save = False
+        self.entries = {}           # file name -> Entry: the last-good set
+        self._seen = {}             # file name -> signature of the version last looked at
+        self._refused = {}          # file name -> Refusal
+        self._scan_failures = Throttle()
+        self._probe_failures = Throttle()
+        self._errors = Throttle()
 
-    def deploy_at_boot(self):
-        """Deploys every file in the pickup directory, using last good copies for broken ones."""
-        self.pickup_dir.mkdir(parents=True, exist_ok=True)
-        for path in self._pickup_files():
-            if not self._deploy(path) and not self._deploy_last_good(path):
-                self.logger.error('No version of %s could be deployed', path)
+    # ---- the thread
 
-    def scan(self):
-        """One pass: deploys new and changed files and undeploys removed ones."""
-        current = set(self._pickup_files())
-        changed = False
-        for path in sorted(current):
+    def start(self):
+        """Runs scans in a daemon thread; raises RuntimeError when no thread can be started."""
+        self._thread = threading.Thread(target=self._run, name='zato-daemon: pickup', daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout=5.0):
+        """Ends the thread; a probe running is killed."""
+        self._stopped.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def update(self, paths, poll_interval, configured_names, import_time_limit=None):
+        """A reload's settings: applied at the next scan (a changed pickup directory is listed
+        afresh; a name now configured evicts the pickup file that held it)."""
+        with self._settings_lock:
+            self._pending = (paths, poll_interval, frozenset(configured_names),
+                             self.import_time_limit if import_time_limit is None else import_time_limit)
+
+    def _run(self):
+        while not self._stopped.wait(self.poll_interval):
             try:
-                signature = _signature(path)
-            except OSError:
-                continue
-            if self._signatures.get(path) != signature:
-                self._signatures[path] = signature
-                changed = self._deploy(path) or changed
-        for path in set(self._signatures) - current:
-            changed = self._remove(path) or changed
-        if changed:
-            self._retry_failed()
+                self.scan_once()
+            except Exception:  # noqa: BLE001 - the next scan tries again; the master goes on
+                if self._errors.occurred(time.monotonic()):
+                    self.logger.exception('The scan of the pickup directory %s failed', self.paths.pickup_dir)
 
-    def _retry_failed(self):
-        for path in sorted(self._failed):
-            self._attempted.pop(path, None)
-            self._deploy(path)
+    # ---- one scan
 
-    def run(self, sleep, interval):
-        """Scans forever, `interval` seconds apart; a scan that fails is logged, not fatal."""
-        while True:
-            sleep(interval)
+    def scan_once(self):
+        """One pass: probes new and changed files, drops removed ones, writes the set if it changed."""
+        with self._scan_lock:
             try:
-                self.scan()
-            except Exception:
-                self.logger.exception('Pickup directory scan of %s failed', self.pickup_dir)
+                self._scan()
+            except ProbeCancelled:
+                pass  # stopping: what this scan accepted is probed again at the next start
 
-    def _pickup_files(self):
+    def _scan(self):
+        self._take_settings()
+        if not self._is_loaded:
+            self._load()
+            if not self._is_loaded:
+                return
+        listing = self._list()
+        if listing is None:
+            return
+        changed = self._evict_configured_clashes() if self._recheck_held_names else False
+        changed = self._remove_missing(listing) or changed
+        changed = self._examine(listing) or changed
+        if changed or self._recheck_held_names:
+            # One file accepted or gone may free a name another was refused for, and so on.
+            while self._retry_clashes():
+                changed = True
+        self._recheck_held_names = False
+        if changed or self._must_save or not manifest_path(self.paths.deployed_dir).exists():
+            self._save()
+
+    def _take_settings(self):
+        with self._settings_lock:
+            pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        paths, self.poll_interval, configured_names, self.import_time_limit = pending
+        previous, self.paths = self.paths, paths
+        if previous is None or previous.pickup_dir != paths.pickup_dir:
+            self._seen.clear()
+            self._make_pickup_dir()
+        if previous is not None and previous.deployed_dir != paths.deployed_dir:
+            self._is_loaded = False
+        if configured_names != self.configured_names:
+            self.configured_names = configured_names
+            self._recheck_held_names = True
+
+    def _make_pickup_dir(self):
+        # Only when the directory is first used: made again at every scan, a directory renamed
+        # away would come back empty, and an empty listing would undeploy every file.
         try:
-            return sorted(path for path in self.pickup_dir.glob('*.py')
-                          if not path.name.startswith(('.', '_')))
+            self.paths.pickup_dir.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            pass  # the scan reports it
+
+    def _list(self):
+        """{file name: signature} of the pickup files, or None when the directory cannot be listed."""
+        pickup_dir = self.paths.pickup_dir
+        try:
+            listing = {}
+            with os.scandir(pickup_dir) as entries:
+                for entry in entries:
+                    if is_pickup_file(entry.name) and entry.is_file():
+                        try:
+                            listing[entry.name] = _signature(entry.stat())
+                        except FileNotFoundError:
+                            pass  # removed since it was listed
+        except OSError as exc:
+            count = self._scan_failures.occurred(time.monotonic())
+            if count:
+                self.logger.warning('Cannot list the pickup directory %s: %s; nothing is deployed or undeployed '
+                                    'until a listing succeeds%s', pickup_dir, exc.strerror or exc,
+                                    f' ({count} failed scans since the last report)' if count > 1 else '',
+                                    extra=PICKUP_SCAN_FAILED.extra)
+            return None
+        return listing
+
+    def _examine(self, listing):
+        """Probes the new and changed files; True when the set changed."""
+        pickup_dir = self.paths.pickup_dir
+        changed = False
+        candidates = []
+        for name, signature in sorted(listing.items()):
+            if self._seen.get(name) == signature:
+                continue
+            try:
+                source = (pickup_dir / name).read_bytes()
+            except OSError:
+                continue  # gone or unreadable since the listing: the next scan sees it again
+            sha256 = sha256_of(source)
+            entry = self.entries.get(name)
+            refusal = self._refused.get(name)
+            if entry is not None and entry.sha256 == sha256:
+                # What serves already (touched, or the pickup directory moved with its files).
+                self._seen[name] = signature
+                self._refused.pop(name, None)
+                if entry.source != str(pickup_dir / name):
+                    self.entries[name] = dataclasses.replace(entry, source=str(pickup_dir / name))
+                    changed = True
+            elif refusal is not None and refusal.sha256 == sha256:
+                self._seen[name] = signature  # refused and reported already
+            else:
+                candidates.append((name, signature, source, sha256))
+        results = self._probe([Target('file', str(pickup_dir / name)) for name, _, _, _ in candidates]) or []
+        for (name, signature, source, sha256), result in zip(candidates, results):
+            if result.imported and result.sha256 != sha256:
+                continue  # rewritten while it was probed: the next scan probes what is there then
+            self._seen[name] = signature
+            changed = self._decide(name, source, sha256, result) or changed
+        return changed
+
+    def _probe(self, targets):
+        """The targets' probe results; None when no probe could run."""
+        if not targets:
+            return []
+        try:
+            return probe(targets, probe_sys_path(self.paths), self.import_time_limit, cancelled=self._stopped)
+        except ProbeError as exc:
+            # A process limit, say: not the files' fault, so nothing is refused; the next scan tries again.
+            count = self._probe_failures.occurred(time.monotonic())
+            if count:
+                self.logger.warning('Cannot check new pickup files: %s; the next scan tries again', exc)
+            return None
+
+    def _decide(self, name, source, sha256, result):
+        """Accepts or refuses one probed file; True when the set changed."""
+        verdict = judge(result, self._holders(excluding=name))
+        if verdict.accepted:
+            return self._accept(name, source, sha256, result.services)
+        self._refused[name] = Refusal(sha256, result, verdict.is_clash)
+        path = self.paths.pickup_dir / name
+        previous = self.entries.get(name)
+        keeps = (f'the version accepted before (sha256 {previous.sha256}) keeps serving' if previous is not None
+                 else 'nothing of it is deployed')
+        self.logger.error('Refused to deploy %s; %s', ServiceDeployError(verdict.reason, path, verdict.line), keeps,
+                          extra=DEPLOY_REFUSED.extra)
+        return False
+
+    def _accept(self, name, source, sha256, services):
+        path = self.paths.pickup_dir / name
+        copy = copy_name(name, sha256)
+        try:
+            write_atomically(copy_path(self.paths.deployed_dir, copy), source)
+        except OSError as exc:
+            self._seen.pop(name, None)  # tried again at the next scan
+            self.logger.error('Cannot keep the accepted version of %s in %s: %s; it is not deployed', path,
+                              self.paths.deployed_dir, exc.strerror or exc)
+            return False
+        self.entries[name] = Entry(sha256, tuple(services), str(path), copy)
+        self._refused.pop(name, None)
+        self.logger.info('Accepted %s (sha256 %s) for the workers: %s', path, sha256, ', '.join(services))
+        return True
+
+    def _configured_holders(self):
+        return {name: (BUILTIN_HOLDER if name in BUILTIN_NAMES else CONFIGURED_HOLDER)
+                for name in self.configured_names}
+
+    def _holders(self, excluding):
+        """Who holds each service name, but for pickup file `excluding` (its previous version)."""
+        holders = self._configured_holders()
+        for file_name, entry in self.entries.items():
+            if file_name != excluding:
+                holders.update(dict.fromkeys(entry.services, file_name))
+        return holders
+
+    def _retry_clashes(self):
+        """Judges again the files refused for a name another held; True when one was accepted."""
+        changed = False
+        for name, refusal in sorted(self._refused.items()):
+            if not refusal.is_clash or judge(refusal.result, self._holders(excluding=name)).is_clash:
+                continue
+            try:
+                source = (self.paths.pickup_dir / name).read_bytes()
+            except OSError:
+                source = b''
+            if sha256_of(source) != refusal.sha256:
+                # Changed since: looked at afresh by the next scan.
+                self._refused.pop(name)
+                self._seen.pop(name, None)
+                continue
+            changed = self._accept(name, source, refusal.sha256, refusal.result.services) or changed
+        return changed
+
+    def _evict_configured_clashes(self):
+        """After a reload: a file holding a name a configured module now defines leaves the set."""
+        changed = False
+        for name, entry in sorted(self.entries.items()):
+            result = ProbeResult(Target('file', entry.source), sha256=entry.sha256, services=entry.services)
+            verdict = judge(result, self._configured_holders())
+            if verdict.is_clash:
+                del self.entries[name]
+                self._refused[name] = Refusal(entry.sha256, result, True)
+                self.logger.error('Refused to deploy %s; it leaves the workers', ServiceDeployError(
+                    verdict.reason, entry.source), extra=DEPLOY_REFUSED.extra)
+                changed = True
+        return changed
+
+    def _remove_missing(self, listing):
+        """Forgets the files a successful listing no longer shows; True when the set changed."""
+        changed = False
+        for name in (set(self.entries) | set(self._seen) | set(self._refused)) - set(listing):
+            self._seen.pop(name, None)
+            self._refused.pop(name, None)
+            entry = self.entries.pop(name, None)
+            if entry is not None:
+                self.logger.info('Undeploying %s (file removed): %s', entry.source, ', '.join(entry.services))
+                changed = True
+        return changed
+
+    def _save(self):
+        deployed_dir = self.paths.deployed_dir
+        try:
+            write_manifest(deployed_dir, self.entries)
+        except OSError as exc:
+            # The workers keep following the previous manifest; the next change writes it again.
+            self.logger.error('Cannot write %s: %s; the workers keep the set they have',
+                              deployed_dir / MANIFEST_NAME, exc.strerror or exc)
+            self._must_save = True
+            return
+        self._must_save = False
+        self._remove_unreferenced_copies()
+
+    def _remove_unreferenced_copies(self):
+        """Copies no manifest names any more (and temporary files a crash left), once the manifest is written."""
+        referenced = {entry.copy for entry in self.entries.values()}
+        for name in self._copies(include_temporary=True):
+            if name not in referenced:
+                try:
+                    copy_path(self.paths.deployed_dir, name).unlink()
+                except FileNotFoundError:
+                    pass
+                except OSError as exc:
+                    self.logger.warning('Cannot remove %s: %s', copy_path(self.paths.deployed_dir, name),
+                                        exc.strerror or exc)
+
+    # ---- the starting set
+
+    def _load(self):
+        """The starting set: the manifest's entries whose copy matches, or the copies of an earlier version."""
+        self._is_loaded = True
+        self._recheck_held_names = True
+        self._must_save = True
+        deployed_dir = self.paths.deployed_dir
+        try:
+            deployed_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            self.logger.error('Cannot create %s: %s; accepted pickup files cannot reach the workers',
+                              deployed_dir, exc.strerror or exc)
+        try:
+            manifest = read_manifest(deployed_dir)
+        except ManifestError as exc:
+            self.logger.warning('Ignoring %s: %s; the pickup directory is checked afresh',
+                                manifest_path(deployed_dir), exc)
+            manifest = None
+        if manifest is None:
+            adopted = self._adopt_copies()
+            if adopted is None:
+                self._is_loaded = False  # no probe could run: the copies wait for the next scan
+                adopted = {}
+            self.entries = adopted
+        else:
+            self.entries = {name: entry for name, entry in manifest.items() if self._copy_matches(entry)}
+
+    def _copies(self, include_temporary=False):
+        """The names of the copies in the deployed directory (and of temporary files, if asked)."""
+        try:
+            names = os.listdir(self.paths.deployed_dir)
         except OSError:
             return []
+        return sorted(name for name in names if name.endswith('.py')
+                      or (include_temporary and name.startswith('.') and name.endswith('.tmp')))
 
-    def _deploy(self, path):
+    def _copy_matches(self, entry):
         try:
-            self._signatures[path] = _signature(path)
-            source = path.read_bytes()
-        except OSError as exc:
-            self.logger.warning('Cannot read %s: %s', path, exc.strerror)
-            return False
-        if self._attempted.get(path) == source:
-            return False
-        self._attempted[path] = source
-        try:
-            info = self.store.deploy_file(path, source)
-        except ServiceDeployError as exc:
-            self._failed.add(path)
-            self.logger.error('Hot-deploy failed, the previous version keeps serving: %s', exc,
-                              extra=DEPLOY_FAILED.extra)
-            return False
-        self._failed.discard(path)
-        self._keep_last_good(path, source)
-        self.logger.info('Hot-deployed %s (sha256 %s): %s', path, info.sha256, ', '.join(info.service_names),
-                         extra=SERVICE_DEPLOYED.extra)
-        return True
-
-    def _deploy_last_good(self, path):
-        copy = self.deployed_dir / path.name
-        try:
-            source = copy.read_bytes()
+            return sha256_of(copy_path(self.paths.deployed_dir, entry.copy).read_bytes()) == entry.sha256
         except OSError:
             return False
-        try:
-            info = self.store.deploy_file(path, source)
-        except ServiceDeployError as exc:
-            self.logger.error('The last good copy %s does not deploy either: %s', copy, exc)
-            return False
-        self.logger.warning('Serving the last good version of %s (sha256 %s) until the file is fixed',
-                            path, info.sha256)
-        return True
 
-    def _keep_last_good(self, path, source):
-        copy = self.deployed_dir / path.name
-        temporary = copy.with_name(f'.{copy.name}.{os.getpid()}.tmp')
-        try:
-            self.deployed_dir.mkdir(parents=True, exist_ok=True)
-            temporary.write_bytes(source)
-            os.replace(temporary, copy)
-        except OSError as exc:
-            self.logger.warning('Cannot keep a copy of %s in %s: %s', path, self.deployed_dir, exc.strerror)
-
-    def _remove(self, path):
-        """Undeploys a file that left the directory; True if it had services deployed."""
-        self._signatures.pop(path, None)
-        self._attempted.pop(path, None)
-        self._failed.discard(path)
-        info = self.store.undeploy_file(path)
-        try:
-            (self.deployed_dir / path.name).unlink()
-        except OSError:
-            pass
-        if info is not None:
-            self.logger.info('Undeployed %s (file removed): %s', path, ', '.join(info.service_names))
-        return info is not None
+    def _adopt_copies(self):
+        """The last good copies an earlier version kept (named like their pickup file, without a
+        manifest) that still probe clean; None when no probe could run."""
+        names = [name for name in self._copies() if is_pickup_file(name) and not is_versioned_copy(name)]
+        sources = {}
+        for name in names:
+            try:
+                sources[name] = copy_path(self.paths.deployed_dir, name).read_bytes()
+            except OSError:
+                pass
+        names = sorted(sources)
+        results = self._probe([Target('file', str(copy_path(self.paths.deployed_dir, name))) for name in names])
+        if results is None:
+            return None
+        adopted = {}
+        for name, result in zip(names, results):
+            holders = {service: name for entry in adopted.values() for service in entry.services}
+            if result.imported and result.sha256 == sha256_of(sources[name]) and judge(result, holders).accepted:
+                adopted[name] = Entry(result.sha256, result.services, str(self.paths.pickup_dir / name), name)
+        return adopted

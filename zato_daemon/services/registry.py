@@ -126,6 +126,9 @@ class ServiceStore:
             module = importlib.import_module(dotted_name)
         except Exception as exc:
             raise ServiceDeployError(f'cannot import module {dotted_name!r}: {exc!r}') from exc
+        except SystemExit as exc:
+            # As for a file: a module's sys.exit() is its failure, not the end of the process.
+            raise ServiceDeployError(f'module {dotted_name!r} called sys.exit({exc.code!r}) while importing') from exc
         path = getattr(module, '__file__', None) or dotted_name
         source = _read_source(path) if path.endswith('.py') else b''
         info = ModuleInfo(path, sha256_of(source), time.time(), dotted_name)

@@ -22,7 +22,7 @@ from gevent.event import Event  # noqa: E402
 from gevent.socket import socket as gevent_socket  # noqa: E402
 from setproctitle import setproctitle  # noqa: E402
 
-from zato_daemon.deploy.pickup import PickupWatcher  # noqa: E402
+from zato_daemon.deploy.follower import ManifestFollower  # noqa: E402
 from zato_daemon.diagnostics.recorder import make_recorder  # noqa: E402
 from zato_daemon.deploy.sources import create_configured_caches, deploy_configured  # noqa: E402
 from zato_daemon.errors import EXIT_OK, ServiceDeployError, StartupCallableError  # noqa: E402
@@ -113,11 +113,11 @@ class Worker:
         run_after_started(spec.callables, self.host, spec.number)
 
     def start_pickup_watcher(self):
-        config = self.spec.config
-        paths = self.spec.server_dir
-        watcher = PickupWatcher(self.host.store, paths.pickup_dir, paths.deployed_dir, logger)
-        watcher.deploy_at_boot()
-        gevent.spawn(watcher.run, gevent.sleep, config.pickup_config.hot_deploy.poll_interval)
+        """Deploys the pickup directory's last-good set, then follows it. The master decides
+        what is in it (deploy/pickup.py): a worker never imports a file nobody checked."""
+        follower = ManifestFollower(self.host.store, self.spec.server_dir.deployed_dir, logger)
+        follower.sync()
+        gevent.spawn(follower.run, gevent.sleep, self.spec.config.pickup_config.hot_deploy.poll_interval)
 
     def serve(self):
         """Reports ready to the master and serves until a stop signal, then drains."""
