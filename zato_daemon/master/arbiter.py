@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from setproctitle import setproctitle
 
 from zato_daemon import __version__, sd
+from zato_daemon.deploy.pickup import PickupDeployer
+from zato_daemon.deploy.probe import IMPORT_TIME_LIMIT
 from zato_daemon.errors import EXIT_SOFTWARE, HaltServer, ZatoDaemonError
 from zato_daemon.logs import levels
 from zato_daemon.logs.setup import configure_logging
@@ -84,6 +86,8 @@ class Generation:
     listener: object
     # Kept as text: `info` must still show it while the socket is closed at stop.
     listen_text: str = ''
+    # The service names its configured modules define (a pickup file may not redefine one).
+    configured_names: frozenset = frozenset()
 
     def __post_init__(self):
         self.listen_text = self.listen_text or address_of(self.listener)
@@ -93,9 +97,12 @@ class Arbiter:
     """Runs in the master process, from `start` until the server stops."""
 
     def __init__(self, server_dir, config, listener, admin_listener, callables=(), foreground=False,
-                 on_ready=None, on_halt=None, private_fds=(), pidfile=None, check=lambda config, paths: None):
+                 on_ready=None, on_halt=None, private_fds=(), pidfile=None, check=lambda config, paths: None,
+                 configured_names=frozenset()):
         self.lifecycle = Lifecycle(target=config.server_config.main.workers)
-        self.generations = {1: Generation(config, list(callables), server_dir, listener)}
+        self.generations = {1: Generation(config, list(callables), server_dir, listener,
+                                          configured_names=frozenset(configured_names))}
+        self.pickup = None
         self.admin_listener = admin_listener
         self.foreground = foreground
         self.on_ready = on_ready
@@ -157,6 +164,7 @@ class Arbiter:
         """Serves until stopped; returns the process exit status."""
         self.setup()
         try:
+            self.follow_pickup(self.generations[self.generation])
             self.execute(self.lifecycle.start(time.monotonic()))
             while True:
                 self.wait_for_events(loop_timeout(time.monotonic(), self.wake_up_times()))
@@ -322,7 +330,31 @@ class Arbiter:
     def do_StartGeneration(self, action):
         self.generations[action.generation] = self.prepared_generation
         self.prepared_generation = None
+        self.follow_pickup(self.generations[action.generation])
         return []
+
+    def follow_pickup(self, generation):
+        """The master decides what the pickup directory deploys, once for every worker
+        (deploy/pickup.py); workers deploy only its last-good set. At start, one scan runs
+        before the first worker spawns, so that every worker boots with the current set."""
+        config = generation.config
+        hot_deploy = config.pickup_config.hot_deploy
+        time_limit = getattr(hot_deploy, 'import_timeout', IMPORT_TIME_LIMIT)
+        if not config.server_config.component_enabled.hot_deploy:
+            if self.pickup is not None:
+                self.pickup.stop()
+                self.pickup = None
+        elif self.pickup is not None:
+            self.pickup.update(generation.server_dir, hot_deploy.poll_interval, generation.configured_names,
+                               time_limit)
+        else:
+            self.pickup = PickupDeployer(generation.server_dir, hot_deploy.poll_interval,
+                                         generation.configured_names, logger, import_time_limit=time_limit)
+            self.pickup.scan_once()
+            try:
+                self.pickup.start()
+            except RuntimeError as exc:
+                logger.error('Cannot start the thread that watches the pickup directory: %s', exc)
 
     def do_RetireGeneration(self, action):
         """The reload is complete: the previous generation's resources go."""
@@ -539,7 +571,8 @@ class Arbiter:
         except ZatoDaemonError as exc:
             self.execute(self.lifecycle.reload_refused(str(exc), exc.exit_status))
             return
-        self.prepared_generation = Generation(config, callables, server_dir, listener)
+        self.prepared_generation = Generation(config, callables, server_dir, listener,
+                                              configured_names=preparation.configured_names)
         self.execute(self.lifecycle.reload_prepared(config.server_config.main.workers))
 
     def listener_for(self, config):
@@ -571,6 +604,8 @@ class Arbiter:
         how = 'gracefully' if halt.graceful else 'quickly'
         logger.info('Stopping %s: %s', how, halt.reason)
         sd.stopping(f'stopping {how}')
+        if self.pickup is not None:
+            self.pickup.stop()
         # The socket stops accepting once the workers close their copies too: new
         # connections are refused instead of waiting in a backlog nobody will serve.
         self.close_listeners()

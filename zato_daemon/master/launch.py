@@ -34,6 +34,7 @@ class Prepared:
     pidfile: PidFile
     listener: object
     admin_listener: object
+    configured_names: frozenset = frozenset()
 
     def preserved_fds(self):
         """The descriptors daemonizing must keep open."""
@@ -52,7 +53,7 @@ def prepare(base_dir):
     os.umask(os.umask(PRIVATE_UMASK) | PRIVATE_UMASK)
     # FS_CONFIG_ONLY in a thread with its time limit: a callable that hangs fails the start
     # with one line instead of hanging it without a word.
-    config, callables, server_dir = prepare_blocking(base_dir, check_before_binding)
+    config, callables, server_dir, configured_names = prepare_blocking(base_dir, check_before_binding)
     server_dir.ensure()
     check_server_log(server_dir.server_log)
     pidfile = PidFile(server_dir.pidfile).acquire()
@@ -63,13 +64,13 @@ def prepare(base_dir):
     except BaseException:
         pidfile.release()
         raise
-    return Prepared(config, server_dir, callables, pidfile, listener, admin_listener)
+    return Prepared(config, server_dir, callables, pidfile, listener, admin_listener, configured_names)
 
 
 def check_before_binding(config, paths):
     """What start checks between FS_CONFIG_ONLY and taking the lock; check-config too."""
     preflight.check(config, paths)
-    vet_configured(config, paths)
+    return vet_configured(config, paths)
 
 
 def check_configuration(base_dir):
@@ -91,7 +92,7 @@ def serve(prepared, foreground, on_ready=None, on_halt=None, private_fds=()):
         arbiter = Arbiter(prepared.server_dir, prepared.config, prepared.listener, prepared.admin_listener,
                           prepared.callables, foreground=foreground, on_ready=on_ready, on_halt=on_halt,
                           private_fds=(prepared.pidfile.fd, *private_fds), pidfile=prepared.pidfile,
-                          check=check_before_binding)
+                          check=check_before_binding, configured_names=prepared.configured_names)
         return arbiter.run()
     finally:
         prepared.pidfile.release()

@@ -50,6 +50,7 @@ class Preparation:
         self.clock = clock
         self.progress = {}
         self.result = None
+        self.configured_names = frozenset()
         self.error = None
         self.finished = threading.Event()
 
@@ -61,7 +62,9 @@ class Preparation:
     def _run(self):
         try:
             config, callables, paths = load_config_and_run_fs_config_only(self.base_dir, self.progress)
-            self.check(config, paths)
+            # The service names configured modules define (deploy/probe.vet_configured): a pickup
+            # file may not redefine them.
+            self.configured_names = frozenset(self.check(config, paths) or ())
             self.result = config, callables, paths
         except ZatoDaemonError as exc:
             self.error = exc
@@ -89,4 +92,4 @@ def prepare_blocking(base_dir, check, poll=0.1):
             raise StartupCallableError(reason, EXIT_SOFTWARE)
     if preparation.error is not None:
         raise preparation.error
-    return preparation.result
+    return (*preparation.result, preparation.configured_names)
