@@ -304,9 +304,10 @@ SETTINGS = (
     Setting('server.conf', 'component_enabled', 'hot_deploy', Boolean(), 'true', _doc("""
         Watch the pickup directory and deploy service modules dropped into it.
 
-        When true, every worker deploys a .py file that appears or changes in the pickup
-        directory (see pickup.conf) without a restart. Set it to false where services must
-        change only through [services] and a restart or reload.""")),
+        When true, a .py file that appears or changes in the pickup directory (see pickup.conf)
+        is deployed without a restart: the master imports it first in a disposable process,
+        and every worker then deploys the same accepted version. Set it to false where
+        services must change only through [services] and a restart or reload.""")),
     Setting('server.conf', 'component_enabled', 'samples', Boolean(), 'true', _doc("""
         Keep sample requests and responses of every service.
 
@@ -444,9 +445,10 @@ SETTINGS = (
     Setting('pickup.conf', 'hot_deploy', 'poll_interval', Seconds(3600, minimum=0.05), '1.0', _doc("""
         Seconds between two scans of the pickup directory.
 
-        A new or changed module is deployed within about this long. A scan only looks at file
-        sizes and modification times, so a short interval costs little; but at least 0.05,
-        since every worker scans, and more often is a busy loop.""")),
+        A new or changed module is deployed within about this long (plus its import in the
+        disposable process). The master's scan only looks at file sizes and modification
+        times, and each worker checks one file (the manifest of the accepted set) as often,
+        so a short interval costs little; but at least 0.05, since more often is a busy loop.""")),
     Setting('pickup.conf', 'hot_deploy', 'import_timeout', Seconds(600, minimum=1), '10', _doc("""
         Seconds a new or changed service module may take to import, in a disposable process.
 

@@ -111,9 +111,10 @@ SERVICE_FAILED = _event('SERVICE_FAILED', logging.ERROR, 'a3ba752d3ae247048e96a0
     `journalctl ZATO_CID=@ZATO_CID@` shows everything that call logged.''')
 DEPLOY_FAILED = _event('DEPLOY_FAILED', logging.ERROR, 'cbb1dabe233f4309b17815c8e33d55e5',
                        'zato-daemon could not deploy a module', '''
-    A service module in the pickup directory did not compile or raised at import; the message
-    gives its file and line. The version deployed before (if any) keeps serving. Fix the
-    file and move it into place again.''')
+    A module the master had accepted (it imported cleanly in a disposable process) failed to
+    import in a worker anyway: the worker's environment differs (a path, a variable, a file
+    the module reads at import). The version deployed before, if any, keeps serving in that
+    worker. The entry names the file and the line.''')
 SERVICE_DEPLOYED = _event('SERVICE_DEPLOYED', logging.INFO, '175f3e1480774a2586c29a5e76d57374',
                           'zato-daemon deployed a module', '''
     A service module was deployed; the message gives its path, its SHA-256 and its services.
