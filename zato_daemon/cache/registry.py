@@ -7,6 +7,9 @@ the same database (`<state_dir>/caches.sqlite3`, see shared.py), which carries:
   every worker at its next poll, and a respawned worker starts with all of them;
 - changes of in-background caches, applied by every worker within one poll interval;
 - entries of in-background and sql caches, from which a worker (re)loads a cache.
+When the file is deleted or replaced while the server runs, each worker moves to the file at
+the path within about a second, writes its definitions there again and reloads its
+in-background caches from it (shared.SharedStore.check_file says why that is consistent).
 
 A registry always has a cache named 'default' (no-sync, memory only) that is the default
 until a cache is created with is_default; the last one created with is_default wins.
@@ -217,6 +220,11 @@ class CacheRegistry:
 
     def _poll(self):
         store = self.store
+        if store.check_file():
+            # Before the flush: our queued changes must not reach the new file before the
+            # definitions of their caches (see SharedStore.republish).
+            store.republish([cache.definition for cache in self.caches.values() if cache is not self._placeholder],
+                            self.generation)
         # Our own queued changes go first: their ids must be newer than anything we replay.
         if not store.flush():
             return

@@ -24,6 +24,9 @@ Rules:
    always holds the result of every committed change: nothing is lost silently.
 4. A new boot id (a server restart, not a worker respawn or a reload) empties the log and
    the definitions and deletes the entries of non-persistent caches.
+5. A file deleted or replaced while the server runs: see `check_file()`. Every worker moves
+   to the one file at the path within about a second, and the caches that use the table
+   reload from it.
 
 Not fork-safe: open one store per process, after fork.
 """
@@ -34,9 +37,15 @@ from pathlib import Path
 
 from zato_daemon.cache.definition import CacheDefinition, CacheError
 from zato_daemon.cache.lru import CLEAR, DELETE, EVICT, PENDING, SET, TOUCH, Entry
+from zato_daemon.diagnostics.sqlite_file import (REOPEN, FileWatch, claim_report, connect_existing, describe_repair,
+                                                 ensure_database)
+from zato_daemon.logs.levels import RUNTIME_REPAIRED
 
 DATABASE_NAME = 'caches.sqlite3'
 DEFINE = 'define'
+# A definition this worker had, written again to a new database file. Unlike DEFINE, losing
+# to a stored definition is no error: the worker adopts the stored one when it reloads.
+REPUBLISH = 'republish'
 
 BUSY_TIMEOUT = 0.1
 LOG_RETENTION = 60.0
@@ -133,15 +142,21 @@ class SharedStore:
         self.needs_reload = False
         self.failures = 0
         self._warned_at = None
+        self._watch = FileWatch(self.path, clock)
+        # DELETED or REPLACED: what the watch saw of the open file, and the identities of the
+        # sidecars that file had (FileWatch.leave()), until the new one is open.
+        self._noticed = None
+        self._left = None
 
     # ---- connection
 
     def _connection(self):
         # Opened lazily, on first use, and again after a failure: a database that cannot be
-        # opened at start only delays synchronisation.
+        # opened at start only delays synchronisation. Created only by ensure_database (see
+        # sqlite_file.py: a deleted file's sidecars must go first), and the directory with it.
         if self.connection is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            connection = sqlite3.connect(str(self.path), timeout=self.busy_timeout, isolation_level=None)
+            ensured = ensure_database(self.path, left=self._left)
+            connection, held = connect_existing(self.path, timeout=self.busy_timeout, isolation_level=None)
             try:
                 _prepare(connection, self.logger, self.path)
                 with _transaction(connection, 'BEGIN IMMEDIATE'):
@@ -150,7 +165,68 @@ class SharedStore:
                 connection.close()
                 raise
             self.connection = connection
+            self._watch.opened(held)
+            self._left = None
+            if self._noticed is not None or ensured.sidecars_removed:
+                self._report_repair(ensured)
         return self.connection
+
+    def check_file(self):
+        """Moves to the file at the path if it is no longer the one open; True if it did.
+
+        Called by the registry's poll, which stats at most once a second (FileWatch). On True
+        the registry republishes its definitions (`republish()`, before anything else is
+        written) and reloads the caches that use the table (`needs_reload`).
+
+        Why every worker ends up on the same file, consistent: only one file is ever created
+        at the path (ensure_database creates under a lock, everyone else opens what is
+        there), and each worker, once it noticed, uses only the file at the path. Change ids
+        and versions start again in the new file, so nothing of the old one may be mixed
+        in: evictions and recorded uses that name old versions are dropped here, the
+        position is reset by the reload, and a cache's contents are replaced by the table's,
+        not merged. Queued sets, deletes and clears hold no old version: they are written,
+        with new ids, after the definitions. Two workers noticing at once: one creates, both
+        republish (the same definition is stored once), both reload. A worker that noticed
+        first and wrote: its changes are in the new file, and a later worker reloads them
+        over whatever it had (newer in the new file, whatever the old versions said).
+        What a worker wrote to the deleted file before it noticed (up to a second) is lost
+        for the others, as is everything the deleted file held.
+        """
+        verdict, action = self._watch.check()
+        if action != REOPEN:
+            return False
+        self._noticed = verdict
+        self._left = self._watch.leave()
+        if self.connection is not None:
+            # SQLite neither checkpoints nor deletes the sidecars of a file that has moved,
+            # so closing leaves the new file's -wal and -shm alone.
+            try:
+                self.connection.close()
+            except sqlite3.Error:
+                pass
+            self.connection = None
+        self.outbox = [op for op in self.outbox if not _names_an_old_version(op)]
+        self.uses = {}
+        self.needs_reload = True
+        try:
+            self._connection()
+        except STORE_ERRORS as exc:
+            # The next use opens it, and reports the repair then.
+            self._failed('reopening it', exc)
+        return True
+
+    def _report_repair(self, ensured):
+        """One WARNING per new file, by whichever worker opens it first knowing of the repair."""
+        what, done = describe_repair(self._noticed, ensured)
+        self._noticed = None
+        if not claim_report(self.connection, self.clock()):
+            self.logger.info('Cache database %s %s; this worker now uses the file there and reloads its '
+                             'in-background caches from it (another worker reported the repair)', self.path, what)
+            return
+        self.logger.warning('Cache database %s %s while the server ran; %s within seconds, and reloads its '
+                            'in-background caches from it. The entries stored before are gone, and so are changes '
+                            'a worker made in the second before it moved', self.path, what, done,
+                            extra=RUNTIME_REPAIRED.extra)
 
     def _start_boot(self, connection):
         # The first worker of a new boot forgets the previous one: its log, its definitions,
@@ -183,6 +259,16 @@ class SharedStore:
         previous = self.uses.get(slot)
         is_extended = is_extended or (previous is not None and previous[3])
         self.uses[slot] = (cache, key, entry, is_extended)
+        self._bound_outbox()
+
+    def republish(self, definitions, generation):
+        """Queues this worker's cache definitions ahead of its other changes, for a new file.
+
+        First in the outbox: a definition stored after an entry of its cache would delete
+        the entry (a cache new to a database starts empty, see _publish).
+        """
+        self.outbox[:0] = [Op(None, REPUBLISH, definition=definition, generation=generation)
+                           for definition in definitions]
         self._bound_outbox()
 
     def commit(self):
@@ -229,9 +315,9 @@ class SharedStore:
         return True
 
     def _write_op(self, connection, op, assigned):
-        if op.kind == DEFINE:
+        if op.kind in (DEFINE, REPUBLISH):
             outcome, stored = _publish(connection, op.definition, op.generation, self.clock())
-            if outcome == CONFLICT:
+            if outcome == CONFLICT and op.kind == DEFINE:
                 self.conflicts.append((op.definition, stored))
             return
         definition = op.cache.definition
@@ -444,6 +530,14 @@ def _write_entry(connection, op):
         connection.execute('DELETE FROM cache_entries WHERE cache = ? AND key = ?', (name, key))
     elif op.kind == CLEAR:
         connection.execute('DELETE FROM cache_entries WHERE cache = ?', (name,))
+
+
+def _names_an_old_version(op):
+    """True for a queued change that identifies an entry by the version of a database file
+    since left: an eviction of an entry already written (in a synchronised cache, where
+    evictions are replayed by version). Its entry is not in the new file anyway."""
+    return (op.kind == EVICT and op.cache is not None and op.cache.definition.is_synced
+            and op.entry is not None and op.entry.version != PENDING)
 
 
 def _stored_version(entry):

@@ -14,6 +14,10 @@ Rules:
    database logs one WARNING a minute with the reason and what to do; the batch stays
    queued (bounded by rule 1) and the next flush retries. Only a lock keeps the connection:
    any other failure reopens the file, so a file moved aside is replaced by a new one.
+   A file deleted or replaced while open fails nothing (SQLite writes on to the deleted
+   inode, which no reader sees): each flush first compares the file at the path with the one
+   open (one stat per batch interval), and reopens it, recreated if missing (sqlite_file.py).
+   The first worker to open the new file logs one WARNING (RUNTIME_REPAIRED).
 4. Several workers write the same file: WAL mode (readers never wait), BEGIN IMMEDIATE (a
    writer waits at most the busy timeout, 100 ms, for another one, since a waiting worker
    blocks its whole gevent loop) and synchronous=NORMAL (a power cut may lose the last
@@ -38,7 +42,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from zato_daemon.diagnostics.sqlite_file import (CHECK_INTERVAL, REOPEN, FileWatch, claim_report, connect_existing,
+                                                 describe_repair, ensure_database)
 from zato_daemon.errors import EXIT_UNAVAILABLE, ZatoDaemonError
+from zato_daemon.logs.levels import RUNTIME_REPAIRED
 from zato_daemon.redaction import redact_text, render_capped
 
 DATABASE_NAME = 'diagnostics.sqlite3'
@@ -235,7 +242,7 @@ class DiagnosticsStore:
         batch_interval: seconds between two flushes in `run()`.
         busy_timeout: seconds a flush waits for another writer's lock before giving up.
         max_queued: records held in memory; past it the oldest are dropped and counted.
-        clock: seconds, for rate-limiting WARNINGs.
+        clock: seconds, for rate-limiting WARNINGs and the check of the file at db_path.
     """
 
     def __init__(self, db_path, slow_keep=SLOW_KEEP, samples_keep=SAMPLES_KEEP, max_db_bytes=MAX_DB_BYTES,
@@ -263,6 +270,13 @@ class DiagnosticsStore:
         self._warnings = _RateLimit(clock)
         self._drop_reports = _RateLimit(clock)
         self._bug_reports = _RateLimit(clock)
+        # Every flush of run() looks (a batch written to a deleted file is lost), though its
+        # timer may fire a little early: hence half the batch interval. At most a stat a second.
+        self._watch = FileWatch(self.path, clock, min(CHECK_INTERVAL, batch_interval) / 2)
+        # DELETED or REPLACED: what the watch saw of the open file, and the identities of the
+        # sidecars that file had (FileWatch.leave()), until the new one is open.
+        self._noticed = None
+        self._left = None
 
     # ---- the request path
 
@@ -305,6 +319,7 @@ class DiagnosticsStore:
 
         Returns True when the queue was written (or empty), False when it stays queued.
         """
+        self._check_file()
         if not self.queue:
             self._report_drops()
             return True
@@ -413,10 +428,29 @@ class DiagnosticsStore:
 
     # ---- the connection
 
+    def _check_file(self):
+        """Reopens the database when the file at the path is no longer the one open.
+
+        Before a batch is written: records queued after a deletion go to the new file.
+        """
+        verdict, action = self._watch.check()
+        if action != REOPEN:
+            return
+        self._noticed = verdict
+        self._left = self._watch.leave()
+        # SQLite neither checkpoints nor deletes the sidecars of a file that has moved, so
+        # closing this connection leaves the new file's -wal and -shm alone.
+        self._disconnect()
+        try:
+            self._connection()
+        except STORE_ERRORS as exc:
+            # The next flush tries again, and reports the repair once it succeeds.
+            self._failed('reopening it', exc)
+
     def _connection(self):
         if self.connection is None:
             wal_bytes = min(MAX_WAL_BYTES, int(self.max_db_bytes * WAL_SHARE))
-            connection = _open(self.path, self.busy_timeout, wal_bytes, self.logger)
+            connection, ensured, held = _open(self.path, self.busy_timeout, wal_bytes, self.logger, self._left)
             try:
                 # Limits may have been lowered since the last start: apply them to every service.
                 with _transaction(connection):
@@ -425,15 +459,32 @@ class DiagnosticsStore:
                 connection.close()
                 raise
             self.connection = connection
+            self._watch.opened(held)
+            self._left = None
+            if self._noticed is not None or ensured.sidecars_removed:
+                self._report_repair(ensured)
         return self.connection
 
     def _disconnect(self):
+        self._watch.forget()
         if self.connection is not None:
             try:
                 self.connection.close()
             except sqlite3.Error:
                 pass
             self.connection = None
+
+    def _report_repair(self, ensured):
+        """One WARNING per new file, by whichever worker opens it first knowing of the repair."""
+        what, done = describe_repair(self._noticed, ensured)
+        self._noticed = None
+        if not claim_report(self.connection, time.time()):
+            self.logger.info('Diagnostics database %s %s; this worker writes to the file now there (another '
+                             'worker reported the repair)', self.path, what)
+            return
+        self.logger.warning('Diagnostics database %s %s while the server ran; %s. The slow calls and samples it '
+                            'held are gone; new ones are stored there', self.path, what, done,
+                            extra=RUNTIME_REPAIRED.extra)
 
     # ---- failure reports
 
@@ -593,41 +644,19 @@ class _transaction:
                 pass
 
 
-def _open(path, busy_timeout, wal_bytes, logger):
-    """A writing connection to the database, created and prepared if needed."""
-    _create(path)
-    connection = sqlite3.connect(str(path), timeout=busy_timeout, isolation_level=None)
+def _open(path, busy_timeout, wal_bytes, logger, left=None):
+    """(connection, Ensured, identity): a writing connection to the database, created and
+    prepared if needed, what creating it took, and the identity of the file it has open.
+    `left`: see sqlite_file.ensure_database."""
+    # 0640 with the directory's group, whatever the umask: the group may read it (rule 5).
+    ensured = ensure_database(path, FILE_MODE, left)
+    connection, held = connect_existing(path, timeout=busy_timeout, isolation_level=None)
     try:
         _prepare(connection, wal_bytes, logger, path)
     except BaseException:
         connection.close()
         raise
-    return connection
-
-
-def _create(path):
-    """Creates the empty file 0640, with the group of its directory, unless it exists.
-
-    SQLite would create it 0644 minus the umask; it treats an empty file as a new database.
-    """
-    if not path.parent.is_dir():
-        path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
-    except FileExistsError:
-        return
-    try:
-        # The umask may have taken the group's read bit away.
-        os.fchmod(fd, FILE_MODE)
-        group = os.stat(path.parent).st_gid
-        if group != os.getegid():
-            try:
-                os.fchown(fd, -1, group)
-            except PermissionError:
-                # Only root or a member of that group may give the file to it.
-                pass
-    finally:
-        os.close(fd)
+    return connection, ensured, held
 
 
 def _prepare(connection, wal_bytes, logger, path):
