@@ -18,6 +18,10 @@ def cmdline(pid):
     return Path(f'/proc/{pid}/cmdline').read_bytes().replace(b'\0', b' ').decode().strip()
 
 
+def parent_of(pid):
+    return int(Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()[1])
+
+
 def test_master_and_workers_have_process_titles(server_factory):
     server = server_factory(workers=2)
     workers = server.worker_pids()
@@ -29,8 +33,7 @@ def test_master_and_workers_have_process_titles(server_factory):
 
 def test_workers_are_children_of_the_master_and_gevent_stays_out_of_it(server):
     for pid in server.worker_pids():
-        stat = Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()
-        assert int(stat[1]) == server.pid
+        assert parent_of(pid) == server.pid
     master_maps = Path(f'/proc/{server.pid}/maps').read_text()
     worker_maps = Path(f'/proc/{server.worker_pids()[0]}/maps').read_text()
     assert 'gevent' not in master_maps
@@ -38,12 +41,17 @@ def test_workers_are_children_of_the_master_and_gevent_stays_out_of_it(server):
 
 
 def test_dead_worker_is_restarted_and_logged(server):
-    old_pid = server.worker_pids()[0]
+    [old_pid] = server.worker_pids()
     os.kill(old_pid, signal.SIGKILL)
     new_pids = wait_until(lambda: [pid for pid in server.worker_pids() if pid != old_pid], message='a new worker')
+    # Replaced by exactly one ready worker under the same number, a child of the same master,
+    # and the killed one is gone (reaped), not merely left out of master.json.
+    assert server.worker_pids() == new_pids and len(new_pids) == 1
+    assert cmdline(new_pids[0]) == f'zato-daemon: worker 1 {server.server_dir}'
+    assert parent_of(new_pids[0]) == server.pid
+    assert not Path(f'/proc/{old_pid}').exists()
     assert call(server.port, 'demo.echo', {'after': 'restart'})[2] == {'after': 'restart'}
     assert f'Worker 1 (pid {old_pid}) was killed by SIGKILL; restarting it' in server.log()
-    assert new_pids
 
 
 def test_quick_failures_double_the_respawn_delay(server):
