@@ -7,7 +7,7 @@ Rule 1: no code of the objects being dumped runs. Values never go through repr()
 isinstance() (which looks `__class__` up through `__getattr__`); render_value() knows the builtin
 types and shows anything else by type and address. Greenlets are read through greenlet's and
 gevent's own C-level descriptors, never getattr(): gevent's `name` and repr format the spawn
-arguments with repr (DESIGN.md, "SIGURG dump").
+arguments with repr, which runs their code.
 Rule 2: no locks, no logging, no imports. The hung thread may hold logging's lock, the import
 lock, or the lock of threading.enumerate() - under gevent's patch_all a gevent lock, which a
 foreign thread cannot wait on. Thread names come from threading's registry, copied without it.

@@ -1,7 +1,7 @@
 """A Dump (collect.py) as text within a byte budget, and the sinks' helpers.
 
 Greenlets with identical stacks are printed once, with their count and ids: 10,000 idle
-greenlets are a few blocks, not 10,000 (DESIGN.md: 11.8 MB ungrouped). The byte budget then
+greenlets are a few blocks, not 10,000 (one block each made 11.8 MB of text). The byte budget then
 bounds the rest; what did not fit is counted in a closing note instead of being dropped
 silently. Like collect.py this runs in the dump thread: no logging, no locks, no gevent.
 """
@@ -229,7 +229,10 @@ def journal_fields(dump, text):
 
     MESSAGE is the summary line and the whole text; MESSAGE_ID is DUMP_WRITTEN's, so
     `journalctl MESSAGE_ID=...` or `journalctl ZATO_DUMP_ID=...` finds it. One entry per
-    dump: line by line, journald's rate limit would drop parts of it (DESIGN.md). Send it
+    dump: line by line, a dump of thousands of lines would run into journald's rate limit
+    (journald.conf RateLimitBurst=, on Debian 12 10,000 entries per 30 s per service, scaled
+    by the free disk space), which drops the interval's further entries, parts of the dump
+    and other records alike. Send it
     with logs.journal.sendv, which takes entries past the datagram limit.
     """
     return [f'MESSAGE={summary_line(dump)}\n{text}', f'PRIORITY={priority_of(DUMP_WRITTEN.level)}',

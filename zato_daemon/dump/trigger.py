@@ -3,7 +3,7 @@
 Rule 1: the signal handler writes one byte to a pipe and returns. No logging, no dump, no
 lock: it runs between two bytecodes of whatever the main thread was doing - a greenlet
 spinning the CPU, code holding logging's lock - and a handler that dumped there could lose
-the dump, freeze the hub, or nest (DESIGN.md, "SIGURG dump").
+the dump, freeze the hub, or nest.
 Rule 2: one thread dumps, so dumps never nest. It reads every pending byte before it dumps:
 a storm of requests gives a few dumps, and requests that arrive within `quiet_period` of the
 start of the previous dump are folded into it, so a worker reached both by `systemctl kill`
