@@ -37,7 +37,7 @@ from pathlib import Path
 
 from zato_daemon.cache.definition import CacheDefinition, CacheError
 from zato_daemon.cache.lru import CLEAR, DELETE, EVICT, PENDING, SET, TOUCH, Entry
-from zato_daemon.diagnostics.sqlite_file import (REOPEN, FileWatch, claim_report, connect_existing, describe_repair,
+from zato_daemon.sqlite_file import (REOPEN, FileWatch, claim_report, connect_existing, describe_repair,
                                                  ensure_database)
 from zato_daemon.logs.levels import RUNTIME_REPAIRED
 

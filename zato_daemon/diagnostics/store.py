@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from zato_daemon.diagnostics.sqlite_file import (CHECK_INTERVAL, REOPEN, FileWatch, claim_report, connect_existing,
+from zato_daemon.sqlite_file import (CHECK_INTERVAL, REOPEN, FileWatch, claim_report, connect_existing,
                                                  describe_repair, ensure_database)
 from zato_daemon.errors import EXIT_UNAVAILABLE, ZatoDaemonError
 from zato_daemon.logs.levels import RUNTIME_REPAIRED

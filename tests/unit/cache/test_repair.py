@@ -13,7 +13,7 @@ from zato_daemon.cache.definition import CacheDefinition
 from zato_daemon.cache.lru import EVICT, PENDING, SET, Entry
 from zato_daemon.cache.registry import CacheRegistry
 from zato_daemon.cache.shared import DATABASE_NAME, REPUBLISH, Op, _names_an_old_version
-from zato_daemon.diagnostics.sqlite_file import CHECK_INTERVAL
+from zato_daemon.sqlite_file import CHECK_INTERVAL
 from zato_daemon.logs.levels import RUNTIME_REPAIRED
 
 SYNCED = {'name': 'shared', 'sync_method': 'in-background'}

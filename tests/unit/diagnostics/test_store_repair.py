@@ -11,7 +11,7 @@ import sqlite3
 
 import pytest
 
-from zato_daemon.diagnostics.sqlite_file import CHECK_INTERVAL
+from zato_daemon.sqlite_file import CHECK_INTERVAL
 from zato_daemon.diagnostics.store import DATABASE_NAME, Call, DiagnosticsStore, list_slow
 from zato_daemon.logs.levels import RUNTIME_REPAIRED
 

@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from zato_daemon.diagnostics.sqlite_file import (DELETED, KEEP, NOT_DUE, NOT_OPEN, REOPEN, REPLACED, SAME,
+from zato_daemon.sqlite_file import (DELETED, KEEP, NOT_DUE, NOT_OPEN, REOPEN, REPLACED, SAME,
                                                  SQLITE_FILE_MODE, UNKNOWN, UNREADABLE, Ensured, FileWatch,
                                                  claim_report, connect_existing, decide, describe_repair,
                                                  ensure_database, identity)
