@@ -101,6 +101,7 @@ def test_fork_failing_at_a_respawn_is_retried_until_the_limit_lifts(tmp_path, st
         lift()
         wait_until(lambda: len(server.worker_pids()) == 2, timeout=45, message='the respawn once the limit lifted')
     assert not calls.failures and calls.answered > 0, calls.failures[:5]
+    print(f'fork failing at a respawn: {calls.answered} calls answered, {len(calls.failures)} failed')
     log = server.log()
     assert 'fork() failed: Resource temporarily unavailable; trying again in' in log
     assert 'Unexpected error in the master' not in log
@@ -125,6 +126,7 @@ def test_a_callable_hanging_at_reload_refuses_it_while_workers_are_supervised(tm
                    message='the killed worker to be replaced during the reload')
         outcome = wait_until(lambda: last_reload(server), timeout=20, message='the reload outcome')
     assert not calls.failures and calls.answered > 0, calls.failures[:5]
+    print(f'callable hanging at reload: {calls.answered} calls answered, {len(calls.failures)} failed')
     assert outcome['outcome'] == 'refused' and outcome['started_at'] >= started - 1
     assert 'startup callable faults.hang_at_reload is still running in phase FS_CONFIG_ONLY after 3 s' \
         in outcome['reason']
