@@ -202,6 +202,27 @@ def test_06_reload_under_load_loses_no_request(container, installed):
     poll(lambda: 'Reload complete' in container.journal('-u', UNIT), 10, message="'Reload complete' in the journal")
 
 
+def test_06b_a_refused_reload_leaves_the_unit_active_and_says_why(container, installed):
+    # RELOADING=1 goes out when a reload starts: a refusal must send READY=1 again, or systemd
+    # would show the unit reloading for ever. `zato-daemon reload` prints the reason.
+    conf = f'{CONFIG_DIR}/server.conf'
+    container.run(['cp', conf, '/root/server.conf.good'])
+    try:
+        container.run(['sed', '-i', 's/^workers = .*/workers = many/', conf])
+        result = container.run(['zato-daemon', 'reload', CONFIG_DIR], check=False)
+        assert result.returncode == 78, (result.returncode, result.stdout, result.stderr)
+        assert 'workers' in result.stderr
+        systemctl(container, 'reload', UNIT)
+        poll(lambda: container.show(UNIT, 'ActiveState', 'SubState') == {'ActiveState': 'active',
+                                                                          'SubState': 'running'},
+             15, message='the unit active and running, not reloading')
+        journal = container.journal('-u', UNIT, '-p', 'err')
+        assert 'Reload refused' in journal
+    finally:
+        container.run(['cp', '/root/server.conf.good', conf])
+    assert_active(container)
+
+
 def test_07_stop_is_clean_then_start_again(container, installed):
     old_master = main_pid(container)
     since = container.run(['date', '+%Y-%m-%d %H:%M:%S']).stdout.strip()
