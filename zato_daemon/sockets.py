@@ -60,5 +60,10 @@ def bind_unix(path, backlog=64):
 
 def address_of(sock):
     """'host:port' of a TCP listener, as info and the logs show it."""
-    host, port = sock.getsockname()[:2]
+    return format_address(sock.getsockname())
+
+
+def format_address(address):
+    """'host:port', or '[v6]:port', of a (host, port, ...) tuple."""
+    host, port = address[:2]
     return f'[{host}]:{port}' if ':' in host else f'{host}:{port}'

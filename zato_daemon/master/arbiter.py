@@ -98,11 +98,14 @@ class Arbiter:
 
     def __init__(self, server_dir, config, listener, admin_listener, callables=(), foreground=False,
                  on_ready=None, on_halt=None, private_fds=(), pidfile=None, check=lambda config, paths: None,
-                 configured_names=frozenset()):
+                 configured_names=frozenset(), activated=False):
         self.lifecycle = Lifecycle(target=config.server_config.main.workers)
         self.generations = {1: Generation(config, list(callables), server_dir, listener,
                                           configured_names=frozenset(configured_names))}
         self.pickup = None
+        # The listening socket came from systemd (socket activation): kept across reloads
+        # whatever server.conf says, since the socket unit decides the address.
+        self.activated = activated
         self.admin_listener = admin_listener
         self.foreground = foreground
         self.on_ready = on_ready
@@ -576,9 +579,14 @@ class Arbiter:
         self.execute(self.lifecycle.reload_prepared(config.server_config.main.workers))
 
     def listener_for(self, config):
-        """The current listener, or a new one if host or port changed."""
+        """The current listener, or a new one if host or port changed (never one systemd passed)."""
         main = config.server_config.main
         if _configured_address(config) == _configured_address(self.config):
+            return self.listener
+        if self.activated:
+            logger.warning('server.conf now names %s:%s, but the socket systemd passed (%s) is kept: change '
+                           'ListenStream= in the socket unit and restart the socket to move it', main.host,
+                           main.port, self.generations[self.generation].listen_text)
             return self.listener
         return bind_tcp(main.host, main.port, main.backlog)
 

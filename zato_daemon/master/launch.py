@@ -17,6 +17,7 @@ from zato_daemon.master.arbiter import Arbiter
 from zato_daemon.paths import ServerDir, ServerPaths
 from zato_daemon.pidfile import PidFile
 from zato_daemon.rlimits import RESERVED_DESCRIPTORS, is_enough_for, raise_open_files_limit
+from zato_daemon.activation import Choice, activated_listener
 from zato_daemon.sockets import bind_tcp, bind_unix
 from zato_daemon.master.preparation import prepare_blocking
 from zato_daemon.startup import prepare_callables
@@ -35,6 +36,12 @@ class Prepared:
     listener: object
     admin_listener: object
     configured_names: frozenset = frozenset()
+    # What systemd passed, if anything (socket activation), and what to log about it.
+    activation: Choice = Choice()
+
+    @property
+    def is_activated(self):
+        return self.activation.fd is not None
 
     def preserved_fds(self):
         """The descriptors daemonizing must keep open."""
@@ -59,12 +66,16 @@ def prepare(base_dir):
     pidfile = PidFile(server_dir.pidfile).acquire()
     main = config.server_config.main
     try:
-        listener = bind_tcp(main.host, main.port, main.backlog)
+        # A socket systemd passed (zato-daemon.socket) wins; without one, bind as configured.
+        listener, activation = activated_listener(main.host, main.port)
+        if listener is None:
+            listener = bind_tcp(main.host, main.port, main.backlog)
         admin_listener = bind_unix(server_dir.admin_socket)
     except BaseException:
         pidfile.release()
         raise
-    return Prepared(config, server_dir, callables, pidfile, listener, admin_listener, configured_names)
+    return Prepared(config, server_dir, callables, pidfile, listener, admin_listener, configured_names,
+                    activation)
 
 
 def check_before_binding(config, paths):
@@ -87,12 +98,17 @@ def serve(prepared, foreground, on_ready=None, on_halt=None, private_fds=()):
     """Runs the master until it stops; returns the exit status. Releases the lock at the end."""
     try:
         configure_logging(prepared.config, prepared.server_dir, 'master', foreground)
+        for line in prepared.activation.infos:
+            logger.info('%s', line)
+        for line in prepared.activation.warnings:
+            logger.warning('%s', line)
         check_open_files_limit(prepared.config.server_config.main.max_connections)
         prepared.pidfile.write_pid()
         arbiter = Arbiter(prepared.server_dir, prepared.config, prepared.listener, prepared.admin_listener,
                           prepared.callables, foreground=foreground, on_ready=on_ready, on_halt=on_halt,
                           private_fds=(prepared.pidfile.fd, *private_fds), pidfile=prepared.pidfile,
-                          check=check_before_binding, configured_names=prepared.configured_names)
+                          check=check_before_binding, configured_names=prepared.configured_names,
+                          activated=prepared.is_activated)
         return arbiter.run()
     finally:
         prepared.pidfile.release()
