@@ -19,6 +19,9 @@ def _template_from_main_unit():
     text = text.replace('start /etc/zato-daemon\n', 'start /etc/zato-daemon/%i\n')
     for kind in ('Configuration', 'State', 'Logs', 'Runtime'):
         text = text.replace(f'{kind}Directory=zato-daemon\n', f'{kind}Directory=zato-daemon/%i\n')
+    # An instance's socket unit needs an address from a drop-in first: ordered after it, not wanted.
+    text = text.replace('After=network.target zato-daemon.socket\n', 'After=network.target zato-daemon@%i.socket\n')
+    text = re.sub(r'# The listening socket \(socket activation\).*?\nWants=zato-daemon.socket\n', '', text, flags=re.S)
     # Only the main unit must keep /run/zato-daemon, which holds the instances' directories.
     return re.sub(r'# zato-daemon@NAME.*?\nRuntimeDirectoryPreserve=yes\n', '', text, flags=re.S)
 
