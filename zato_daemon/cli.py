@@ -112,7 +112,8 @@ HELP = {
         runs is applied after it.""",
         ['zato-daemon reload /srv/crm'],
         [(0, 'the new configuration serves'), 66,
-         (69, 'no server runs in DIR, it stopped meanwhile, or no outcome within the time limit'),
+         (69, 'no server runs in DIR, it stopped meanwhile, no outcome within the time limit, or the '
+              'reload was refused because the new address cannot be bound'),
          (70, 'the reload failed: a startup callable or a new worker failed'), 77,
          (78, 'the reload was refused: the configuration does not load')]),
     'dump': Help(

@@ -41,7 +41,8 @@ def start_in_background(prepared, wait_seconds):
     if line.startswith(FAIL_PREFIX):
         status, _, reason = line[len(FAIL_PREFIX):].decode('utf-8', 'replace').partition(' ')
         return None, (int(status), reason)
-    return None, (EXIT_SOFTWARE, f'no word from the server within {wait_seconds:.0f} s')
+    return None, (EXIT_SOFTWARE, f'no word from the server within {wait_seconds:.0f} s; it may still be '
+                                 'starting (zato-daemon info DIR says)')
 
 
 def _run_daemon(prepared, write_fd):
@@ -57,13 +58,21 @@ def _run_daemon(prepared, write_fd):
         )
         context.open()
 
+        def tell_parent(line):
+            # The parent may have stopped waiting (its time limit passed) and exited: the
+            # server it started serves on all the same, it just has nobody to tell.
+            try:
+                os.write(write_fd, line)
+            except OSError:
+                pass
+
         def report_ready(arbiter):
-            os.write(write_fd, READY_PREFIX + str(arbiter.pid).encode() + b'\n')
+            tell_parent(READY_PREFIX + str(arbiter.pid).encode() + b'\n')
 
         def report_halt(halt):
             # Read only if READY never came: the parent stops at the first line.
             reason = ' '.join(str(halt.reason).split())
-            os.write(write_fd, FAIL_PREFIX + f'{halt.exit_status} {reason}\n'.encode())
+            tell_parent(FAIL_PREFIX + f'{halt.exit_status} {reason}\n'.encode())
 
         status = serve(prepared, foreground=False, on_ready=report_ready, on_halt=report_halt,
                        private_fds=(write_fd,))

@@ -135,6 +135,9 @@ class Found:
     is_dir: bool = False
     writable: bool = False
     error: str = None
+    # A regular file, or /dev/null (a log thrown away on purpose): not a FIFO, which would
+    # block the start, nor a device such as /dev/full.
+    is_plain_file: bool = True
 
 
 def write_targets(config, paths):
@@ -167,6 +170,8 @@ def write_problem(target, found, user):
     if found.existing == path:
         if target.is_file and found.is_dir:
             return f'{path} is a directory'
+        if target.is_file and not found.is_plain_file:
+            return f'{path} is not a regular file (a FIFO, a socket or a device)'
         if not target.is_file and not found.is_dir:
             return f'{path} is not a directory'
         if not found.writable:
@@ -199,7 +204,8 @@ def inspect_path(path):
     is_dir = stat.S_ISDIR(mode)
     # A directory is written through by creating entries in it: write and search.
     wanted = os.W_OK | os.X_OK if is_dir else os.W_OK
-    return Found(existing, is_dir, _access(existing, wanted))
+    is_plain_file = is_dir or stat.S_ISREG(mode) or str(existing) == os.devnull
+    return Found(existing, is_dir, _access(existing, wanted), is_plain_file=is_plain_file)
 
 
 def _access(path, mode):

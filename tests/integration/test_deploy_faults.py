@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.background import CallsInBackground
-from tests.integration.helpers import free_port, wait_until, write_server_dir
+from tests.integration.helpers import free_port, wait_until, write_server_dir, zato_daemon
 from tests.integration.test_hot_deploy import (SERVICE, drop, every_worker_answers, only_version_on_every_worker,
                                                refusals)
 from zato_daemon.config import load_config
@@ -383,3 +383,66 @@ def test_a_pickup_directory_that_cannot_be_listed_changes_nothing(server_factory
     assert manifest_path(server.server_dir / 'state' / 'deployed').read_text() == manifest
     assert server.log().count('Cannot list the pickup directory') == 1
     assert 'Undeploy' not in server.log()
+
+
+# ---- what an adversarial review found (each failed before its fix)
+
+
+def test_modules_hanging_at_import_delay_the_first_workers_a_bounded_time_and_stop_is_heard(server_factory):
+    # The first scan ran on the master's loop: twelve looping files held the start for 12 x
+    # import_timeout, and a stop for as long.
+    server = server_factory(workers=1, start=False)
+    pickup = server.server_dir / 'pickup'
+    for number in range(6):
+        drop(pickup, f'loops{number}.py', LOOPS)
+    drop(pickup, 'good.py', SERVICE.format(version=7))
+    started = time.monotonic()
+    server.start()
+    assert time.monotonic() - started < 20, 'the start waited for every hanging module'
+    server.signal(signal.SIGTERM)
+    server.wait_exit(timeout=20)
+    assert 'Server stopped (exit status 0)' in server.log()
+
+
+def test_deleted_copies_of_the_accepted_set_are_written_again(server_factory):
+    server = server_factory(workers=2)
+    pickup = server.server_dir / 'pickup'
+    drop(pickup, 'kept.py', SERVICE.format(version=3))
+    wait_until(lambda: every_worker_answers(server, 3), message='kept.py on every worker')
+    deployed = server.server_dir / 'state' / 'deployed'
+    for copy in deployed.glob('kept.*.py'):
+        copy.unlink()
+    wait_until(lambda: list(deployed.glob('kept.*.py')), message='the copy written again')
+    assert 'was deleted; written it again' in server.log()
+    old_pid = server.worker_pids()[0]
+    os.kill(old_pid, signal.SIGKILL)
+    wait_until(lambda: len(server.worker_pids()) == 2 and old_pid not in server.worker_pids(),
+               message='the replacement worker')
+    only_version_on_every_worker(server, 3)
+
+
+def test_a_deleted_deployed_directory_is_made_again_without_a_flood(server_factory):
+    server = server_factory(workers=1)
+    pickup = server.server_dir / 'pickup'
+    drop(pickup, 'kept.py', SERVICE.format(version=4))
+    wait_until(lambda: every_worker_answers(server, 4), message='kept.py deployed')
+    deployed = server.server_dir / 'state' / 'deployed'
+    for child in deployed.iterdir():
+        child.unlink()
+    deployed.rmdir()
+    wait_until(lambda: manifest_path(deployed).exists() and list(deployed.glob('kept.*.py')),
+               message='the directory, its manifest and the copy back')
+    time.sleep(1)  # several scans at poll_interval 0.1: none of them may report an error
+    assert 'Cannot write' not in server.log()
+
+
+@pytest.mark.parametrize('name', ['bad\udcff.py', 'two\nlines.py'])
+def test_a_file_name_that_is_not_printable_utf8_is_refused_once_and_info_keeps_working(server_factory, name):
+    server = server_factory(workers=1)
+    pickup = server.server_dir / 'pickup'
+    (pickup / os.fsencode(name).decode('utf-8', 'surrogateescape')).write_text(SERVICE.format(version=5))
+    wait_until(lambda: 'its name is not printable UTF-8' in server.log(), message='the refusal')
+    time.sleep(0.5)
+    assert server.log().count('its name is not printable UTF-8') == 1
+    result = zato_daemon('info', server.server_dir)
+    assert result.returncode == 0, result.stderr

@@ -218,3 +218,22 @@ def test_a_deleted_runtime_directory_is_recreated_and_the_cli_finds_the_server(t
     assert zato_daemon('start', server.server_dir).returncode == 69
     result = zato_daemon('stop', server.server_dir, timeout=60)
     assert result.returncode == 0 and f'stopped master pid {server.pid}' in result.stdout, result.stdout
+
+
+def test_a_reload_refusal_in_master_json_is_redacted(tmp_path, stopping):
+    # master.json is readable by the server's group: a callable's exception quoting a DSN
+    # must not land there in clear, as it does not in the log or the CLI's output.
+    server, marker = make_server(tmp_path, 'raise_dsn_at_reload', workers=1)
+    (server.server_dir / 'extlib' / 'faults.py').write_text(CALLABLES.format(marker=str(marker)) + """
+def raise_dsn_at_reload(ctx):
+    if _reloading(ctx):
+        raise RuntimeError('cannot reach postgresql://admin:S3cretPW@db/x')
+""")
+    stopping(server)
+    server.start()
+    marker.write_text('')
+    result = zato_daemon('reload', server.server_dir, timeout=60)
+    assert result.returncode == 70, result.stderr
+    status_text = (server.server_dir / 'run' / 'master.json').read_text()
+    assert 'postgresql://' in status_text and 'S3cretPW' not in status_text
+    assert 'S3cretPW' not in result.stderr + result.stdout

@@ -71,6 +71,8 @@ WRITE_CASES = [
     # open() creates no directory: a missing one is the problem, however writable its parent.
     (LOG_FILE, Found(Path('/srv/x'), is_dir=True, writable=True),
      'cannot create /srv/x/log/server.log: no such directory /srv/x/log'),
+    (LOG_FILE, Found(Path('/srv/x/log/server.log'), is_dir=False, writable=True, is_plain_file=False),
+     '/srv/x/log/server.log is not a regular file (a FIFO, a socket or a device)'),
     (DATABASE, Found(Path('/srv'), is_dir=True, writable=True), None),
     (DATABASE, Found(Path('/srv'), is_dir=True, writable=False),
      'cannot create /srv/x/db/diagnostics.sqlite3: /srv is not writable by user zato'),
@@ -229,6 +231,20 @@ def test_service_path_that_is_a_fifo(tmp_path):
     config, paths = server_dir(tmp_path, '[services]\npaths = pipe.py\n')
     with pytest.raises(ConfigError, match=r'pipe\.py is neither a file nor a directory; fix \[services\] paths$'):
         preflight.check(config, paths)
+
+
+@pytest.mark.parametrize('kind', ['fifo', 'device'])
+def test_server_log_that_is_a_fifo_or_a_device_is_refused_and_dev_null_is_not(tmp_path, kind):
+    # A FIFO made start hang for ever opening it; /dev/full made every record a traceback.
+    target = tmp_path / 'pipe'
+    if kind == 'fifo':
+        os.mkfifo(target)
+    config, paths = server_dir(tmp_path / 'server',
+                               f'[logging]\nserver_log = {target if kind == "fifo" else "/dev/full"}\n')
+    with pytest.raises(DirectoryError, match=r'is not a regular file \(a FIFO, a socket or a device\)'):
+        preflight.check(config, paths)
+    config, paths = server_dir(tmp_path / 'other', '[logging]\nserver_log = /dev/null\n')
+    preflight.check(config, paths)
 
 
 # Real sockets #################################################################################

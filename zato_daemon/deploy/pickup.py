@@ -30,7 +30,7 @@ from zato_daemon.deploy.probe import (BUILTIN_HOLDER, BUILTIN_NAMES, IMPORT_TIME
                                       ProbeResult, Target, probe, probe_sys_path)
 from zato_daemon.deploy.verdict import judge
 from zato_daemon.errors import ServiceDeployError
-from zato_daemon.logs.levels import DEPLOY_REFUSED, PICKUP_SCAN_FAILED
+from zato_daemon.logs.levels import DEPLOY_REFUSED, PICKUP_SCAN_FAILED, RUNTIME_REPAIRED
 from zato_daemon.logs.throttle import Throttle
 from zato_daemon.services.registry import sha256_of
 
@@ -40,6 +40,18 @@ CONFIGURED_HOLDER = 'a module configured in server.conf'
 def is_pickup_file(name):
     """A .py file the pickup directory deploys: not hidden, not private (editors' and mv's temporaries)."""
     return name.endswith('.py') and not name.startswith(('.', '_'))
+
+
+def is_presentable_name(name):
+    """A file name that can be shown in a log line, `info` and JSON as it is: printable UTF-8.
+
+    Not bytes that are not UTF-8 (they reach Python as surrogates, which no JSON answer can
+    carry), and no control character (a newline in a name would forge log lines)."""
+    try:
+        name.encode('utf-8')
+    except UnicodeEncodeError:
+        return False
+    return name.isprintable()
 
 
 def _signature(stat):
@@ -75,6 +87,13 @@ class PickupDeployer:
         self._pending = (paths, poll_interval, frozenset(configured_names), import_time_limit)
         self._scan_lock = threading.Lock()
         self._stopped = threading.Event()
+        # Set once the first scan ended (whatever its outcome): the master waits for it, a
+        # bounded time, before its first workers spawn, so they boot with the current set.
+        self.first_scan_done = threading.Event()
+        self._badly_named = set()
+        # Accepted files whose copy could not be written yet (a full or missing directory):
+        # written again at each scan, without probing them again.
+        self._unsaved = {}
         self._thread = None
         self._is_loaded = False
         self._recheck_held_names = False
@@ -108,12 +127,17 @@ class PickupDeployer:
                              self.import_time_limit if import_time_limit is None else import_time_limit)
 
     def _run(self):
-        while not self._stopped.wait(self.poll_interval):
+        # The first scan at once, the others every poll_interval.
+        while True:
             try:
                 self.scan_once()
             except Exception:  # noqa: BLE001 - the next scan tries again; the master goes on
                 if self._errors.occurred(time.monotonic()):
                     self.logger.exception('The scan of the pickup directory %s failed', self.paths.pickup_dir)
+            finally:
+                self.first_scan_done.set()
+            if self._stopped.wait(self.poll_interval):
+                return
 
     # ---- one scan
 
@@ -136,6 +160,8 @@ class PickupDeployer:
             return
         changed = self._evict_configured_clashes() if self._recheck_held_names else False
         changed = self._remove_missing(listing) or changed
+        changed = self._write_unsaved() or changed
+        self._restore_deleted_copies()
         changed = self._examine(listing) or changed
         if changed or self._recheck_held_names:
             # One file accepted or gone may free a name another was refused for, and so on.
@@ -176,7 +202,12 @@ class PickupDeployer:
             listing = {}
             with os.scandir(pickup_dir) as entries:
                 for entry in entries:
-                    if is_pickup_file(entry.name) and entry.is_file():
+                    if not is_pickup_file(entry.name):
+                        continue
+                    if not is_presentable_name(entry.name):
+                        self._report_bad_name(pickup_dir, entry.name)
+                        continue
+                    if entry.is_file():
                         try:
                             listing[entry.name] = _signature(entry.stat())
                         except FileNotFoundError:
@@ -190,6 +221,13 @@ class PickupDeployer:
                                     extra=PICKUP_SCAN_FAILED.extra)
             return None
         return listing
+
+    def _report_bad_name(self, pickup_dir, name):
+        if name not in self._badly_named:
+            self._badly_named.add(name)
+            self.logger.error('Refused to deploy %r in %s: its name is not printable UTF-8 (a byte that is not '
+                              'UTF-8, or a control character such as a newline); rename it', name, pickup_dir,
+                              extra=DEPLOY_REFUSED.extra)
 
     def _examine(self, listing):
         """Probes the new and changed files; True when the set changed."""
@@ -256,16 +294,54 @@ class PickupDeployer:
         path = self.paths.pickup_dir / name
         copy = copy_name(name, sha256)
         try:
+            self.paths.deployed_dir.mkdir(parents=True, exist_ok=True)
             write_atomically(copy_path(self.paths.deployed_dir, copy), source)
         except OSError as exc:
-            self._seen.pop(name, None)  # tried again at the next scan
-            self.logger.error('Cannot keep the accepted version of %s in %s: %s; it is not deployed', path,
-                              self.paths.deployed_dir, exc.strerror or exc)
+            # Written again at each scan (not probed again); reported once a minute.
+            self._unsaved[name] = (source, sha256, tuple(services))
+            if self._errors.occurred(time.monotonic()):
+                self.logger.error('Cannot keep the accepted version of %s in %s: %s; it is not deployed until it '
+                                  'can be', path, self.paths.deployed_dir, exc.strerror or exc)
             return False
+        self._unsaved.pop(name, None)
         self.entries[name] = Entry(sha256, tuple(services), str(path), copy)
         self._refused.pop(name, None)
         self.logger.info('Accepted %s (sha256 %s) for the workers: %s', path, sha256, ', '.join(services))
         return True
+
+    def _write_unsaved(self):
+        """Accepted files whose copy could not be written: tried again; True when one now is."""
+        changed = False
+        for name, (source, sha256, services) in sorted(self._unsaved.items()):
+            if self._seen.get(name) is None:
+                self._unsaved.pop(name)  # gone from the pickup directory meanwhile
+                continue
+            changed = self._accept(name, source, sha256, services) or changed
+        return changed
+
+    def _restore_deleted_copies(self):
+        """Copies of the set deleted by hand or a clean-up job: written again from the pickup
+        file when it still holds that version, else that file is looked at afresh."""
+        for name, entry in sorted(self.entries.items()):
+            copy = copy_path(self.paths.deployed_dir, entry.copy)
+            if copy.exists():
+                continue
+            try:
+                source = (self.paths.pickup_dir / name).read_bytes()
+            except OSError:
+                source = b''
+            if sha256_of(source) != entry.sha256:
+                self._seen.pop(name, None)
+                continue
+            try:
+                self.paths.deployed_dir.mkdir(parents=True, exist_ok=True)
+                write_atomically(copy, source)
+            except OSError as exc:
+                if self._errors.occurred(time.monotonic()):
+                    self.logger.error('Cannot write %s again: %s', copy, exc.strerror or exc)
+                continue
+            self.logger.warning('The copy %s of the accepted version of %s was deleted; written it again', copy,
+                                entry.source, extra=RUNTIME_REPAIRED.extra)
 
     def _configured_holders(self):
         return {name: (BUILTIN_HOLDER if name in BUILTIN_NAMES else CONFIGURED_HOLDER)
@@ -314,9 +390,10 @@ class PickupDeployer:
     def _remove_missing(self, listing):
         """Forgets the files a successful listing no longer shows; True when the set changed."""
         changed = False
-        for name in (set(self.entries) | set(self._seen) | set(self._refused)) - set(listing):
+        for name in (set(self.entries) | set(self._seen) | set(self._refused) | set(self._unsaved)) - set(listing):
             self._seen.pop(name, None)
             self._refused.pop(name, None)
+            self._unsaved.pop(name, None)
             entry = self.entries.pop(name, None)
             if entry is not None:
                 self.logger.info('Undeploying %s (file removed): %s', entry.source, ', '.join(entry.services))
@@ -326,11 +403,13 @@ class PickupDeployer:
     def _save(self):
         deployed_dir = self.paths.deployed_dir
         try:
+            deployed_dir.mkdir(parents=True, exist_ok=True)
             write_manifest(deployed_dir, self.entries)
         except OSError as exc:
-            # The workers keep following the previous manifest; the next change writes it again.
-            self.logger.error('Cannot write %s: %s; the workers keep the set they have',
-                              deployed_dir / MANIFEST_NAME, exc.strerror or exc)
+            # The workers keep following the previous manifest; the next scan writes it again.
+            if self._errors.occurred(time.monotonic()):
+                self.logger.error('Cannot write %s: %s; the workers keep the set they have',
+                                  deployed_dir / MANIFEST_NAME, exc.strerror or exc)
             self._must_save = True
             return
         self._must_save = False

@@ -22,6 +22,7 @@ import selectors
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 
@@ -116,6 +117,24 @@ def probe(targets, sys_path, time_limit=IMPORT_TIME_LIMIT, cancelled=None):
     return results
 
 
+# The children running now, whatever thread started them: `kill_running()` ends them when
+# the process that started them stops (a stop during a reload, Ctrl-C during a start).
+# They run in sessions of their own, which no terminal's Ctrl-C and no KillMode reach.
+_running = set()
+_running_lock = threading.Lock()
+
+
+def kill_running():
+    """Kills every probe child still running (and what it started in its session)."""
+    with _running_lock:
+        processes = list(_running)
+    for process in processes:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
 def probe_sys_path(paths):
     """The sys.path a worker would have: the master's, then the extlib directories."""
     entries = list(sys.path)
@@ -133,6 +152,8 @@ def _run_child(targets, sys_path, time_limit, cancelled):
                                    start_new_session=True)
     except OSError as exc:
         raise ProbeError(f'cannot start a process to import service modules in: {exc.strerror or exc}') from None
+    with _running_lock:
+        _running.add(process)
     pipes = _Pipes(process)
     results = []
     is_ready = False
@@ -164,6 +185,8 @@ def _run_child(targets, sys_path, time_limit, cancelled):
                 return results + [ProbeResult(targets[len(results)], time_limit=time_limit)]
     finally:
         _end(process)
+        with _running_lock:
+            _running.discard(process)
         pipes.close()
         if pipes.output:
             logger.debug('Output of importing %s in a disposable process%s:\n%s',

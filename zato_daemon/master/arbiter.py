@@ -32,12 +32,13 @@ from dataclasses import dataclass
 
 from setproctitle import setproctitle
 
-from zato_daemon import __version__, sd
+from zato_daemon import __version__, redaction, sd
 from zato_daemon.deploy.pickup import PickupDeployer
-from zato_daemon.deploy.probe import IMPORT_TIME_LIMIT
+from zato_daemon.deploy.probe import IMPORT_TIME_LIMIT, kill_running
 from zato_daemon.errors import EXIT_SOFTWARE, HaltServer, ZatoDaemonError
 from zato_daemon.logs import levels
 from zato_daemon.logs.setup import configure_logging
+from zato_daemon.logs.throttle import Throttle
 from zato_daemon.sockets import address_of, bind_tcp
 from zato_daemon.status import write_status
 from zato_daemon.dump.setup import install_dump, reconfigure_dump
@@ -63,6 +64,10 @@ LOOP_TICK = 1.0
 # stop gives workers beyond graceful_timeout to flush and exit.
 QUICK_STOP_WAIT = 3.0
 GRACEFUL_STOP_MARGIN = 5.0
+
+# How long the first workers wait for the first scan of the pickup directory (a module that
+# hangs at import holds it for import_timeout).
+FIRST_SCAN_WAIT = 5.0
 
 # The key of master.json where `zato-daemon reload` reads the outcome of its reload.
 RELOAD_STATUS_KEY = 'reload'
@@ -122,6 +127,9 @@ class Arbiter:
         self.dump_trigger = None
         self.rng = random.Random()
         self.next_memory_check = 0.0
+        # The runtime files are checked once a tick, not at each message from a worker.
+        self.next_runtime_check = 0.0
+        self.status_write_failures = Throttle()
         self.check = check
         self.preparation = None
         self.prepared_generation = None
@@ -168,6 +176,7 @@ class Arbiter:
         self.setup()
         try:
             self.follow_pickup(self.generations[self.generation])
+            self.wait_for_first_scan()
             self.execute(self.lifecycle.start(time.monotonic()))
             while True:
                 self.wait_for_events(loop_timeout(time.monotonic(), self.wake_up_times()))
@@ -351,13 +360,26 @@ class Arbiter:
             self.pickup.update(generation.server_dir, hot_deploy.poll_interval, generation.configured_names,
                                time_limit)
         else:
+            # Its thread scans at once, then every poll_interval: never on this loop, which
+            # must go on supervising (and hear a stop) while a module takes its time to import.
             self.pickup = PickupDeployer(generation.server_dir, hot_deploy.poll_interval,
                                          generation.configured_names, logger, import_time_limit=time_limit)
-            self.pickup.scan_once()
             try:
                 self.pickup.start()
             except RuntimeError as exc:
                 logger.error('Cannot start the thread that watches the pickup directory: %s', exc)
+
+    def wait_for_first_scan(self):
+        """Before the first workers spawn: the pickup thread's first scan, so that they boot with
+        the current set, for at most FIRST_SCAN_WAIT; the loop hears signals meanwhile. Files
+        still being checked after it reach the workers as they are accepted."""
+        if self.pickup is None:
+            return
+        deadline = time.monotonic() + FIRST_SCAN_WAIT
+        while not self.pickup.first_scan_done.is_set() and time.monotonic() < deadline:
+            self.wait_for_events(0.1)
+            sd.watchdog()
+            self.dispatch_signals()
 
     def do_RetireGeneration(self, action):
         """The reload is complete: the previous generation's resources go."""
@@ -381,8 +403,11 @@ class Arbiter:
             sd.ready(self.summary())
 
     def do_ReloadFinished(self, action):
+        # master.json is readable by the server's group: the reason (a callable's exception,
+        # quoting a DSN, say) goes through the redaction policy as any log line does.
         self.last_reload = {'started_at': self.reload_started_at, 'finished_at': time.time(),
-                            'outcome': action.outcome, 'reason': action.reason, 'exit_status': action.exit_status}
+                            'outcome': action.outcome, 'reason': redaction.redact_text(action.reason),
+                            'exit_status': action.exit_status}
         self.write_status()
         if action.outcome == 'refused' and self.lifecycle.ready:
             # systemd heard RELOADING=1 when the reload began: it waits for READY=1.
@@ -594,7 +619,11 @@ class Arbiter:
 
     def check_runtime_files(self):
         """Recreates the runtime files someone deleted: pidfile, master.json, admin socket."""
-        for repaired in self.runtime_files.repair(self.server_dir, self.write_status):
+        now = time.monotonic()
+        if now < self.next_runtime_check:
+            return
+        self.next_runtime_check = now + LOOP_TICK
+        for repaired in self.runtime_files.repair(self.server_dir, self.write_status, now):
             logger.warning('%s', repaired, extra=levels.RUNTIME_REPAIRED.extra)
         if self.runtime_files.admin_listener is not None:
             # Workers accept on the socket they inherited: the ones serving are replaced
@@ -614,6 +643,8 @@ class Arbiter:
         sd.stopping(f'stopping {how}')
         if self.pickup is not None:
             self.pickup.stop()
+        # A reload's preparation may be checking modules in disposable processes: not past the stop.
+        kill_running()
         # The socket stops accepting once the workers close their copies too: new
         # connections are refused instead of waiting in a backlog nobody will serve.
         self.close_listeners()
@@ -695,7 +726,8 @@ class Arbiter:
         try:
             write_status(self.server_dir.status_file, status)
         except OSError as exc:
-            logger.warning('Cannot write %s: %s', self.server_dir.status_file, exc.strerror)
+            if self.status_write_failures.occurred(time.monotonic()):
+                logger.warning('Cannot write %s: %s', self.server_dir.status_file, exc.strerror)
 
     def started_at_of(self, worker):
         """A worker's start as wall-clock time (the lifecycle keeps monotonic times)."""

@@ -19,6 +19,7 @@ still ends the master, which nothing in-process can prevent.
 import threading
 import time
 
+from zato_daemon.deploy.probe import kill_running
 from zato_daemon.errors import EXIT_SOFTWARE, StartupCallableError, ZatoDaemonError
 from zato_daemon.startup import DEFAULT_CALLABLE_TIME_LIMIT, load_config_and_run_fs_config_only
 
@@ -86,10 +87,16 @@ def prepare_blocking(base_dir, check, poll=0.1):
     ZatoDaemonError the preparation ended with, or a StartupCallableError (70) for a
     callable past its time limit."""
     preparation = Preparation(base_dir, check).start()
-    while not preparation.finished.wait(poll):
-        reason = preparation.overdue()
-        if reason is not None:
-            raise StartupCallableError(reason, EXIT_SOFTWARE)
+    try:
+        while not preparation.finished.wait(poll):
+            reason = preparation.overdue()
+            if reason is not None:
+                raise StartupCallableError(reason, EXIT_SOFTWARE)
+    except BaseException:
+        # Ctrl-C, or a callable past its limit: a module being checked in a disposable
+        # process (its own session, out of the terminal's reach) must not outlive the start.
+        kill_running()
+        raise
     if preparation.error is not None:
         raise preparation.error
     return (*preparation.result, preparation.configured_names)

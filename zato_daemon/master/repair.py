@@ -16,6 +16,7 @@ import os
 import stat
 
 from zato_daemon.errors import ZatoDaemonError
+from zato_daemon.logs.throttle import Throttle
 from zato_daemon.sockets import bind_unix
 
 # In the order they are repaired: the directory first, the socket last (it needs workers replaced).
@@ -62,6 +63,8 @@ class RuntimeFiles:
         self.new_fds = []
         # A re-bound admin socket, for the arbiter to take (and replace its workers).
         self.admin_listener = None
+        # A repair that keeps failing (a file where the directory must be) is reported once a minute.
+        self.failures = {name: Throttle() for name in REPAIRS}
 
     def private_fds(self):
         return list(self.new_fds)
@@ -80,14 +83,17 @@ class RuntimeFiles:
             admin_in_place = identity(paths.admin_socket) == self.admin_identity
         return needed_repairs(paths.runtime.is_dir(), pidfile_in_place, paths.status_file.exists(), admin_in_place)
 
-    def repair(self, paths, write_status):
-        """Recreates what is missing; returns one sentence per repair, for the log."""
+    def repair(self, paths, write_status, now):
+        """Recreates what is missing; returns one sentence per repair (or repeated failure), for the log."""
         reports = []
         for name in self.observe(paths):
             try:
                 getattr(self, '_repair_' + name.replace(' ', '_'))(paths, write_status)
             except (OSError, ZatoDaemonError) as exc:
-                reports.append(f'The {name} was deleted and cannot be recreated: {exc}')
+                count = self.failures[name].occurred(now)
+                if count:
+                    again = f' ({count} attempts since the last report)' if count > 1 else ''
+                    reports.append(f'The {name} was deleted and cannot be recreated: {exc}{again}')
                 continue
             reports.append(f'The {name} {_where(paths, name)} was deleted while the server ran; recreated it')
         return reports
@@ -110,7 +116,9 @@ class RuntimeFiles:
         self.pidfile.fd = fd
 
     def _repair_status_file(self, paths, write_status):
-        write_status()
+        write_status()  # logs its own failure, and says nothing: look
+        if not paths.status_file.exists():
+            raise OSError(f'{paths.status_file} could not be written')
 
     def _repair_admin_socket(self, paths, write_status):
         listener = bind_unix(paths.admin_socket)
