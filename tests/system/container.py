@@ -7,7 +7,8 @@ container stands in for a Debian host:
    package already installed, and caches it under CACHE_DIR. The name of the cached tree
    carries a hash of the package list, so a changed list builds a new tree. The tree is built
    in a temporary directory beside it and renamed into place, under a lock file: a failed or
-   concurrent debootstrap never leaves a half tree behind.
+   concurrent debootstrap never leaves a half tree behind. `base_tree(BUILD_PACKAGES)` is the
+   tree a Debian builder starts from (build-essential alone), for `Chroot` below.
 2. `Container(base).start()` copies that tree (so tests never share a dirty one), boots it with
    `systemd-nspawn --boot --private-network` and waits until `systemctl is-system-running` says
    running or degraded. The container has only a loopback interface: nothing it listens on can
@@ -16,6 +17,10 @@ container stands in for a Debian host:
 3. `run()` executes a command inside through `nsenter` into the namespaces of the container's
    PID 1; `put()` and `get()` read and write files in its tree directly.
 4. `stop()` powers it off, kills it after a timeout and deletes the copy.
+
+`Chroot(base)` is the other use of a cached tree: a copy in which each `run()` is one
+`systemd-nspawn` command, not booted, on the host's network so that apt reaches the mirror the
+tree's sources name (and nothing else is asked of the network), as sbuild runs a build.
 
 Only root can do any of this. `host_problems()` says what is missing; callers fail on it rather
 than skip, since these tests are part of CI.
@@ -40,7 +45,7 @@ SUITE = 'bookworm'
 DEFAULT_MIRROR = 'http://deb.debian.org/debian'
 CACHE_DIR = Path('/var/cache/zato-daemon-tests')
 # Bump when the way the tree is built changes, so that cached trees are rebuilt.
-RECIPE_VERSION = 2
+RECIPE_VERSION = 3
 PACKAGES = (
     # An init system that boots, and a bus for the tools that want one.
     'systemd', 'systemd-sysv', 'dbus',
@@ -50,7 +55,16 @@ PACKAGES = (
     'python3-httptools', 'logrotate',
     # Tools the tests use inside: HTTP calls and process listings.
     'curl', 'procps',
+    # The autopkgtests of debian/tests, run by autopkgtest itself (its null virt server) with
+    # their Depends (python3-pytest for the unit tests; curl above): nothing can be downloaded.
+    # autopkgtest unpacks the source tree it is given with dpkg-source.
+    'autopkgtest', 'dpkg-dev', 'python3-pytest',
 )
+# What sbuild's chroots hold before a build installs its Build-Depends.
+BUILD_PACKAGES = ('build-essential',)
+# /etc/hosts as the installer writes it, and as sbuild's chroots have it: debootstrap writes
+# none, and `localhost` then resolves nowhere (the server's preflight resolves [main] host).
+HOSTS = '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n'
 HOST_TOOLS = ('debootstrap', 'systemd-nspawn', 'nsenter', 'cp', 'rm')
 # A clean environment for commands inside: never the test runner's (its virtualenv, PYTHONPATH).
 CONTAINER_ENV = {
@@ -189,6 +203,7 @@ def _finish(build):
     build.chmod(0o755)
     # debootstrap copies the host's name; without the file, the container takes its machine name.
     (build / 'etc' / 'hostname').unlink(missing_ok=True)
+    (build / 'etc' / 'hosts').write_text(HOSTS)
     # Downloaded .debs are only dead weight copied at every session start.
     for deb in (build / 'var' / 'cache' / 'apt' / 'archives').glob('*.deb'):
         deb.unlink()
@@ -215,6 +230,67 @@ def _remove_tree(path):
     subprocess.run(['rm', '-rf', '--one-file-system', str(path)], check=False)
 
 
+def _copy_tree(base, root):
+    if not base.is_dir():
+        raise ContainerError(f'no base tree at {base}')
+    result = subprocess.run(['cp', '-a', '--reflink=auto', str(base), str(root)], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise ContainerError(f'copying {base} to {root} failed: {result.stderr.strip()}')
+
+
+def _scratch_dir(parent):
+    remove_stale_workdirs(parent)
+    # Named after this process (zato-test-PID-...), so that remove_stale_workdirs() knows it.
+    return Path(tempfile.mkdtemp(prefix=f'zato-test-{os.getpid()}-', dir=parent))
+
+
+def tree_path(root, path):
+    """Where the absolute `path` of the tree at `root` is on the host, symlinks resolved inside it.
+
+    An absolute symlink in the tree (/etc/resolv.conf, say) points into the tree, never at the
+    host's file of the same name.
+    """
+    path = PurePosixPath(path)
+    if not path.is_absolute():
+        raise ValueError(f'{path} is not an absolute path in the tree')
+    parts, resolved, hops = list(path.parts[1:]), PurePosixPath('/'), 0
+    while parts:
+        part = parts.pop(0)
+        if part in ('', '.'):
+            continue
+        if part == '..':
+            resolved = resolved.parent
+            continue
+        candidate = root / str(resolved / part).lstrip('/')
+        if candidate.is_symlink():
+            hops += 1
+            if hops > 40:
+                raise ContainerError(f'too many levels of symbolic links in {path}')
+            link = PurePosixPath(os.readlink(candidate))
+            if link.is_absolute():
+                resolved = PurePosixPath('/')
+            parts = list(link.parts[1:] if link.is_absolute() else link.parts) + parts
+            continue
+        resolved = resolved / part
+    return root / str(resolved).lstrip('/')
+
+
+def _run_killing_the_group(command, timeout, input=None, **options):
+    """subprocess.run in its own session; on timeout the whole process group is killed and
+    CommandFailed raised with what it had printed."""
+    process = subprocess.Popen(command, text=True, start_new_session=True,
+                               stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, **options)
+    try:
+        stdout, stderr = process.communicate(input, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        # nsenter and nspawn fork: kill their children too, not just them.
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        raise CommandFailed(-signal.SIGKILL, command, stdout, f'{stderr}\n(killed after {timeout} s)') from None
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
 class Container:
     """A booted copy of a base tree: systemd as PID 1 in its own namespaces, loopback only.
 
@@ -226,9 +302,7 @@ class Container:
         self.base = Path(base)
         self.name = name or f'zato-test-{os.getpid()}-{secrets.token_hex(3)}'
         self.private_network = private_network
-        remove_stale_workdirs(workdir_parent)
-        # Named after this process (zato-test-PID-...), so that remove_stale_workdirs() knows it.
-        self.workdir = Path(tempfile.mkdtemp(prefix=f'zato-test-{os.getpid()}-', dir=workdir_parent))
+        self.workdir = _scratch_dir(workdir_parent)
         self.root = self.workdir / 'root'
         self.console_log = self.workdir / 'console.log'
         self.nspawn = None
@@ -249,7 +323,7 @@ class Container:
         container is stopped and deleted, and ContainerError says what went wrong.
         """
         try:
-            self._copy_base()
+            _copy_tree(self.base, self.root)
             self._boot()
             self.leader = poll(self._find_leader, 30, message="the container's PID 1")
             self.system_state = self._wait_booted(timeout)
@@ -260,14 +334,6 @@ class Container:
             self.stop()
             raise
         return self
-
-    def _copy_base(self):
-        if not self.base.is_dir():
-            raise ContainerError(f'no base tree at {self.base}')
-        result = subprocess.run(['cp', '-a', '--reflink=auto', str(self.base), str(self.root)],
-                                capture_output=True, text=True)
-        if result.returncode != 0:
-            raise ContainerError(f'copying {self.base} to {self.root} failed: {result.stderr.strip()}')
 
     def _boot(self):
         command = ['systemd-nspawn', '--quiet', '-D', str(self.root), '--boot', '--register=no', '--keep-unit',
@@ -367,19 +433,10 @@ class Container:
         stdin, which is otherwise empty. With `check`, a non-zero exit raises CommandFailed
         showing the output. On timeout the whole process group is killed.
         """
-        process = subprocess.Popen(self.command(cmd), text=True, start_new_session=True,
-                                   stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        try:
-            stdout, stderr = process.communicate(input, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            # nsenter forks to enter the PID namespace: kill its child too, not just nsenter.
-            os.killpg(process.pid, signal.SIGKILL)
-            stdout, stderr = process.communicate()
-            raise CommandFailed(-signal.SIGKILL, cmd, stdout, f'{stderr}\n(killed after {timeout} s)') from None
-        result = subprocess.CompletedProcess(cmd, process.returncode, stdout, stderr)
+        result = _run_killing_the_group(self.command(cmd), timeout, input)
+        result.args = cmd
         if check and result.returncode != 0:
-            raise CommandFailed(result.returncode, cmd, stdout, stderr)
+            raise CommandFailed(result.returncode, cmd, result.stdout, result.stderr)
         return result
 
     def popen(self, cmd, **kwargs):
@@ -390,34 +447,8 @@ class Container:
         return subprocess.Popen(self.command(cmd), **options)
 
     def host_path(self, path):
-        """Where the container's absolute `path` is in the host tree, symlinks resolved inside it.
-
-        An absolute symlink in the container (/etc/resolv.conf, say) points into the container,
-        never at the host's file of the same name.
-        """
-        path = PurePosixPath(path)
-        if not path.is_absolute():
-            raise ValueError(f'{path} is not an absolute path in the container')
-        parts, resolved, hops = list(path.parts[1:]), PurePosixPath('/'), 0
-        while parts:
-            part = parts.pop(0)
-            if part in ('', '.'):
-                continue
-            if part == '..':
-                resolved = resolved.parent
-                continue
-            candidate = self.root / str(resolved / part).lstrip('/')
-            if candidate.is_symlink():
-                hops += 1
-                if hops > 40:
-                    raise ContainerError(f'too many levels of symbolic links in {path}')
-                link = PurePosixPath(os.readlink(candidate))
-                if link.is_absolute():
-                    resolved = PurePosixPath('/')
-                parts = list(link.parts[1:] if link.is_absolute() else link.parts) + parts
-                continue
-            resolved = resolved / part
-        return self.root / str(resolved).lstrip('/')
+        """Where the container's absolute `path` is in the host tree (see tree_path())."""
+        return tree_path(self.root, path)
 
     def put(self, path, content, mode=0o644):
         """Writes a file at the container's `path`: `content` is bytes, or a local file's Path.
@@ -451,3 +482,55 @@ class Container:
     def journal(self, *args):
         """`journalctl --no-pager` with `args` (for instance '-u', 'zato-daemon'): its text."""
         return self.run(['journalctl', '--no-pager', *args]).stdout
+
+
+class Chroot:
+    """A copy of a base tree in which each run() is a `systemd-nspawn` command: root inside, not
+    booted, the host's network (apt reaches the mirror the tree's sources name).
+
+    `binds` maps host directories to directories inside, bind-mounted for every command (the
+    cache of downloaded .debs, so that a run downloads each one once). Use as a context
+    manager: the copy is deleted at the end.
+    """
+
+    def __init__(self, base, binds=None, workdir_parent='/var/tmp'):
+        self.base = Path(base)
+        self.binds = {Path(host): inside for host, inside in (binds or {}).items()}
+        self.name = f'zato-build-{os.getpid()}-{secrets.token_hex(3)}'
+        self.workdir = _scratch_dir(workdir_parent)
+        self.root = self.workdir / 'root'
+
+    def __enter__(self):
+        try:
+            _copy_tree(self.base, self.root)
+        except BaseException:
+            _remove_tree(self.workdir)
+            raise
+        return self
+
+    def __exit__(self, *exc_info):
+        _remove_tree(self.workdir)
+
+    def run(self, cmd, cwd='/', env=None, check=True, timeout=600):
+        """Runs `cmd` (a list, or a string for sh -c) inside as root in `cwd`, with CONTAINER_ENV
+        and `env` only; returns a CompletedProcess of text, and raises CommandFailed as
+        Container.run() does."""
+        if isinstance(cmd, str):
+            cmd = ['sh', '-c', cmd]
+        for host in self.binds:
+            host.mkdir(parents=True, exist_ok=True)
+        # --console=pipe: the command's own pipes, no terminal, so nothing in it colours its output.
+        command = ['systemd-nspawn', '--quiet', '-D', str(self.root), '--register=no', '--keep-unit', '--as-pid2',
+                   f'--machine={self.name}', '--console=pipe', f'--chdir={cwd}',
+                   *(f'--bind={host}:{inside}' for host, inside in self.binds.items()),
+                   *(f'--setenv={key}={value}' for key, value in {**CONTAINER_ENV, **(env or {})}.items()),
+                   '--', *map(str, cmd)]
+        result = _run_killing_the_group(command, timeout)
+        result.args = cmd
+        if check and result.returncode != 0:
+            raise CommandFailed(result.returncode, cmd, result.stdout, result.stderr)
+        return result
+
+    def host_path(self, path):
+        """Where the tree's absolute `path` is on the host (see tree_path())."""
+        return tree_path(self.root, path)

@@ -1,7 +1,10 @@
 """What the system tests do inside the container, shared by their modules."""
 
 import json
+import os
+import subprocess
 
+from tests.conftest import REPO_ROOT
 from tests.system.container import tail
 
 UNIT = 'zato-daemon'
@@ -66,3 +69,17 @@ def install(container, deb):
     container.put(f'/root/{deb.name}', deb)
     return container.run(['sh', '-c', f'cd /root && apt-get install -y ./{deb.name}'], check=False,
                          timeout=INSTALL_TIMEOUT)
+
+
+def export_source(destination):
+    """Copies the files `make deb` builds from into `destination`: what git tracks, and the
+    files it does not ignore (work not committed yet is built and tested too)."""
+    destination.mkdir(parents=True, exist_ok=True)
+    listing = subprocess.run(['git', '-C', str(REPO_ROOT), 'ls-files', '-z', '--cached', '--others',
+                              '--exclude-standard'], capture_output=True, check=True).stdout
+    # A file deleted but not yet committed is still listed: it is not part of the tree.
+    names = [name for name in listing.split(b'\0') if name and os.path.lexists(REPO_ROOT / os.fsdecode(name))]
+    archive = subprocess.run(['tar', '-C', str(REPO_ROOT), '--null', '--no-recursion', '-T', '-', '-cf', '-'],
+                             input=b'\0'.join(names), capture_output=True, check=True).stdout
+    subprocess.run(['tar', '-C', str(destination), '-xf', '-'], input=archive, check=True)
+    return destination
