@@ -7,6 +7,7 @@ skipped.
 """
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 
 from tests.conftest import REPO_ROOT
 from tests.system.container import Container, base_tree, host_problems, tail
-from tests.system.helpers import install
+from tests.system.helpers import PREVIOUS_CONFFILES, PREVIOUS_LINE, PREVIOUS_SUFFIX, export_source, install
 
 BUILD_DIR = REPO_ROOT / 'build'
 MAKE_DEB_TIMEOUT = 900
@@ -75,3 +76,31 @@ def installed(container, package_deb):
         pytest.fail(f'apt-get install -y ./{package_deb.name} failed with {result.returncode}:\n'
                     f'{tail(result.stdout)}\n{tail(result.stderr)}', pytrace=False)
     return package_deb
+
+
+@pytest.fixture(scope='session')
+def previous_deb(package_deb, tmp_path_factory):
+    """The package built from this tree as the previous version: VERSION~previous1, whose
+    server.conf and pickup.conf end with PREVIOUS_LINE. Built with dpkg-buildpackage under the
+    nocheck profile, with the Build-Depends that `make deb` installed."""
+    version = subprocess.run(['dpkg-deb', '--field', str(package_deb), 'Version'], capture_output=True, text=True,
+                             check=True).stdout.strip()
+    previous = version + PREVIOUS_SUFFIX
+    source = export_source(tmp_path_factory.mktemp('previous') / 'src')
+    changelog = source / 'debian' / 'changelog'
+    date = re.search(r'^ -- .*?  (.+)$', changelog.read_text(), re.M)[1]
+    changelog.write_text(f'zato-daemon ({previous}) unstable; urgency=medium\n\n  * The previous version, for '
+                         f'upgrade tests.\n\n -- zato-daemon developers <zato-daemon@example.org>  {date}\n\n'
+                         + changelog.read_text())
+    for name in PREVIOUS_CONFFILES:
+        with open(source / 'etc' / 'zato-daemon' / name, 'a') as conffile:
+            conffile.write(PREVIOUS_LINE)
+    environment = {**os.environ, 'PATH': '/usr/sbin:/usr/bin:/sbin:/bin', 'DEB_BUILD_OPTIONS': 'nocheck',
+                   'DEB_BUILD_PROFILES': 'nocheck'}
+    result = subprocess.run(['dpkg-buildpackage', '-us', '-uc', '-b'], cwd=source, env=environment,
+                            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=MAKE_DEB_TIMEOUT)
+    if result.returncode != 0:
+        pytest.fail(f'building {previous} failed with {result.returncode}:\n{tail(result.stdout)}\n'
+                    f'{tail(result.stderr)}', pytrace=False)
+    [deb] = source.parent.glob(f'zato-daemon_{previous.split(":")[-1]}_all.deb')
+    return deb

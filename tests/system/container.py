@@ -53,8 +53,9 @@ PACKAGES = (
     # must find everything installed, since the container has no network.
     'python3', 'python3-gevent', 'python3-systemd', 'python3-daemon', 'python3-setproctitle',
     'python3-httptools', 'logrotate',
-    # Tools the tests use inside: HTTP calls and process listings.
-    'curl', 'procps',
+    # Tools the tests use inside: HTTP calls and process listings; man for `systemd-analyze
+    # verify`, which opens the units' Documentation=man: pages.
+    'curl', 'procps', 'man-db',
     # The autopkgtests of debian/tests, run by autopkgtest itself (its null virt server) with
     # their Depends (python3-pytest for the unit tests; curl above): nothing can be downloaded.
     # autopkgtest unpacks the source tree it is given with dpkg-source.
@@ -464,6 +465,14 @@ class Container:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(content)
         target.chmod(mode)
+        return target
+
+    def put_tree(self, path, directory):
+        """Copies the local `directory` (its contents, modes kept) to the container's `path`."""
+        target = self.host_path(path)
+        target.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(['tar', '-C', str(directory), '-cf', '-', '.'], capture_output=True, check=True)
+        subprocess.run(['tar', '-C', str(target), '-xf', '-'], input=archive.stdout, capture_output=True, check=True)
         return target
 
     def get(self, path):

@@ -11,6 +11,12 @@ UNIT = 'zato-daemon'
 CONFIG_DIR = '/etc/zato-daemon'
 PORT = 17010
 INSTALL_TIMEOUT = 300
+# The previous version (conftest's previous_deb) sorts before the package's own: 0.1.0~previous1
+# < 0.1.0. Its server.conf and pickup.conf end with one more line, as an older release's would
+# differ: an upgrade replaces them unless they were edited.
+PREVIOUS_SUFFIX = '~previous1'
+PREVIOUS_CONFFILES = ('server.conf', 'pickup.conf')
+PREVIOUS_LINE = '# (a line of the previous version, gone in the next)\n'
 
 
 def systemctl(container, *args, check=True):

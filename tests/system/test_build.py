@@ -62,7 +62,7 @@ def builds():
     problems = host_problems()
     if problems:
         pytest.fail('cannot build in a chroot on this machine: ' + '; '.join(problems), pytrace=False)
-    result = Builds()
+    result, started = Builds(), time.monotonic()
     with Chroot(base_tree(BUILD_PACKAGES), binds={APT_ARCHIVES: '/var/cache/apt/archives'}) as root:
 
         def step(name, cmd, cwd=BUILD, env=None, timeout=BUILD_TIMEOUT):
@@ -104,8 +104,8 @@ def builds():
             step('contents', 'for deb in nocheck-out/*.deb check-out/*.deb; do '
                              'echo "== $deb"; dpkg-deb -c "$deb" | awk \'{print $1, $2, $6, $7, $8}\'; '
                              'dpkg-deb -I "$deb" md5sums; done')
-    print(f'clean build of zato-daemon {result.version}: ' + ', '.join(
-        f'{name} {seconds:.1f} s' for name, seconds in result.seconds.items()))
+    print(f'clean build of zato-daemon {result.version}, {time.monotonic() - started:.0f} s in all (tree copied '
+          'and deleted): ' + ', '.join(f'{name} {seconds:.1f} s' for name, seconds in result.seconds.items()))
     return result
 
 
