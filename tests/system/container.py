@@ -276,20 +276,23 @@ def tree_path(root, path):
     return root / str(resolved).lstrip('/')
 
 
-def _run_killing_the_group(command, timeout, input=None, **options):
-    """subprocess.run in its own session; on timeout the whole process group is killed and
-    CommandFailed raised with what it had printed."""
+def _run_inside(command, cmd, timeout, check, input=None):
+    """Runs the host `command` that runs `cmd` inside, in its own session; returns a
+    CompletedProcess of `cmd`. On timeout the whole process group is killed; on timeout, or a
+    non-zero exit under `check`, CommandFailed shows `cmd` with what it printed."""
     process = subprocess.Popen(command, text=True, start_new_session=True,
                                stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, **options)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         stdout, stderr = process.communicate(input, timeout=timeout)
     except subprocess.TimeoutExpired:
         # nsenter and nspawn fork: kill their children too, not just them.
         os.killpg(process.pid, signal.SIGKILL)
         stdout, stderr = process.communicate()
-        raise CommandFailed(-signal.SIGKILL, command, stdout, f'{stderr}\n(killed after {timeout} s)') from None
-    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+        raise CommandFailed(-signal.SIGKILL, cmd, stdout, f'{stderr}\n(killed after {timeout} s)') from None
+    if check and process.returncode != 0:
+        raise CommandFailed(process.returncode, cmd, stdout, stderr)
+    return subprocess.CompletedProcess(cmd, process.returncode, stdout, stderr)
 
 
 class Container:
@@ -434,11 +437,7 @@ class Container:
         stdin, which is otherwise empty. With `check`, a non-zero exit raises CommandFailed
         showing the output. On timeout the whole process group is killed.
         """
-        result = _run_killing_the_group(self.command(cmd), timeout, input)
-        result.args = cmd
-        if check and result.returncode != 0:
-            raise CommandFailed(result.returncode, cmd, result.stdout, result.stderr)
-        return result
+        return _run_inside(self.command(cmd), cmd, timeout, check, input)
 
     def popen(self, cmd, **kwargs):
         """Starts `cmd` inside without waiting: a subprocess.Popen of text pipes by default."""
@@ -534,11 +533,7 @@ class Chroot:
                    *(f'--bind={host}:{inside}' for host, inside in self.binds.items()),
                    *(f'--setenv={key}={value}' for key, value in {**CONTAINER_ENV, **(env or {})}.items()),
                    '--', *map(str, cmd)]
-        result = _run_killing_the_group(command, timeout)
-        result.args = cmd
-        if check and result.returncode != 0:
-            raise CommandFailed(result.returncode, cmd, result.stdout, result.stderr)
-        return result
+        return _run_inside(command, cmd, timeout, check)
 
     def host_path(self, path):
         """Where the tree's absolute `path` is on the host (see tree_path())."""

@@ -411,7 +411,8 @@ def test_13_upgrade_from_the_previous_version_keeps_edited_conffiles_and_replace
     result = install(container, previous_deb)
     assert result.returncode == 0, f'{tail(result.stdout)}\n{tail(result.stderr)}'
     assert_active(container)
-    shipped = {name: (REPO_ROOT / 'etc' / 'zato-daemon' / name).read_text() for name in ('server.conf', 'sso.conf')}
+    shipped = {name: (REPO_ROOT / 'etc' / 'zato-daemon' / name).read_text()
+               for name in ('server.conf', 'sso.conf', 'pickup.conf')}
     for name in PREVIOUS_CONFFILES:
         assert container.get(f'{CONFIG_DIR}/{name}').decode().endswith(PREVIOUS_LINE), name
     # The admin's edits, in place (the files keep their owner and mode): server.conf, which the
@@ -422,6 +423,8 @@ def test_13_upgrade_from_the_previous_version_keeps_edited_conffiles_and_replace
     for name, text in edited.items():
         container.host_path(f'{CONFIG_DIR}/{name}').write_text(text)
     old_master = main_pid(container)
+    # The socket unit is never stopped or restarted by an upgrade: that would refuse connections.
+    socket_started = container.show(SOCKET_UNIT, 'ActiveEnterTimestampMonotonic')
 
     container.put(f'/root/{installed.name}', installed)
     result = container.run(['apt-get', 'install', '-y', *UNATTENDED, f'/root/{installed.name}'], check=False,
@@ -431,13 +434,14 @@ def test_13_upgrade_from_the_previous_version_keeps_edited_conffiles_and_replace
     for name, text in edited.items():
         assert container.get(f'{CONFIG_DIR}/{name}').decode() == text, f'the edited {name} was not kept'
     assert container.get(f'{CONFIG_DIR}/server.conf.dpkg-dist').decode() == shipped['server.conf']
-    assert container.get(f'{CONFIG_DIR}/pickup.conf') == (REPO_ROOT / 'etc' / 'zato-daemon' / 'pickup.conf').read_bytes()
+    assert container.get(f'{CONFIG_DIR}/pickup.conf').decode() == shipped['pickup.conf'], 'pickup.conf not replaced'
     others = container.run(['find', CONFIG_DIR, '-name', '*.dpkg-*', '!', '-name', 'server.conf.dpkg-dist']).stdout
     assert others.split() == []
     # Only the edited conffiles differ from the package ('c': a conffile).
     assert sorted(dpkg_verify(container)) == sorted(f'??5?????? c {CONFIG_DIR}/{name}' for name in edited)
     assert_active(container)
     assert main_pid(container) != old_master, 'the upgrade did not restart the service'
+    assert container.show(SOCKET_UNIT, 'ActiveEnterTimestampMonotonic') == socket_started, 'the socket restarted'
     status, _, body = post(container, PORT, '/ping3', {'ping': 3})
     assert (status, json.loads(body)) == (200, {'ping': 3})
 
