@@ -24,6 +24,18 @@ def systemctl(container, *args, check=True):
     return container.run(['systemctl', *args], check=check)
 
 
+# systemd 252 now and then fails `systemctl kill` with this when a process of the unit exits
+# while it signals them all (the main process got the signal; a short-lived child did not).
+KILL_RACE = 'to auxiliary processes: Input/output error'
+
+
+def kill_unit(container, signal_name, unit=UNIT):
+    """`systemctl kill -s SIGNAL UNIT`, tolerating systemd's race with a process that exits."""
+    result = systemctl(container, 'kill', '-s', signal_name, unit, check=False)
+    assert result.returncode == 0 or KILL_RACE in result.stderr, result.stderr
+    return result
+
+
 def unit_report(container, unit=UNIT):
     """Status and journal tail of `unit`, for assertion messages."""
     status = systemctl(container, 'status', '--no-pager', '--full', unit, check=False).stdout

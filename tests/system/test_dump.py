@@ -7,7 +7,7 @@ import time
 import pytest
 
 from tests.system.container import poll
-from tests.system.helpers import (CONFIG_DIR, PORT, UNIT, assert_active, main_pid, post, restart, systemctl,
+from tests.system.helpers import (CONFIG_DIR, PORT, UNIT, assert_active, kill_unit, main_pid, post, restart, systemctl,
                                   zato_processes)
 from zato_daemon.logs import levels
 
@@ -90,7 +90,7 @@ def restart_serving(container):
 
 def test_systemctl_kill_sigurg_gives_one_dump_per_process(container, installed):
     pids, since = restart_serving(container)
-    systemctl(container, 'kill', '-s', 'SIGURG', UNIT)
+    kill_unit(container, 'SIGURG')
     poll(lambda: {int(entry['_PID']) for entry in dump_entries(container, since)} == pids, 15,
          message='one dump entry from every process of the unit')
     time.sleep(1.5)
@@ -128,7 +128,7 @@ def test_dumps_reach_server_log_while_journald_is_frozen_and_the_journal_after(c
     pids, since = restart_serving(container)
     log_size = len(container.get(LOG))
     with journald_frozen(container):
-        systemctl(container, 'kill', '-s', 'SIGURG', UNIT)
+        kill_unit(container, 'SIGURG')
         poll(lambda: container.get(LOG)[log_size:].count(b'==== end of zato-daemon dump') == len(pids), 15,
              message='a dump from every process in server.log while journald is frozen')
         assert post(container, PORT, '/services/demo.echo', {'journald': 'frozen'})[0] == 200
@@ -158,7 +158,7 @@ def test_a_worker_stuck_logging_to_a_frozen_journald_still_dumps(container, logg
         try:
             time.sleep(1)
             assert stuck.poll() is None, 'the call returned while journald was frozen'
-            systemctl(container, 'kill', '-s', 'SIGURG', UNIT)
+            kill_unit(container, 'SIGURG')
             dumps = poll(lambda: [part for part in container.get(LOG)[log_size:].split(b'==== end of zato-daemon dump')
                                   if b'in LogWarning.handle' in part], 15,
                          message='a dump showing the worker waiting on the journal')

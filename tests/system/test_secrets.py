@@ -15,7 +15,7 @@ import time
 import pytest
 
 from tests.system.container import poll
-from tests.system.helpers import CONFIG_DIR, PORT, UNIT, install, restart, systemctl, zato_processes
+from tests.system.helpers import CONFIG_DIR, PORT, UNIT, install, kill_unit, restart, zato_processes
 from zato_daemon.logs import levels
 
 pytestmark = pytest.mark.xdist_group('system')
@@ -207,7 +207,7 @@ def scenario(container, server):
         poll(lambda: 'secrets.hold is holding' in container.get(LOG).decode(errors='replace'), 15,
              message='secrets.hold to be in flight')
         pids = unit_pids(container)
-        systemctl(container, 'kill', '-s', 'SIGURG', UNIT)
+        kill_unit(container, 'SIGURG')
         dumps = poll(dump_entries, 20, message='a dump entry from every process')
     finally:
         container.run(['touch', RELEASE])

@@ -1,12 +1,15 @@
 """The event table, the catalog and docs/logging.md stay one thing."""
 
 import re
+from pathlib import Path
 
+import zato_daemon
 from tests.conftest import REPO_ROOT
 from zato_daemon.logs import catalog
 from zato_daemon.logs.levels import EVENTS
 
-PACKAGE = REPO_ROOT / 'zato_daemon'
+# The modules imported, wherever they are: the source tree, or the installed package under autopkgtest.
+PACKAGE = Path(zato_daemon.__file__).parent
 
 
 def test_committed_catalog_is_current():
