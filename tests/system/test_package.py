@@ -38,7 +38,7 @@ VERIFY_INSTANCE = 'verify'
 # writes it with `systemctl edit zato-daemon@NAME.socket`.
 LISTEN_DROP_IN = b'[Socket]\nListenStream=127.0.0.1:17099\n'
 UNATTENDED = ('-o', 'Dpkg::Options::=--force-confdef', '-o', 'Dpkg::Options::=--force-confold')
-MAX_EXPOSURE = 1.5
+MAX_EXPOSURE = 1.1
 UPGRADE_SUFFIX = '+test1'
 # The load script of the reload test, run inside the container by Debian's python3. Its
 # clients mix keep-alive connections with new ones, as tests/integration's reload test does.
