@@ -35,6 +35,8 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+from zato_daemon.logs.levels import RUNTIME_REPAIRED
+
 CHECK_INTERVAL = 1.0
 SIDECAR_SUFFIXES = ('-wal', '-shm')
 # Attempts at opening a file that stays the same file during the open (it is replaced at most
@@ -297,3 +299,16 @@ def _unlink(path):
     except FileNotFoundError:
         return False
     return True
+
+
+def report_repair(logger, connection, now, noticed, ensured, title, path, this_worker, consequences):
+    """Logs a repair once per new file: a WARNING (RUNTIME_REPAIRED) from the first worker that
+    claims it in the file, an INFO from the others. `title` names the database ('Cache
+    database'), `this_worker` what a worker that did not report does now, `consequences` what
+    follows `done` in the WARNING."""
+    what, done = describe_repair(noticed, ensured)
+    if not claim_report(connection, now):
+        logger.info('%s %s %s; %s (another worker reported the repair)', title, path, what, this_worker)
+        return
+    logger.warning('%s %s %s while the server ran; %s%s', title, path, what, done, consequences,
+                   extra=RUNTIME_REPAIRED.extra)

@@ -37,9 +37,7 @@ from pathlib import Path
 
 from zato_daemon.cache.definition import CacheDefinition, CacheError
 from zato_daemon.cache.lru import CLEAR, DELETE, EVICT, PENDING, SET, TOUCH, Entry
-from zato_daemon.sqlite_file import (REOPEN, FileWatch, claim_report, connect_existing, describe_repair,
-                                                 ensure_database)
-from zato_daemon.logs.levels import RUNTIME_REPAIRED
+from zato_daemon.sqlite_file import REOPEN, FileWatch, connect_existing, ensure_database, report_repair
 
 DATABASE_NAME = 'caches.sqlite3'
 DEFINE = 'define'
@@ -217,16 +215,11 @@ class SharedStore:
 
     def _report_repair(self, ensured):
         """One WARNING per new file, by whichever worker opens it first knowing of the repair."""
-        what, done = describe_repair(self._noticed, ensured)
-        self._noticed = None
-        if not claim_report(self.connection, self.clock()):
-            self.logger.info('Cache database %s %s; this worker now uses the file there and reloads its '
-                             'in-background caches from it (another worker reported the repair)', self.path, what)
-            return
-        self.logger.warning('Cache database %s %s while the server ran; %s within seconds, and reloads its '
-                            'in-background caches from it. The entries stored before are gone, and so are changes '
-                            'a worker made in the second before it moved', self.path, what, done,
-                            extra=RUNTIME_REPAIRED.extra)
+        noticed, self._noticed = self._noticed, None
+        report_repair(self.logger, self.connection, self.clock(), noticed, ensured, 'Cache database', self.path,
+                      'this worker now uses the file there and reloads its in-background caches from it',
+                      ' within seconds, and reloads its in-background caches from it. The entries stored before '
+                      'are gone, and so are changes a worker made in the second before it moved')
 
     def _start_boot(self, connection):
         # The first worker of a new boot forgets the previous one: its log, its definitions,

@@ -42,10 +42,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from zato_daemon.sqlite_file import (CHECK_INTERVAL, REOPEN, FileWatch, claim_report, connect_existing,
-                                                 describe_repair, ensure_database)
+from zato_daemon.sqlite_file import (CHECK_INTERVAL, REOPEN, FileWatch, connect_existing, ensure_database,
+                                     report_repair)
 from zato_daemon.errors import EXIT_UNAVAILABLE, ZatoDaemonError
-from zato_daemon.logs.levels import RUNTIME_REPAIRED
 from zato_daemon.redaction import redact_text, render_capped
 
 DATABASE_NAME = 'diagnostics.sqlite3'
@@ -476,15 +475,10 @@ class DiagnosticsStore:
 
     def _report_repair(self, ensured):
         """One WARNING per new file, by whichever worker opens it first knowing of the repair."""
-        what, done = describe_repair(self._noticed, ensured)
-        self._noticed = None
-        if not claim_report(self.connection, time.time()):
-            self.logger.info('Diagnostics database %s %s; this worker writes to the file now there (another '
-                             'worker reported the repair)', self.path, what)
-            return
-        self.logger.warning('Diagnostics database %s %s while the server ran; %s. The slow calls and samples it '
-                            'held are gone; new ones are stored there', self.path, what, done,
-                            extra=RUNTIME_REPAIRED.extra)
+        noticed, self._noticed = self._noticed, None
+        report_repair(self.logger, self.connection, time.time(), noticed, ensured, 'Diagnostics database', self.path,
+                      'this worker writes to the file now there',
+                      '. The slow calls and samples it held are gone; new ones are stored there')
 
     # ---- failure reports
 
