@@ -101,3 +101,11 @@ def export_source(destination):
                              input=b'\0'.join(names), capture_output=True, check=True).stdout
     subprocess.run(['tar', '-C', str(destination), '-xf', '-'], input=archive, check=True)
     return destination
+
+
+def ensure_installed(container, deb):
+    """Installs `deb` unless the package is installed (test_package.py purges it at its end)."""
+    status = container.run(['dpkg-query', '-W', '-f', '${Status}', 'zato-daemon'], check=False).stdout
+    if status != 'install ok installed':
+        result = install(container, deb)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from tests.system.container import poll
-from tests.system.helpers import CONFIG_DIR, PORT, UNIT, install, kill_unit, restart, zato_processes
+from tests.system.helpers import CONFIG_DIR, PORT, UNIT, ensure_installed, kill_unit, restart, zato_processes
 from zato_daemon.logs import levels
 
 pytestmark = pytest.mark.xdist_group('system')
@@ -158,10 +158,7 @@ def unit_pids(container):
 @pytest.fixture(scope='module')
 def server(container, package_deb):
     """The package installed (again, if test_package.py purged it) with the secrets services deployed."""
-    status = container.run(['dpkg-query', '-W', '-f', '${Status}', 'zato-daemon'], check=False).stdout
-    if status != 'install ok installed':
-        result = install(container, package_deb)
-        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    ensure_installed(container, package_deb)
     container.put(f'{PICKUP}/secrets_services.py', SERVICES)
     container.run(['chown', 'zato:zato', f'{PICKUP}/secrets_services.py'])
     container.run(['rm', '-f', RELEASE])

@@ -8,7 +8,7 @@ Runs after test_package.py, which purges the package at its end: the module inst
 import pytest
 
 from tests.system.container import poll
-from tests.system.helpers import (CONFIG_DIR, PORT, UNIT, assert_active, install, main_pid, systemctl)
+from tests.system.helpers import CONFIG_DIR, PORT, UNIT, assert_active, ensure_installed, install, main_pid, systemctl
 from tests.system.test_package import load_progress, repack_with_version_suffix, start_load, stop_load
 
 pytestmark = pytest.mark.xdist_group('system')
@@ -19,10 +19,7 @@ UPGRADE_SUFFIX = '+activation1'
 
 @pytest.fixture(scope='module')
 def activated(container, package_deb):
-    status = container.run(['dpkg-query', '-W', '-f', '${Status}', 'zato-daemon'], check=False).stdout
-    if status != 'install ok installed':
-        result = install(container, package_deb)
-        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    ensure_installed(container, package_deb)
     systemctl(container, 'reset-failed', UNIT, check=False)
     return package_deb
 
