@@ -4,10 +4,12 @@ binding one.
 With the socket held by systemd, a restart or a package upgrade leaves no moment without a
 listening socket: connections arriving while no master runs wait in the kernel's backlog
 and are served by the next one, instead of being refused. The master takes what systemd
-passed (LISTEN_FDS and LISTEN_PID, checked by python-systemd's listen_fds_with_names,
-which also removes them from the environment so that no worker takes them too), uses the
-TCP stream socket named "http" (FileDescriptorName= in the socket unit) or else the first
-one, and says in the journal what it got. server.conf's host and port then only serve to
+passed (LISTEN_FDS and LISTEN_PID, checked by python-systemd's listen_fds_with_names;
+the variables are removed from the environment so that no worker or service sees them),
+uses the one listening TCP stream socket among them, and says in the journal what it got.
+Several listening TCP sockets are refused (78): the kernel completes connections on each,
+and those on a socket nobody accepts on would hang. Anything else passed is closed here
+(systemd keeps its own copy), so that no worker inherits it. server.conf's host and port then only serve to
 warn when they name another address: the socket unit decides. A reload keeps the socket;
 a stop closes only the master's copies, so systemd's stays open and keeps queueing.
 
@@ -27,7 +29,7 @@ try:
 except ImportError:  # a development venv without systemd-python binds as usual
     _daemon = None
 
-PREFERRED_NAME = 'http'
+LISTEN_VARIABLES = ('LISTEN_FDS', 'LISTEN_PID', 'LISTEN_FDNAMES')
 STREAM_FAMILIES = (socket.AF_INET, socket.AF_INET6)
 
 
@@ -72,12 +74,17 @@ def choose(passed, configured_address, configured_addresses=None):
         described = ', '.join(f'{item.name or "unnamed"} ({item.address})' for item in passed)
         raise ConfigError(f'systemd passed {described}, none a listening TCP stream socket; '
                           'fix ListenStream= in the socket unit')
-    named = [item for item in usable if item.name == PREFERRED_NAME]
-    chosen = (named or usable)[0]
+    if len(usable) > 1:
+        # The kernel completes connections on every listening socket: one nobody accepts on
+        # would leave its clients hanging instead of refused.
+        described = ', '.join(item.address for item in usable)
+        raise ConfigError(f'systemd passed {len(usable)} listening TCP sockets ({described}); the server serves '
+                          'one: keep one ListenStream= in the socket unit')
+    chosen = usable[0]
     infos = [f'Listening on {chosen.address}, the socket systemd passed '
              f'({chosen.name or "unnamed"}): restarts and upgrades queue connections instead of refusing them']
-    warnings = [f'systemd also passed {item.name or "unnamed"} ({item.address}); only one socket is served, '
-                'it is ignored' for item in passed if item is not chosen]
+    warnings = [f'systemd also passed {item.name or "unnamed"} ({item.address}), which is not a listening TCP '
+                'socket; closed' for item in passed if item is not chosen]
     if chosen.address not in {configured_address, *(configured_addresses or ())}:
         warnings.append(f'server.conf names {configured_address} but systemd passed {chosen.address}: serving '
                         'on what systemd passed; make [main] host and port or ListenStream= agree')
@@ -85,8 +92,11 @@ def choose(passed, configured_address, configured_addresses=None):
 
 
 def describe(fd, name):
-    """A Passed for one descriptor, read from the kernel."""
-    probe = socket.socket(fileno=fd)
+    """A Passed for one descriptor, read from the kernel (a file or a FIFO is described as such)."""
+    try:
+        probe = socket.socket(fileno=fd)
+    except OSError as exc:
+        return Passed(fd, name, 0, 0, False, f'not a socket: {exc.strerror or exc}')
     try:
         try:
             listening = bool(probe.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
@@ -103,28 +113,42 @@ def describe(fd, name):
 
 
 def passed_by_systemd():
-    """[Passed] for the descriptors systemd passed to this very process, [] otherwise."""
-    if _daemon is None:
-        return []
+    """([Passed] for the descriptors systemd passed to this very process, [warnings])."""
+    variables = {name: os.environ[name] for name in LISTEN_VARIABLES if name in os.environ}
+    if _daemon is None or not variables:
+        return [], []
     try:
+        # Reads the C environment, and unsets the variables there.
         named = _daemon.listen_fds_with_names(unset_environment=True)
     except (OSError, ValueError):
-        return []
-    return [describe(fd, name or '') for fd, name in sorted(named.items())]
+        named = {}
+    for name in variables:
+        # And from os.environ too, which python-systemd leaves alone: no worker, service or
+        # child process may see them.
+        os.environ.pop(name, None)
+    if not named and variables.get('LISTEN_PID') == str(os.getpid()):
+        return [], [f'LISTEN_FDS={variables.get("LISTEN_FDS", "")!r} names no descriptor passed to this process; '
+                    'binding [main] host and port as configured']
+    return [describe(fd, name or '') for fd, name in sorted(named.items())], []
 
 
 def activated_listener(host, port):
     """(listening socket, Choice) from systemd, or (None, Choice()) when it passed nothing.
 
     The socket is inheritable, as the one bind_tcp makes: the workers accept on it."""
-    passed = passed_by_systemd()
+    passed, warnings = passed_by_systemd()
     choice = choose(passed, format_address((host, port)), resolved_addresses(host, port) if passed else ())
-    if choice.fd is None:
-        return None, choice
+    if warnings:
+        choice = Choice(choice.fd, choice.address, choice.infos, (*choice.warnings, *warnings))
     for item in passed:
         if item.fd != choice.fd:
-            # Left open (it is systemd's), but not handed down to the workers.
-            os.set_inheritable(item.fd, False)
+            # Closing this process's copy leaves systemd's open; the workers must not inherit it.
+            try:
+                os.close(item.fd)
+            except OSError:
+                pass
+    if choice.fd is None:
+        return None, choice
     listener = socket.socket(fileno=choice.fd)
     listener.set_inheritable(True)
     return listener, choice

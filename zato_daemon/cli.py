@@ -410,7 +410,8 @@ def command_start(args):
         print(redaction.redact_text(f'zato-daemon: the server did not start: {reason}; see '
                                     f'{prepared.server_dir.server_log}'), file=sys.stderr)
         return status
-    print(f'zato-daemon: started, master pid {pid}, listening on http://{main.host}:{main.port}')
+    address = prepared.activation.address or f'{main.host}:{main.port}'  # the socket systemd passed, if any
+    print(f'zato-daemon: started, master pid {pid}, listening on http://{address}')
     return EXIT_OK
 
 

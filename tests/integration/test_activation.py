@@ -65,6 +65,7 @@ def test_the_passed_socket_is_served_and_the_first_connection_waits_for_the_star
     assert 'server.conf names' not in log
 
 
+
 def test_server_conf_naming_another_port_is_a_warning_and_nothing_is_bound_there(activated):
     configured = free_port()
     server = activated(configured_port=configured)

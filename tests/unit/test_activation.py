@@ -1,10 +1,11 @@
 """Which socket systemd passed the master serves on, and what it says about the others: case by case."""
 
+import os
 import socket
 
 import pytest
 
-from zato_daemon.activation import Choice, Passed, choose, describe
+from zato_daemon.activation import Choice, Passed, choose, describe, passed_by_systemd
 from zato_daemon.errors import ConfigError
 
 TCP = dict(family=socket.AF_INET, type=socket.SOCK_STREAM, listening=True)
@@ -36,20 +37,12 @@ def test_another_address_than_server_conf_is_served_with_a_warning():
     assert 'server.conf names 127.0.0.1:17010 but systemd passed 0.0.0.0:8080' in warning
 
 
-@pytest.mark.parametrize('order', [0, 1])
-def test_the_socket_named_http_wins_and_the_others_are_named_as_ignored(order):
-    items = [passed(3, 'metrics', '127.0.0.1:9100'), passed(4, 'http', '127.0.0.1:17010')]
-    items = items if order == 0 else items[::-1]
-    choice = choose(items, '127.0.0.1:17010')
-    assert choice.fd == 4
-    assert choice.warnings == ('systemd also passed metrics (127.0.0.1:9100); only one socket is served, '
-                               'it is ignored',)
-
-
-def test_without_a_name_the_first_usable_one_is_taken():
-    choice = choose([passed(3, '', '[::1]:17010', family=socket.AF_INET6), passed(4, '', '127.0.0.1:17010')],
-                    '[::1]:17010')
-    assert choice.fd == 3 and len(choice.warnings) == 1
+def test_two_listening_tcp_sockets_are_one_configuration_error():
+    # Connections on the one not served would hang: the kernel completes them all.
+    items = [passed(3, 'http', '127.0.0.1:17010'), passed(4, 'http', '[::1]:17010', family=socket.AF_INET6)]
+    with pytest.raises(ConfigError, match=r'systemd passed 2 listening TCP sockets \(127.0.0.1:17010, '
+                                          r'\[::1\]:17010\); the server serves one: keep one ListenStream='):
+        choose(items, '127.0.0.1:17010')
 
 
 @pytest.mark.parametrize('unusable', [
@@ -58,6 +51,8 @@ def test_unusable_sockets_are_skipped(unusable):
     choice = choose([passed(3, 'http', '127.0.0.1:1', **unusable), passed(4, 'other', '127.0.0.1:17010')],
                     '127.0.0.1:17010')
     assert choice.fd == 4
+    assert choice.warnings == ('systemd also passed http (127.0.0.1:1), which is not a listening TCP socket; '
+                               'closed',)
 
 
 def test_only_unusable_sockets_is_a_configuration_error():
@@ -76,3 +71,25 @@ def test_describe_reads_a_real_listening_socket_and_leaves_it_open():
         listener.getsockname()  # still open
     with socket.socket() as unbound:
         assert not describe(unbound.fileno(), '').listening
+
+
+def test_describe_a_descriptor_that_is_no_socket(tmp_path):
+    # systemd may pass files and FIFOs too (ListenFIFO=, the fd store): no crash, no use.
+    with open(tmp_path / 'file', 'w') as file:
+        item = describe(file.fileno(), 'stored')
+        assert not item.is_usable and item.address.startswith('not a socket')
+
+
+def test_listen_variables_leave_the_environment_and_a_bogus_count_is_said(monkeypatch):
+    monkeypatch.setenv('LISTEN_FDS', 'abc')
+    monkeypatch.setenv('LISTEN_PID', str(os.getpid()))
+    found, warnings = passed_by_systemd()
+    assert found == [] and "LISTEN_FDS='abc' names no descriptor passed to this process" in warnings[0]
+    assert 'LISTEN_FDS' not in os.environ and 'LISTEN_PID' not in os.environ
+
+
+def test_listen_variables_of_another_process_are_dropped_without_a_word(monkeypatch):
+    monkeypatch.setenv('LISTEN_FDS', '1')
+    monkeypatch.setenv('LISTEN_PID', '1')
+    assert passed_by_systemd() == ([], [])
+    assert 'LISTEN_FDS' not in os.environ
