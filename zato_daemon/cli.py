@@ -440,8 +440,7 @@ def reload_wait_limit(server_config):
     if server_config is None:
         boot = find_setting('server.conf', 'main', 'worker_boot_timeout').default_value()
         return FALLBACK_CALLABLE_TIMEOUT + boot + RELOAD_MARGIN
-    callables = getattr(server_config.misc, 'startup_callable_timeout', FALLBACK_CALLABLE_TIMEOUT)
-    return callables + server_config.main.worker_boot_timeout + RELOAD_MARGIN
+    return server_config.misc.startup_callable_timeout + server_config.main.worker_boot_timeout + RELOAD_MARGIN
 
 
 def command_reload(args):

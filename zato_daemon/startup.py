@@ -28,9 +28,6 @@ from zato_daemon.paths import ServerDir
 
 logger = logging.getLogger('zato_daemon.startup')
 
-# Until the setting exists in every config object (tests build some by hand).
-DEFAULT_CALLABLE_TIME_LIMIT = 30.0
-
 FS_CONFIG_ONLY = SERVER_STARTUP.PHASE.FS_CONFIG_ONLY
 AFTER_STARTED = SERVER_STARTUP.PHASE.AFTER_STARTED
 
@@ -163,7 +160,7 @@ def load_config_and_run_fs_config_only(base_dir, progress=None):
 
 def callable_time_limit(config):
     """How long one FS_CONFIG_ONLY callable may run: [misc] startup_callable_timeout."""
-    return getattr(config.server_config.misc, 'startup_callable_timeout', DEFAULT_CALLABLE_TIME_LIMIT)
+    return config.server_config.misc.startup_callable_timeout
 
 
 def _phase_name(phase):

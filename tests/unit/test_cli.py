@@ -140,9 +140,5 @@ def test_reload_waits_for_the_callables_and_a_boot_plus_a_margin():
     assert reload_wait_limit(server_config(20.0, startup_callable_timeout=5.0)) == 5.0 + 20.0 + cli.RELOAD_MARGIN
 
 
-def test_reload_without_the_callables_limit_in_the_config_assumes_60_s():
-    assert reload_wait_limit(server_config(20.0)) == 60.0 + 20.0 + cli.RELOAD_MARGIN
-
-
 def test_reload_with_a_config_that_does_not_load_waits_the_defaults():
     assert reload_wait_limit(None) == 60.0 + 60.0 + cli.RELOAD_MARGIN

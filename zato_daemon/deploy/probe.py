@@ -314,7 +314,7 @@ def vet_configured(config, paths, time_limit=None):
     file may not redefine. `time_limit`: per module, by default pickup.conf's import_timeout.
     """
     if time_limit is None:
-        time_limit = getattr(config.pickup_config.hot_deploy, 'import_timeout', IMPORT_TIME_LIMIT)
+        time_limit = config.pickup_config.hot_deploy.import_timeout
     targets = [Target('module', name) for name in config.server_config.services.modules]
     targets += [Target('file', str(path)) for configured in paths.service_paths for path in service_files(configured)]
     # A file named twice (itself, and its directory) is deployed once.

@@ -34,7 +34,7 @@ from setproctitle import setproctitle
 
 from zato_daemon import __version__, redaction, sd
 from zato_daemon.deploy.pickup import PickupDeployer
-from zato_daemon.deploy.probe import IMPORT_TIME_LIMIT, kill_running
+from zato_daemon.deploy.probe import kill_running
 from zato_daemon.errors import EXIT_SOFTWARE, HaltServer, ZatoDaemonError
 from zato_daemon.logs import levels
 from zato_daemon.logs.setup import configure_logging
@@ -351,7 +351,7 @@ class Arbiter:
         before the first worker spawns, so that every worker boots with the current set."""
         config = generation.config
         hot_deploy = config.pickup_config.hot_deploy
-        time_limit = getattr(hot_deploy, 'import_timeout', IMPORT_TIME_LIMIT)
+        time_limit = hot_deploy.import_timeout
         if not config.server_config.component_enabled.hot_deploy:
             if self.pickup is not None:
                 self.pickup.stop()

@@ -21,16 +21,16 @@ import time
 
 from zato_daemon.deploy.probe import kill_running
 from zato_daemon.errors import EXIT_SOFTWARE, StartupCallableError, ZatoDaemonError
-from zato_daemon.startup import DEFAULT_CALLABLE_TIME_LIMIT, load_config_and_run_fs_config_only
+from zato_daemon.startup import load_config_and_run_fs_config_only
 
 
-def describe_overdue(progress, now, default_limit=DEFAULT_CALLABLE_TIME_LIMIT):
+def describe_overdue(progress, now):
     """The one-line reason when the callable running has passed its time limit, else None. Pure."""
     running = progress.get('running')
     if running is None:
         return None
     name, phase, started = running
-    limit = progress.get('time_limit', default_limit)
+    limit = progress['time_limit']  # set once the configuration is read, before any callable runs
     if now - started <= limit:
         return None
     return (f'startup callable {name} is still running in phase {phase} after {limit:g} s '
