@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 import pytest
 
 from zato_daemon.diagnostics import store as store_module
-from zato_daemon.diagnostics.store import (DATABASE_NAME, MIN_DB_BYTES, ROW_KEYS, Call, DiagnosticsReadError,
+from zato_daemon.diagnostics.store import (MIN_DB_BYTES, ROW_KEYS, Call, DiagnosticsReadError,
                                            DiagnosticsStore, Sampler, describe_error, list_samples, list_slow,
                                            render_payload)
 from zato_daemon import redaction
@@ -17,16 +17,6 @@ from zato_daemon.redaction import REDACTED
 
 T0 = 1_700_000_000.0
 SECRET = 'hunter2-very-secret'
-
-
-class Clock:
-    """Seconds that only move when a test says so."""
-
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
 
 
 class StopLoop(Exception):
@@ -42,16 +32,6 @@ def make_call(cid, service='demo.echo', started_at=T0, **fields):
 def store_warnings(caplog, level=logging.WARNING):
     return [record.getMessage() for record in caplog.records
             if record.name == 'zato_daemon.diagnostics' and record.levelno == level]
-
-
-@pytest.fixture
-def clock():
-    return Clock()
-
-
-@pytest.fixture
-def db(tmp_path):
-    return tmp_path / 'state' / DATABASE_NAME
 
 
 @pytest.fixture

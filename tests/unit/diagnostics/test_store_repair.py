@@ -12,26 +12,8 @@ import sqlite3
 import pytest
 
 from zato_daemon.sqlite_file import CHECK_INTERVAL
-from zato_daemon.diagnostics.store import DATABASE_NAME, Call, DiagnosticsStore, list_slow
+from zato_daemon.diagnostics.store import Call, DiagnosticsStore, list_slow
 from zato_daemon.logs.levels import RUNTIME_REPAIRED
-
-
-class Clock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
-
-
-@pytest.fixture
-def clock():
-    return Clock()
-
-
-@pytest.fixture
-def db(tmp_path):
-    return tmp_path / 'state' / DATABASE_NAME
 
 
 @pytest.fixture
