@@ -41,6 +41,14 @@ def _finite_float(text):
 
 # One decoder for every call: json.loads(text, **options) would build a new one each time.
 _DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
+# _finite_float is a Python call per number with a fraction or an exponent. Only an exponent
+# or more than 308 digits in a row can make a float infinite, so a body without either is
+# scanned by a decoder that lets C convert its floats. The test runs on the bytes with every
+# digit made 0 and E made e: two substring searches, at C speed (a regex took 6 us per KB).
+_PLAIN_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+_AS_ZEROS = bytes.maketrans(b'123456789E', b'000000000e')
+_EXPONENT = b'0e'
+_LONGEST_FINITE_RUN = 308
 _SURROGATE = re.compile('[\ud800-\udfff]')
 
 
@@ -57,8 +65,10 @@ def decode_json(body, max_depth):
         text = body.decode('utf-8')
     except UnicodeDecodeError as exc:
         raise PayloadError(f'the body is not UTF-8: {exc.reason} at byte {exc.start}') from None
+    digits = body.translate(_AS_ZEROS)
+    may_overflow = _EXPONENT in digits or b'0' * (_LONGEST_FINITE_RUN + 1) in digits
     try:
-        value = _DECODER.decode(text)
+        value = _scan_whole(text, _DECODER if may_overflow else _PLAIN_DECODER)
     except RecursionError:
         raise PayloadError(f'JSON nested deeper than {max_depth} levels') from None
     except PayloadError:
@@ -72,20 +82,42 @@ def decode_json(body, max_depth):
     return value
 
 
-def depth_exceeds(value, max_depth):
-    """True when arrays and objects in `value` nest deeper than `max_depth` (a scalar is depth 0)."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children = item.values()
-        elif isinstance(item, list):
-            children = item
+_JSON_WHITESPACE = ' \t\n\r'
+
+
+def _scan_whole(text, decoder):
+    """decoder.decode(text), without its Python wrapper in the common case.
+
+    The wrapper costs more than the C scanner on a small body; it only skips whitespace
+    around the value and words the errors. Any text that is not a bare value, or does not
+    scan, goes through decode() itself, so that errors read exactly as they always did.
+    """
+    if text[0] not in _JSON_WHITESPACE:
+        try:
+            value, end = decoder.scan_once(text, 0)
+        except (StopIteration, ValueError):
+            pass
         else:
-            continue
+            if end == len(text) or not text[end:].strip(_JSON_WHITESPACE):
+                return value
+    return decoder.decode(text)
+
+
+def depth_exceeds(value, max_depth):
+    """True when arrays and objects in `value` (as the json module makes them: dict and list)
+    nest deeper than `max_depth` (a scalar is depth 0).
+
+    Level by level, each level one list comprehension: a body of a hundred records is a few
+    passes, not a Python step per value.
+    """
+    level = [value] if type(value) is dict or type(value) is list else []
+    depth = 0
+    while level:
+        depth += 1
         if depth > max_depth:
             return True
-        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+        level = [child for item in level for child in (item.values() if type(item) is dict else item)
+                 if type(child) is dict or type(child) is list]
     return False
 
 

@@ -83,6 +83,7 @@ __all__ = (
     'ProtocolError',
     'Request',
     'RequestParser',
+    'render_checked',
     'render_response',
 )
 
@@ -118,6 +119,17 @@ _METHOD_NAMES = {
     name.encode('ascii'): name
     for name in ('GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS')
 }
+
+
+_TRAILING_SPACE = (b' ', b'\t')
+
+
+def _merge_repeated(keys, texts):
+    """Header fields with repeated names joined with ', ' in order (RFC 9110 section 5.3)."""
+    headers = {}
+    for key, text in zip(keys, texts):
+        headers[key] = f'{headers[key]}, {text}' if key in headers else text
+    return headers
 
 
 class ProtocolError(HttpError):
@@ -189,7 +201,14 @@ class RequestParser:
         max_header_size: largest header section accepted, in bytes (431), counted as
             the request line, each 'name: value' line and the final CRLF. Under
             httptools 0.1.1, http-parser's own 80 KiB cap applies as well.
+
+    `phase` is IDLE, HEADERS or BODY: where the connection is between two feed() calls.
     """
+
+    # The callbacks are the hot path of every request, so each does the least it can:
+    # on_header only keeps the raw pair, and on_headers_complete settles everything about
+    # the header section in one pass (counting, decoding, merging, framing). A header
+    # section that never ends is still stopped, by the silence guard at twice the limit.
 
     def __init__(self, max_request_size, max_header_size=DEFAULT_MAX_HEADER_SIZE):
         self._max_request_size = max_request_size
@@ -199,17 +218,10 @@ class RequestParser:
         self._events = []
         self._error = None
         self._is_closed = False
-        self._in_message = False
         self._heard = False
         self._silent_bytes = 0
+        self.phase = IDLE
         self._reset_message()
-
-    @property
-    def phase(self):
-        """IDLE, HEADERS or BODY: where the connection is between two feed() calls."""
-        if not self._in_message:
-            return IDLE
-        return BODY if self._has_all_headers else HEADERS
 
     @property
     def body_received(self):
@@ -228,7 +240,15 @@ class RequestParser:
         if self._is_closed:
             return events
         try:
-            self._feed_parser(data)
+            if len(data) > _HEADER_SLICE and self.phase is not BODY:
+                self._feed_sliced(data)  # a header section may be in these bytes: see _HEADER_SLICE
+            else:
+                self._feed_whole(data)
+            if self._heard:
+                self._heard = False
+                self._silent_bytes = 0
+            else:
+                self._watch_silence(len(data))
         except ProtocolError:
             pass  # raised outside any callback, by the silence guard; stored already
         except httptools.HttpParserError as exc:
@@ -244,7 +264,7 @@ class RequestParser:
         """Notes that the peer stopped sending; raises ProtocolError(400) if a request was cut short."""
         if self._error is not None:
             raise self._error.with_traceback(None)
-        if self._in_message and not self._is_closed:
+        if self.phase is not IDLE and not self._is_closed:
             self._error = ProtocolError('connection closed in the middle of a request', 400)
             raise self._error
         return []
@@ -256,48 +276,39 @@ class RequestParser:
         if self._is_closed:
             raise _DataAfterClose()
         self._heard = True
-        self._in_message = True
+        self.phase = HEADERS
         self._reset_message()
 
     def on_url(self, fragment):
         """httptools callback: a piece of the request target."""
         self._heard = True
-        self._url += fragment
-        if len(self._url) > self._max_header_size:
+        url = self._url = self._url + fragment
+        if len(url) > self._max_header_size:
             self._fail(f'request target over {self._max_header_size} bytes', 414)
-        self._count_header_bytes(len(fragment))
 
     def on_header(self, name, value):
         """httptools callback: one complete header field, or a trailer field after the body."""
-        self._heard = True
-        self._count_header_bytes(len(name) + len(value) + 4)
-        if self._has_all_headers:
-            # Trailers are counted, not merged: RFC 9110 section 6.5.1 lets a
-            # recipient discard them, and nothing here needs them.
-            return
-        if b' ' in name:
-            # http-parser in its default, non-strict build accepts spaces in a field
-            # name and llhttp refuses them; refuse for both.
-            self._fail(f'space in header field name {name[:64]!r}', 400)
-        key = name.lower().decode('latin-1')
-        text = value.decode('latin-1').rstrip(' \t')
-        known = self._headers.get(key)
-        self._headers[key] = text if known is None else f'{known}, {text}'
+        self._fields.append((name, value))
 
     def on_headers_complete(self):
         """httptools callback: the header section ended; settle framing before any body byte."""
         self._heard = True
-        self._has_all_headers = True
         parser = self._parser
-        method = _decode_method(parser.get_method())
-        self._count_header_bytes(len(method) + _REQUEST_LINE_OVERHEAD)
+        raw_method = parser.get_method()
+        method = _METHOD_NAMES.get(raw_method) or raw_method.decode('ascii')
         self._method = method
-        self._http_version = self._check_version(parser.get_http_version())
-        has_body = self._check_framing(self._headers)
+        headers = self._headers = self._decode_fields(len(method) + len(self._url) + _REQUEST_LINE_OVERHEAD)
+        self._fields = []  # what on_header reports from now on are trailers
+        self.phase = BODY
+        version = parser.get_http_version()
+        if version not in _HTTP_VERSIONS:
+            self._fail(f'HTTP/{version} is not supported', 505)
+        self._http_version = version
+        has_body = self._check_framing(headers)
         if parser.should_upgrade():
             self._check_upgrade(method, has_body)
         self._path, self._query = self._split_target(self._url)
-        if has_body and self._expects_continue():
+        if has_body and 'expect' in headers and self._expects_continue():
             self._events.append(CONTINUE)
 
     def on_body(self, fragment):
@@ -312,38 +323,73 @@ class RequestParser:
     def on_message_complete(self):
         """httptools callback: the request ended; emit it."""
         self._heard = True
-        if not self._has_all_headers:
+        if self.phase is not BODY:
             # http-parser completes an HTTP/0.9 request line without a header section.
             self._fail('HTTP/0.9 is not supported', 505)
+        if self._fields:
+            # Trailers are counted, not merged: RFC 9110 section 6.5.1 lets a recipient
+            # discard them, and nothing here needs them.
+            self._count_trailers()
         keep_alive = self._parser.should_keep_alive()
+        body = self._body
         self._events.append(Request(
             self._method, self._path, self._query, self._headers,
-            b''.join(self._body), keep_alive, self._http_version))
-        self._in_message = False
+            body[0] if len(body) == 1 else b''.join(body), keep_alive, self._http_version))
+        self.phase = IDLE
         self._is_closed = not keep_alive
 
     # Internals
 
     def _reset_message(self):
         self._url = b''
+        self._fields = []
         self._headers = {}
         self._body = []
         self._body_size = 0
-        self._header_size = 0
-        self._has_all_headers = False
         self._method = ''
         self._path = ''
         self._query = ''
         self._http_version = ''
 
-    def _feed_parser(self, data):
-        size = len(data)
-        if size > _HEADER_SLICE and not (self._in_message and self._has_all_headers):
-            # A header section may be in these bytes: see _HEADER_SLICE.
-            self._feed_sliced(data)
+    def _decode_fields(self, size):
+        """The header fields as a dict (lowercase name -> latin-1 text, repeats joined with
+        ', '), counting the section's size from `size` (the request line's share).
+
+        All names, then all values, are decoded as one string each and split again: a
+        handful of C calls whatever the number of fields. LF cannot occur inside a name or a
+        value (both parsers end a line there; http-parser turns an obsolete line folding into
+        spaces, llhttp refuses it), so it separates them safely.
+        """
+        fields = self._fields
+        count = len(fields)
+        if not count:
+            headers = {}
         else:
-            self._feed_whole(data)
-        self._watch_silence(size)
+            names = b'\n'.join([name for name, _ in fields])
+            values = b'\n'.join([value for _, value in fields])
+            # Each field is name, ': ', value, CRLF; the joins hold count - 1 separators each.
+            size += len(names) + len(values) + 2 * count + 2
+            if b' ' in names:
+                # http-parser in its default, non-strict build accepts spaces in a field
+                # name and llhttp refuses them; refuse for both.
+                name = next(name for name, _ in fields if b' ' in name)
+                self._fail(f'space in header field name {name[:64]!r}', 400)
+            keys = names.lower().decode('latin-1').split('\n')
+            texts = values.decode('latin-1').split('\n')
+            if b' \n' in values or b'\t\n' in values or values[-1:] in _TRAILING_SPACE:
+                texts = [text.rstrip(' \t') for text in texts]
+            headers = dict(zip(keys, texts))
+            if len(headers) < count:
+                headers = _merge_repeated(keys, texts)
+        if size > self._max_header_size:
+            self._fail(f'header section over {self._max_header_size} bytes', 431)
+        return headers
+
+    def _count_trailers(self):
+        size = sum(len(name) + len(value) + 4 for name, value in self._fields)
+        self._fields = []
+        if size > self._max_header_size:
+            self._fail(f'trailer section over {self._max_header_size} bytes', 431)
 
     def _feed_sliced(self, data):
         view = memoryview(data)
@@ -366,13 +412,9 @@ class RequestParser:
                 data = memoryview(data)[exc.args[0]:]
 
     def _watch_silence(self, size):
-        if self._heard:
-            self._heard = False
-            self._silent_bytes = 0
-            return
         self._silent_bytes += size
         if self._silent_bytes > self._silence_limit and not self._is_closed:
-            status = 431 if self._in_message else 400
+            status = 431 if self.phase is not IDLE else 400
             self._fail(f'{self._silent_bytes} bytes without a complete header line', status)
 
     def _store_parser_error(self, exc):
@@ -393,22 +435,11 @@ class RequestParser:
         error = self._error = ProtocolError(message, status)
         raise error
 
-    def _count_header_bytes(self, size):
-        size += self._header_size
-        if size > self._max_header_size:
-            self._fail(f'header section over {self._max_header_size} bytes', 431)
-        self._header_size = size
-
-    def _check_version(self, version):
-        if version not in _HTTP_VERSIONS:
-            self._fail(f'HTTP/{version} is not supported', 505)
-        return version
-
     def _check_framing(self, headers):
         """Returns whether a body follows; refuses framings that cannot be served."""
-        coding = headers.get('transfer-encoding')
         length = headers.get('content-length')
-        if coding is not None:
+        if 'transfer-encoding' in headers:
+            coding = headers['transfer-encoding']
             if length is not None:
                 # Both parsers refuse this already; it is the classic request-smuggling
                 # shape, so it stays refused whatever a future parser allows.
@@ -418,15 +449,12 @@ class RequestParser:
             return True
         if length is None:
             return False
-        size = self._parse_length(length)
+        if not (length.isascii() and length.isdigit()):
+            self._fail(f'invalid Content-Length {length[:64]!r}', 400)
+        size = int(length)
         if size > self._max_request_size:
             self._fail(f'Content-Length {size} over {self._max_request_size} bytes', 413)
         return size > 0
-
-    def _parse_length(self, text):
-        if not (text.isascii() and text.isdigit()):
-            self._fail(f'invalid Content-Length {text[:64]!r}', 400)
-        return int(text)
 
     def _check_upgrade(self, method, has_body):
         if method == 'CONNECT':
@@ -435,12 +463,22 @@ class RequestParser:
             self._fail('an Upgrade request with a body is not supported', 501)
 
     def _expects_continue(self):
-        expect = self._headers.get('expect')
         # RFC 9110 section 10.1.1: ignore the expectation in an HTTP/1.0 request.
-        return (expect is not None and self._http_version == '1.1'
-                and expect.lower() == '100-continue')
+        return self._http_version == '1.1' and self._headers['expect'].lower() == '100-continue'
 
     def _split_target(self, target):
+        if target[:1] == b'/' and b'#' not in target and b'%' not in target:
+            path, _, query = target.partition(b'?')
+        else:
+            path, query = self._normalize_target(target)
+        try:
+            decoded = path.decode('utf-8')
+        except UnicodeDecodeError:
+            self._fail(f'request path {path[:64]!r} is not UTF-8', 400)
+        return decoded, query.decode('latin-1')
+
+    def _normalize_target(self, target):
+        """(path, query) of a target with a fragment, in absolute form or percent-encoded."""
         if b'#' in target:
             target = target.partition(b'#')[0]
         if target[:1] != b'/' and target != b'*':
@@ -448,11 +486,7 @@ class RequestParser:
         path, _, query = target.partition(b'?')
         if b'%' in path:
             path = unquote_to_bytes(path)
-        try:
-            decoded = path.decode('utf-8')
-        except UnicodeDecodeError:
-            self._fail(f'request path {path[:64]!r} is not UTF-8', 400)
-        return decoded, query.decode('latin-1')
+        return path, query
 
     def _origin_form(self, target):
         """Reduces an absolute-form target (http://host/path?query) to path and query."""
@@ -462,10 +496,6 @@ class RequestParser:
             self._fail(f'invalid request target {target[:64]!r}', 400)
         path = url.path or b'/'
         return path + b'?' + url.query if url.query else path
-
-
-def _decode_method(raw):
-    return _METHOD_NAMES.get(raw) or raw.decode('ascii')
 
 
 ################################################################
@@ -519,27 +549,54 @@ def _status_line(status):
     return f'HTTP/1.1 {status} {reason}\r\n'.encode('ascii')
 
 
-class _ServerDate:
-    """The Server and Date lines, rebuilt at most once a second: formatdate costs microseconds."""
+class _ResponseHeads:
+    """The header lines every response of a kind starts with, prepared once a second.
 
-    __slots__ = ('_second', '_lines')
+    A response is its head (status line, Server, Date, Connection, Content-Type, and the
+    name of Content-Length), then its length, its extra header lines and its body: one
+    bytes formatting per response instead of a list of parts and a join. The heads depend
+    on the second (Date: formatdate costs microseconds) and on (status, keep_alive,
+    is_http10, content_type); they are kept for the current second only, and at most
+    MAX_KINDS of them, so a service inventing a content type per call cannot grow them.
+    """
+
+    MAX_KINDS = 64
+
+    __slots__ = ('_kept',)
 
     def __init__(self):
-        self._second = None
-        self._lines = b''
+        # (second, {kind: (head, has_length)}), replaced whole so a reader never sees a mix.
+        self._kept = (None, {})
 
-    def lines(self, now):
+    def head(self, status, keep_alive, is_http10, content_type, now):
         second = int(now)
-        if second != self._second:
-            # Lines first: a concurrent reader seeing the new second with the old lines
-            # only sends a date one second stale.
-            self._lines = (b'Server: zato-daemon\r\nDate: '
-                           + formatdate(second, usegmt=True).encode('ascii') + b'\r\n')
-            self._second = second
-        return self._lines
+        kept_second, heads = self._kept
+        if second != kept_second:
+            heads = {}
+            self._kept = (second, heads)
+        kind = (status, keep_alive, is_http10, content_type)
+        prepared = heads.get(kind)
+        if prepared is None:
+            prepared = _build_head(status, keep_alive, is_http10, content_type, second)
+            if len(heads) < self.MAX_KINDS:
+                heads[kind] = prepared
+        return prepared
 
 
-_SERVER_DATE = _ServerDate()
+def _build_head(status, keep_alive, is_http10, content_type, second):
+    parts = [_status_line(status), b'Server: zato-daemon\r\nDate: ',
+             formatdate(second, usegmt=True).encode('ascii'), b'\r\n']
+    if not keep_alive:
+        parts.append(_CONNECTION_CLOSE)
+    elif is_http10:
+        parts.append(_CONNECTION_KEEP_ALIVE)
+    has_length = status not in _BODYLESS
+    if has_length:
+        parts += (b'Content-Type: ', content_type, b'\r\nContent-Length: ')
+    return b''.join(parts), has_length
+
+
+_HEADS = _ResponseHeads()
 
 
 # RFC 9110 token characters: a header name with anything else could split the response.
@@ -578,24 +635,26 @@ def render_response(status, body, keep_alive, content_type=b'application/json', 
             body is not sent (RFC 9110 section 9.3.2).
         now: the time for the Date header, seconds since the epoch; time.time() if None.
     """
-    parts = [_status_line(status), _SERVER_DATE.lines(time.time() if now is None else now)]
-    if not keep_alive:
-        parts.append(_CONNECTION_CLOSE)
-    elif is_http10:
-        parts.append(_CONNECTION_KEEP_ALIVE)
-    if status in _BODYLESS:
-        body = b''
-    else:
-        if status == _RESET_CONTENT:
-            body = b''
-        parts += (b'Content-Type: ', content_type, b'\r\nContent-Length: ', b'%d' % len(body), b'\r\n')
+    lines = []
     for name, value in extra_headers:
         if has_control_character(value):
             raise ValueError(f'control character in the value of response header {name!r}')
         if not is_token(name):
             raise ValueError(f'response header name {name!r} is not an HTTP token')
-        parts += (name, b': ', value, b'\r\n')
-    parts.append(b'\r\n')
-    if not is_head:
-        parts.append(body)
-    return b''.join(parts)
+        lines += (name, b': ', value, b'\r\n')
+    return render_checked(status, body, keep_alive, content_type, b''.join(lines), is_http10, is_head,
+                          time.time() if now is None else now)
+
+
+def render_checked(status, body, keep_alive, content_type, header_lines, is_http10, is_head, now):
+    """render_response() for header lines already checked and rendered ('Name: value' and
+    CRLF each, as bytes): the router's own headers, and service headers that passed
+    http/headers.py. The status must be 100 to 999 (ValueError otherwise)."""
+    head, has_length = _HEADS.head(status, keep_alive, is_http10, content_type, now)
+    if not has_length:
+        return b'%s%s\r\n' % (head, header_lines)
+    if is_head:
+        return b'%s%d\r\n%s\r\n' % (head, 0 if status == _RESET_CONTENT else len(body), header_lines)
+    if status == _RESET_CONTENT:
+        body = b''
+    return b'%s%d\r\n%s\r\n%s' % (head, len(body), header_lines, body)

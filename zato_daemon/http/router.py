@@ -25,12 +25,11 @@ cross-site without asking first); a body that is not acceptable JSON is 400.
 import json
 import logging
 import time
-from dataclasses import dataclass
 
 from zato_daemon.errors import HttpError
 from zato_daemon.http.headers import service_headers
 from zato_daemon.http.payload import PayloadError, decode_json, is_json_media_type
-from zato_daemon.http.protocol import render_response
+from zato_daemon.http.protocol import render_checked
 from zato_daemon.logs.levels import SERVICE_FAILED
 from zato_daemon.redaction import redact, render_capped
 from zato_daemon.services.base import Request
@@ -53,21 +52,28 @@ UNSENDABLE_MESSAGE = ('the service returned a response that cannot be sent; the 
                       'under this cid')
 
 
-@dataclass(frozen=True, slots=True)
 class Outcome:
     """What a request came to, before rendering.
 
-    status and body (JSON bytes) always; headers: extra (name, value) byte pairs;
-    content_type: bytes. For a service call, also its Response (when it returned one) and
-    the exception that failed it, for the diagnostics recorder.
+    status and body (JSON bytes) always; headers: extra (name, value) byte pairs, already
+    checked (http/headers.py); content_type: bytes. For a service call, also its Response
+    (when it returned one) and the exception that failed it, for the diagnostics recorder.
+    A plain class, not a dataclass: one is made per request, and a frozen dataclass's
+    __init__ costs a function call per field.
     """
 
-    status: int
-    body: bytes
-    headers: tuple = ()
-    content_type: bytes = JSON
-    response: object = None
-    failure: BaseException = None
+    __slots__ = ('status', 'body', 'headers', 'content_type', 'response', 'failure')
+
+    def __init__(self, status, body, headers=(), content_type=JSON, response=None, failure=None):
+        self.status = status
+        self.body = body
+        self.headers = headers
+        self.content_type = content_type
+        self.response = response
+        self.failure = failure
+
+    def __repr__(self):
+        return f'<Outcome {self.status} body={len(self.body)}B headers={self.headers!r}>'
 
 
 def error_body(status, message, cid=None):
@@ -108,12 +114,14 @@ class Router:
                              extra={'cid': cid})
             outcome = error_outcome(500, 'internal server error; the server log has the details under this cid',
                                     cid)
-        headers = [(CID_HEADER, cid.encode()), *outcome.headers]
+        lines = b'X-Zato-CID: %s\r\n' % cid.encode()
+        if outcome.headers:
+            lines += _header_lines(outcome.headers)
         origin = request.headers.get('origin')
         if origin is not None and origin in self.allowed_origins:
-            headers += _cors_headers(origin)
-        return render_response(outcome.status, outcome.body, keep_alive, outcome.content_type, headers,
-                               is_http10=request.http_version == '1.0', is_head=request.method == 'HEAD')
+            lines += _header_lines(_cors_headers(origin))
+        return render_checked(outcome.status, outcome.body, keep_alive, outcome.content_type, lines,
+                              request.http_version == '1.0', request.method == 'HEAD', time.time())
 
     def outcome_of(self, request, cid):
         """Admission (Rule 3), then the service call."""
@@ -164,13 +172,14 @@ class Router:
 
     def call(self, name, payload, cid, request):
         """Runs the service and hands its outcome to the recorder."""
-        if name not in self.host.store:
+        deployed = self.host.store.services.get(name)
+        if deployed is None:
             return error_outcome(404, f'no service named {name!r} is deployed', cid)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug('Request %s %s: %s', request.method, request.path, render_capped(payload, INPUT_LOG_LIMIT),
                          extra={'cid': cid, 'service': name})
         started = time.perf_counter()
-        outcome = self.run_service(name, payload, cid, request)
+        outcome = self.run_service(deployed.service_class, name, payload, cid, request)
         try:
             self.recorder.after_call(name, cid, started, time.perf_counter(), payload, outcome)
         except Exception:
@@ -179,11 +188,11 @@ class Router:
                              extra={'cid': cid, 'service': name})
         return outcome
 
-    def run_service(self, name, payload, cid, request):
+    def run_service(self, service_class, name, payload, cid, request):
         """The Outcome of one call (Rule 2)."""
         try:
-            response = self.host.call(name, cid=cid, request=Request(payload, request.headers, request.method,
-                                                                      request.path))
+            response = self.host.run(service_class, name, cid, Request(payload, request.headers, request.method,
+                                                                        request.path))
         except HttpError as exc:
             refusal = _client_error(exc)
             if refusal is not None:
@@ -210,9 +219,13 @@ class Router:
     def success(self, name, response):
         """The Outcome of a service's Response; raises when it cannot be sent."""
         status = response.status_code
-        if isinstance(status, bool) or not isinstance(status, int) or not 200 <= status <= 599:
+        if status.__class__ is not int and (isinstance(status, bool) or not isinstance(status, int)) \
+                or not 200 <= status <= 599:
             raise ValueError(f'status_code {status!r} is not a final HTTP status (an integer from 200 to 599)')
-        body = b'' if response.payload is None else self.dumps(response.payload).encode()
+        payload = response.payload
+        body = b'' if payload is None else self.dumps(payload).encode()
+        if not response.headers:
+            return Outcome(status, body, (), JSON, response)
         content_type, headers, dropped = service_headers(response.headers)
         if dropped:
             self.log_dropped(name, dropped)
@@ -253,6 +266,11 @@ def _client_error(exc):
         return status, str(exc.reason)
     except Exception:
         return None
+
+
+def _header_lines(pairs):
+    """Checked (name, value) pairs as the bytes of their header lines."""
+    return b''.join(b'%s: %s\r\n' % pair for pair in pairs)
 
 
 def _cors_headers(origin):

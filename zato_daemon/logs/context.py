@@ -9,21 +9,22 @@ import contextvars
 import logging
 
 # (cid, service name) of the call running in this greenlet, or None outside calls.
-_current_call = contextvars.ContextVar('zato_daemon_call', default=None)
+# The service host sets it directly, on the hot path; everything else uses the functions.
+CURRENT_CALL = contextvars.ContextVar('zato_daemon_call', default=None)
 
 
 def enter_call(cid, service):
     """Marks the start of a service call; returns the token `leave_call` needs."""
-    return _current_call.set((cid, service))
+    return CURRENT_CALL.set((cid, service))
 
 
 def leave_call(token):
-    _current_call.reset(token)
+    CURRENT_CALL.reset(token)
 
 
 def current_call():
     """(cid, service) of the call in progress, or None."""
-    return _current_call.get()
+    return CURRENT_CALL.get()
 
 
 class ContextFilter(logging.Filter):
@@ -37,7 +38,7 @@ class ContextFilter(logging.Filter):
         self.role = role
 
     def filter(self, record):
-        call = _current_call.get()
+        call = CURRENT_CALL.get()
         if not hasattr(record, 'cid'):
             record.cid = call[0] if call else ''
         if not hasattr(record, 'service'):

@@ -4,6 +4,7 @@ Runs in a worker process, after fork; it holds no sockets, so it is easy to test
 """
 
 import json
+from json.encoder import c_make_encoder, encode_basestring, encode_basestring_ascii
 import logging
 import os
 import time
@@ -11,7 +12,7 @@ import time
 from zato_daemon.cache.registry import CacheRegistry
 from zato_daemon.errors import EXIT_SOFTWARE
 from zato_daemon.forks import in_forked_child
-from zato_daemon.logs.context import enter_call, leave_call
+from zato_daemon.logs.context import CURRENT_CALL
 from zato_daemon.services.base import Request, Response
 from zato_daemon.services.cid import CidGenerator
 from zato_daemon.services.registry import ServiceStore
@@ -57,18 +58,25 @@ class ServiceHost:
 
     def call(self, name, payload=None, cid=None, request=None):
         """Runs a service and returns its Response; exceptions from the service propagate."""
-        service_class = self.store.get(name)
+        return self.run(self.store.get(name), name, cid or self.new_cid(),
+                        request if request is not None else Request(payload))
+
+    def run(self, service_class, name, cid, request):
+        """Runs `service_class`, deployed as `name`, for one call; returns its Response.
+
+        The one place a service runs: channels call it with the class they looked up.
+        """
         service = service_class()
-        service.cid = cid = cid or self.new_cid()
-        service.request = request if request is not None else Request(payload)
+        service.cid = cid
+        service.request = request
         service.response = Response()
         service.server = self
         # Every record logged while the service runs carries its cid and name.
-        token = enter_call(cid, name)
+        token = CURRENT_CALL.set((cid, name))
         try:
             service.handle()
         finally:
-            leave_call(token)
+            CURRENT_CALL.reset(token)
             if in_forked_child():
                 _end_forked_child(name)
         return service.response
@@ -85,7 +93,22 @@ def _json_dumper(sio_config):
     encoder = json.JSONEncoder(sort_keys=options.sort_keys, indent=indent,
                                ensure_ascii=options.ensure_ascii, separators=separators,
                                allow_nan=False, default=_fallback)
-    return encoder.encode
+    if indent is not None or c_make_encoder is None:
+        return encoder.encode
+    # JSONEncoder.encode spends most of its time in Python around the C encoder: it
+    # builds a new C encoder (and a closure) on every call anyway. Building only that is
+    # the same work in C; a new markers dict per call keeps the detection of circular
+    # references exact, whichever thread or greenlet encodes at the same time.
+    string_encoder = encode_basestring_ascii if options.ensure_ascii else encode_basestring
+    sort_keys = options.sort_keys
+    key_separator, item_separator = encoder.key_separator, encoder.item_separator
+
+    def dumps(value):
+        if value.__class__ is str:
+            return string_encoder(value)
+        return ''.join(c_make_encoder({}, _fallback, string_encoder, None, key_separator, item_separator,
+                                      sort_keys, False, False)(value, 0))
+    return dumps
 
 
 def _fallback(value):

@@ -48,3 +48,45 @@ def test_payload_error_is_a_value_error_with_the_reason():
     with pytest.raises(ValueError, match='NaN'):
         decode_json(b'NaN', 1)
     assert issubclass(PayloadError, ValueError)
+
+
+# The fast path (the C scanner without json's Python wrapper, C floats when no number can
+# overflow) must give exactly what json's own decode gives, errors included.
+
+@pytest.mark.parametrize('body', [
+    b'{"a": 1}', b' {"a": 1}', b'{"a": 1} \r\n\t', b'[1.5, 2e3, -0.0, 10]', b'"text"', b'123',
+    b'true', b'null', b'{"e": "1e5 in a string"}', b'[' + b'9' * 308 + b'.5]', b'[1E308]',
+])
+def test_accepted_bodies_decode_as_the_json_module_does(body):
+    import json
+    assert decode_json(body, 8) == json.loads(body)
+
+
+@pytest.mark.parametrize('body, message', [
+    (b'{"a": 1} x', 'malformed JSON: Extra data: line 1 column 10 (char 9)'),
+    (b' [1,', 'malformed JSON: Expecting value: line 1 column 5 (char 4)'),
+    (b'[1,]', 'malformed JSON: Expecting value: line 1 column 4 (char 3)'),
+    (b'\x0b1', 'malformed JSON: Expecting value: line 1 column 1 (char 0)'),
+    (b'[1e999]', 'the number 1e999 is too large for a float'),
+    (b'[-1E400]', 'the number -1E400 is too large for a float'),
+    (b'[' + b'9' * 309 + b'.5]', 'is too large for a float'),
+    (b'[1, NaN]', 'NaN is not a JSON value'),
+    (b' Infinity', 'Infinity is not a JSON value'),
+])
+def test_refused_bodies_say_why(body, message):
+    with pytest.raises(PayloadError) as caught:
+        decode_json(body, 8)
+    assert message in str(caught.value)
+
+
+def test_a_long_integer_is_not_a_float_overflow():
+    assert decode_json(b'[' + b'9' * 400 + b']', 8) == [int('9' * 400)]
+
+
+@pytest.mark.parametrize('records', [1, 100, 1000])
+def test_depth_of_wide_bodies_is_counted_per_level(records):
+    import json
+    body = json.dumps({'records': [{'id': n, 'tags': ['a', {'x': []}]} for n in range(records)]}).encode()
+    assert decode_json(body, 6)['records'][-1]['id'] == records - 1
+    with pytest.raises(PayloadError, match='nested deeper than 5 levels'):
+        decode_json(body, 5)

@@ -313,3 +313,51 @@ def test_a_long_first_header_after_a_short_target_is_431():
     data = b'GET /short HTTP/1.1\r\nX-Big: ' + b'b' * (1024 * 1024) + b'\r\n\r\n'
     result = parse_chunks(DEFAULT_LIMITS, [data[start:start + 65536] for start in range(0, len(data), 65536)])
     assert result == {'events': [], 'error': 431}
+
+
+# The header section is settled in one pass at its end (on_headers_complete).
+
+def test_repeated_fields_in_any_case_are_joined_in_order():
+    [request] = RequestParser(100).feed(b'GET / HTTP/1.1\r\nX-A: 1\r\nHost: h\r\nx-a: 2 \r\nX-A:\r\n\r\n')
+    assert request.headers == {'x-a': '1, 2, ', 'host': 'h'}
+
+
+def test_trailing_whitespace_is_trimmed_from_every_value():
+    [request] = RequestParser(100).feed(b'GET / HTTP/1.1\r\nA: 1 \r\nB: 2\t\r\nC: 3\r\n\r\n')
+    assert request.headers == {'a': '1', 'b': '2', 'c': '3'}
+
+
+def test_small_fields_that_never_end_the_section_are_stopped_at_twice_the_limit():
+    parser = RequestParser(max_request_size=10, max_header_size=1024)
+    parser.feed(b'GET / HTTP/1.1\r\n')
+    fed = 0
+    with pytest.raises(ProtocolError) as caught:
+        while fed < 100 * 1024:
+            parser.feed(b'X-A: b\r\n' * 32)
+            fed += 256
+    assert caught.value.status == 431
+    assert fed <= 2 * 1024 + 64 + 256
+
+
+def test_trailers_over_the_header_limit_are_431():
+    chunked = b'POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n'
+    trailers = b'X-T: ' + b't' * 200 + b'\r\n\r\n'
+    [request] = RequestParser(100, max_header_size=300).feed(chunked + trailers)
+    assert request.body == b'a'
+    with pytest.raises(ProtocolError) as caught:
+        RequestParser(100, max_header_size=150).feed(chunked + trailers)
+    assert caught.value.status == 431
+
+
+def test_head_and_205_keep_their_framing():
+    head = render_response(200, b'{"a":1}', True, is_head=True, now=FIXED_NOW)
+    assert head.endswith(b'Content-Length: 7\r\n\r\n')
+    reset = render_response(205, b'ignored', True, now=FIXED_NOW)
+    assert reset.endswith(b'Content-Length: 0\r\n\r\n')
+
+
+def test_many_content_types_in_one_second_render_correctly():
+    for number in range(200):
+        content_type = b'application/x%d+json' % number
+        rendered = render_response(200, b'1', True, content_type, now=FIXED_NOW)
+        assert b'Content-Type: ' + content_type + b'\r\n' in rendered
