@@ -8,6 +8,12 @@ comes from a resource limit is one WARNING with a MESSAGE_ID at most once a minu
 the count, and accepting resumes by itself within RETRY_MAX_DELAY; any other error is left
 to gevent.
 
+A listener that shares its socket with other workers may also be given a gate
+(http/balance.py): asked before each accept, it says whether this worker holds few enough
+connections to take one more. When it says no, the connection stays in the backlog for
+another worker, and this listener stops watching the socket for BALANCE_RETRY_DELAY: the
+socket stays readable until someone accepts, and watching it would spin the CPU.
+
 Runs in a worker, on its hub.
 """
 
@@ -29,17 +35,22 @@ logger = logging.getLogger('zato_daemon.http')
 RESOURCE_ERRORS = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
 RETRY_MIN_DELAY = 0.01
 RETRY_MAX_DELAY = 0.25
+# Short: the worker refused is asked again as soon as the others may have taken the
+# connection waiting, and a connection that nobody else takes waits no longer than this.
+BALANCE_RETRY_DELAY = 0.005
 
 
 class Listener(StreamServer):
     """A StreamServer whose resource errors on accept are logged, not printed, and retried.
 
-    `describe_load()` returns text on the worker's connections for the WARNING.
+    `describe_load()` returns text on the worker's connections for the WARNING; `may_accept()`,
+    when given, is asked before each accept (None: this listener always accepts).
     """
 
-    def __init__(self, listener, handle, spawn, describe_load):
+    def __init__(self, listener, handle, spawn, describe_load, may_accept=None):
         super().__init__(listener, handle, spawn=spawn)
         self.describe_load = describe_load
+        self.may_accept = may_accept
         self.accept_errors = Throttle()
         self.retry_delay = RETRY_MIN_DELAY
         self.is_retrying = False
@@ -48,6 +59,9 @@ class Listener(StreamServer):
     def do_read(self):
         if in_forked_child():
             self.stop_accepting()  # see forks.py: a service's child accepts nothing
+            return None
+        if self.may_accept is not None and not self.may_accept():
+            self.pause_accepting(BALANCE_RETRY_DELAY)
             return None
         try:
             accepted = super().do_read()
@@ -70,10 +84,14 @@ class Listener(StreamServer):
                            'max_connections', exc.strerror, errno.errorcode.get(exc.errno, exc.errno), count,
                            self.describe_load(), _descriptor_limit(), extra=ACCEPT_FAILED.extra)
         self.is_retrying = True
-        self.stop_accepting()
-        self.retry_timer = self.loop.timer(self.retry_delay)
-        self.retry_timer.start(self.resume_accepting)
+        self.pause_accepting(self.retry_delay)
         self.retry_delay = min(RETRY_MAX_DELAY, self.retry_delay * 2)
+
+    def pause_accepting(self, delay):
+        self.stop_accepting()
+        self.cancel_retry()
+        self.retry_timer = self.loop.timer(delay)
+        self.retry_timer.start(self.resume_accepting)
 
     def resume_accepting(self):
         self.cancel_retry()

@@ -32,6 +32,7 @@ from gevent.pool import Pool
 from zato_daemon.errors import ConnectionAborted
 from zato_daemon.forks import in_forked_child
 from zato_daemon.http.deadlines import BODY, HEADERS, IDLE, SENDING, SERVICE, Deadlines
+from zato_daemon.http.balance import NO_SLOT
 from zato_daemon.http.listener import Listener
 from zato_daemon.http.protocol import CONTINUE, CONTINUE_RESPONSE, ProtocolError, RequestParser, render_response
 from zato_daemon.http.router import error_body
@@ -86,7 +87,7 @@ class Connection:
 class HttpServer:
     """Serves HTTP on one or more inherited listening sockets, each with its own router."""
 
-    def __init__(self, main_config, dumps_json, logger):
+    def __init__(self, main_config, dumps_json, logger, load_slot=NO_SLOT):
         self.max_request_size = main_config.max_request_size
         self.max_connections = main_config.max_connections
         self.deadlines = Deadlines.from_config(main_config)
@@ -101,6 +102,8 @@ class HttpServer:
         self.connections = set()
         # Connections of the public listeners (not the admin socket), against max_connections.
         self.public_connections = 0
+        # Where the other workers on the same listening socket read that count (http/balance.py).
+        self.load_slot = load_slot
         self.is_draining = False
         self.refusals = Throttle()
         # Requests answered on the public listeners, and what to do when they reach a limit
@@ -115,10 +118,14 @@ class HttpServer:
         self.request_limit = limit
         self.on_request_limit = callback
 
-    def add_listener(self, listener, router):
+    def add_listener(self, listener, router, balanced=False):
+        """`balanced`: the public socket, whose connections are spread across the workers
+        sharing it (http/balance.py); the admin socket never is, nor a socket no other
+        worker accepts on."""
         def handle(sock, address):
             self.serve_connection(sock, router)
-        stream_server = Listener(listener, handle, self.handlers, self.describe_load)
+        may_accept = self.load_slot.may_accept if balanced and self.shares_listeners else None
+        stream_server = Listener(listener, handle, self.handlers, self.describe_load, may_accept)
         if self.shares_listeners:
             # Every worker polls the same listening socket. Taking up to gevent's default
             # 100 connections per wake-up lets the first worker awake take a whole burst
@@ -175,6 +182,7 @@ class HttpServer:
             connection = Connection(sock, gevent.getcurrent(), self.deadlines, time.monotonic())
             self.connections.add(connection)
             self.public_connections += is_public
+            self.load_slot.publish(self.public_connections)
             try:
                 if sock.family in (socket.AF_INET, socket.AF_INET6):
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -187,6 +195,7 @@ class HttpServer:
             finally:
                 self.connections.discard(connection)
                 self.public_connections -= is_public
+                self.load_slot.publish(self.public_connections)
         except (OSError, ConnectionAborted):
             pass  # the client went away, or the server ended the connection; nothing to answer
         finally:

@@ -36,6 +36,7 @@ from zato_daemon import __version__, redaction, sd
 from zato_daemon.deploy.pickup import PickupDeployer
 from zato_daemon.deploy.probe import kill_running
 from zato_daemon.errors import EXIT_SOFTWARE, HaltServer, ZatoDaemonError
+from zato_daemon.http.balance import LoadTable
 from zato_daemon.logs import levels
 from zato_daemon.logs.setup import configure_logging
 from zato_daemon.logs.throttle import Throttle
@@ -123,6 +124,10 @@ class Arbiter:
         # Same for every worker of this run of the server, across reloads and respawns.
         self.boot_id = f'{self.pid}-{self.started_at}'
         self.status_fds = {}
+        # The workers' connection counts, shared with every worker forked from now on
+        # (http/balance.py); pid -> the worker's slot in it.
+        self.load_table = LoadTable()
+        self.load_slots = {}
         self.signal_queue = collections.deque()
         self.dump_trigger = None
         self.rng = random.Random()
@@ -429,6 +434,7 @@ class Arbiter:
             read_fd, write_fd = os.pipe()
         except OSError as exc:
             return self.lifecycle.spawn_failed(number, f'pipe() failed: {exc.strerror}', time.monotonic())
+        load_slot = self.load_table.take()
         previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, WORKER_SIGNALS)
         try:
             pid = os.fork()
@@ -436,15 +442,17 @@ class Arbiter:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
             os.close(read_fd)
             os.close(write_fd)
+            self.load_table.release(load_slot)
             return self.lifecycle.spawn_failed(number, f'fork() failed: {exc.strerror}', time.monotonic())
         if pid == 0:
-            self._become_worker(number, read_fd, write_fd, request_limit)
+            self._become_worker(number, read_fd, write_fd, request_limit, load_slot)
         signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
         os.close(write_fd)
         self.status_fds[pid] = read_fd
+        self.load_slots[pid] = load_slot
         return self.lifecycle.spawned(pid, number, time.monotonic(), request_limit)
 
-    def _become_worker(self, number, read_fd, write_fd, request_limit):
+    def _become_worker(self, number, read_fd, write_fd, request_limit, load_slot):
         # Child branch: whatever happens, the child ends here with os._exit, so that it
         # never runs the master's loop or its cleanup.
         status = EXIT_SOFTWARE
@@ -466,7 +474,8 @@ class Arbiter:
                               config=self.config, callables=self.callables, server_dir=self.server_dir,
                               listener=self.listener,
                               admin_listener=self.admin_listener, status_fd=write_fd,
-                              foreground=self.foreground, request_limit=request_limit)
+                              foreground=self.foreground, request_limit=request_limit,
+                              load_table=self.load_table, load_slot=load_slot)
             status = run_worker(spec)
         except BaseException:
             logger.exception('Worker %d failed', number)
@@ -527,6 +536,8 @@ class Arbiter:
         """Reads a worker's last words (a boot failure), then lets the lifecycle decide."""
         while pid in self.status_fds:
             self.read_worker_message(pid)
+        # A worker killed while serving left its count: it must not hold the others back.
+        self.load_table.release(self.load_slots.pop(pid, None))
         worker = self.workers.get(pid)
         if worker is None:
             return

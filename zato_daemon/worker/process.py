@@ -27,6 +27,7 @@ from zato_daemon.diagnostics.recorder import make_recorder  # noqa: E402
 from zato_daemon.deploy.sources import create_configured_caches, deploy_configured  # noqa: E402
 from zato_daemon.errors import EXIT_OK, ServiceDeployError, StartupCallableError  # noqa: E402
 from zato_daemon.forks import guard as guard_forks, in_forked_child  # noqa: E402
+from zato_daemon.http.balance import NO_SLOT, Slot, listener_key  # noqa: E402
 from zato_daemon.http.router import Router  # noqa: E402
 from zato_daemon.http.server import HttpServer  # noqa: E402
 from zato_daemon.logs.setup import configure_logging  # noqa: E402
@@ -65,6 +66,10 @@ class WorkerSpec:
     # This worker's share of max_requests (0: no limit), drawn by the master with jitter:
     # the master names it in the log when the worker asks to be replaced.
     request_limit: int = 0
+    # The table of the workers' connection counts (http/balance.py) and this worker's slot
+    # in it (None: not counted, never refused).
+    load_table: object = None
+    load_slot: int = None
 
 
 class Worker:
@@ -77,6 +82,7 @@ class Worker:
         self.is_retiring = False
         self.host = None
         self.http = None
+        self.load_slot = NO_SLOT
         self.recorder = None
         self.has_reported_ready = False
         self.has_reached_request_limit = False
@@ -96,13 +102,15 @@ class Worker:
         if config.server_config.component_enabled.hot_deploy:
             self.start_pickup_watcher()
         main = config.server_config.main
-        self.http = HttpServer(main, self.host.dumps_json, logger)
+        if spec.load_slot is not None:
+            self.load_slot = Slot(spec.load_table, spec.load_slot, listener_key(spec.listener))
+        self.http = HttpServer(main, self.host.dumps_json, logger, self.load_slot)
         self.http.set_request_limit(spec.request_limit, self.report_request_limit)
         self.recorder = make_recorder(config, spec.server_dir, self.host.store, spec.number)
         if self.recorder is not None:
             gevent.spawn(self.recorder.store.run, gevent.sleep)
         self.http.add_listener(_adopt(spec.listener), Router(self.host, config.server_config.channels,
-                                                             recorder=self.recorder))
+                                                             recorder=self.recorder), balanced=True)
         self.http.add_listener(_adopt(spec.admin_listener), Router(self.host, {}, is_admin=True))
         # Only the gevent copies stay open: closing them at drain must close the socket in
         # this process, or the kernel would keep queueing connections nobody accepts.
@@ -110,6 +118,8 @@ class Worker:
         spec.admin_listener.close()
         guard_forks(lambda: [spec.status_fd, *self.http.descriptors()])
         self.http.start()
+        # From the first accept: a worker serves while AFTER_STARTED runs.
+        gevent.spawn(self.load_slot.keep_fresh, gevent.sleep)
         run_after_started(spec.callables, self.host, spec.number)
 
     def start_pickup_watcher(self):
@@ -140,6 +150,8 @@ class Worker:
         (quick), keeping idle clients for the graceful period (retire), or with a short idle
         grace (stop, and a worker that failed to start after it began serving)."""
         graceful_timeout = self.spec.config.server_config.main.graceful_timeout
+        # Not accepting any more: the other workers must not wait for this one.
+        self.load_slot.clear()
         if self.is_quick_stop:
             self.http.drain(0, 0)
         else:

@@ -1,0 +1,186 @@
+"""Connections spread evenly across the workers that accept on one listening socket.
+
+Every worker waits on the same socket (one socket is what systemd's socket activation
+passes, and what lets a reload or an upgrade refuse no connection), and whichever worker
+the kernel wakes first takes the connection. Left alone, that split wrk's 50 keep-alive
+connections 11 to 39 between two workers: one saturated, the other idle, a p99 several
+times uvicorn's. So a worker asks, before each accept, whether it holds no more
+connections than the least loaded of the others plus SLACK; if not, it leaves the
+connection in the backlog for them and asks again shortly (http/listener.py).
+
+What the workers know of each other is a table in shared memory (`LoadTable`): an
+anonymous shared mmap the master creates before its first fork, so every worker inherits
+it. One slot per worker, assigned by the master at spawn and cleared when it reaps the
+worker: the listening socket's identity, the count of open public connections and a
+stamp of time.monotonic() (system-wide on Linux, so comparable between processes) that a
+greenlet on the worker's hub renews every STAMP_INTERVAL. A worker clears its own slot
+when it stops accepting (drain). No locks: a torn or stale read delays one decision.
+
+Slots that do not count: another socket's (during a reload to another address, the old
+generation must not wait for the new one's workers, which never accept on its socket),
+cleared ones (stamp 0: draining, dead) and stale ones (a blocked hub, a stopped or dead
+worker not reaped yet): none of them will accept, and counting them could leave
+connections in the backlog behind them. The least loaded worker among those left may
+always accept, so some worker always does.
+
+`may_accept` decides from plain values; `LoadTable` and `Slot` do the memory accesses.
+"""
+
+import mmap
+import os
+import time
+
+from zato_daemon.config.settings import MAX_WORKERS
+from zato_daemon.forks import in_forked_child
+
+# How many more connections than the least loaded other worker a worker may hold and still
+# accept: 0 would make the workers take turns at every connection; the kernel wakes all
+# of them, and the one refused waits RETRY_DELAY, so a little slack costs nothing and
+# keeps a burst of connects from waiting on the other worker's next loop iteration.
+SLACK = 2
+# How often a worker renews its stamp, and how old a stamp may be before its worker is
+# taken for blocked or gone. A hub busy with requests runs its timers every few ms; a
+# hub blocked half a second accepts nothing, so it must not hold the others back.
+STAMP_INTERVAL = 0.1
+STALE_AFTER = 0.5
+# Slots for every worker that may exist at once: two generations during a reload, each
+# with a replacement booting beside every recycled worker.
+TABLE_SLOTS = 4 * MAX_WORKERS
+
+# The table's layout, in 8-byte words: word 0 is the number of slots ever assigned (the
+# workers read no further); then SLOT_WORDS per slot.
+KEY, COUNT, STAMP = 0, 1, 2
+SLOT_WORDS = 3
+HEADER_WORDS = 1
+
+
+def may_accept(own_count, own_key, others, now, slack=SLACK, stale_after=STALE_AFTER):
+    """Whether a worker holding `own_count` connections of the socket `own_key` may accept one
+    more; `others` are the other slots as (key, count, stamp)."""
+    counts = [count for key, count, stamp in others if key == own_key and now - stamp <= stale_after]
+    return not counts or own_count <= min(counts) + slack
+
+
+def listener_key(sock):
+    """What identifies a listening socket across processes: its inode, shared by every
+    descriptor of it that fork or dup made. Never 0, the key of a cleared slot."""
+    return os.fstat(sock.fileno()).st_ino & 0x7FFFFFFFFFFFFFFF or 1
+
+
+class LoadTable:
+    """The shared table. The master assigns and releases slots (`take`, `release`); each
+    worker writes its own through a `Slot`."""
+
+    def __init__(self, slots=TABLE_SLOTS):
+        self.slots = slots
+        # mmap(-1, ...) is MAP_SHARED | MAP_ANONYMOUS: a fork shares it, it is never copied.
+        self.memory = mmap.mmap(-1, 8 * (HEADER_WORDS + SLOT_WORDS * slots))
+        self.ints = memoryview(self.memory).cast('q')
+        self.floats = memoryview(self.memory).cast('d')
+        # In the master only: the slots assigned to a worker (or to one being forked).
+        self.taken = set()
+
+    def take(self):
+        """A free slot, cleared, or None when every slot is taken (the worker is then not
+        counted and never refused: balance degrades, serving does not)."""
+        for index in range(self.slots):
+            if index not in self.taken:
+                self.taken.add(index)
+                self.clear(index)
+                self.ints[0] = max(self.ints[0], index + 1)
+                return index
+        return None
+
+    def release(self, index):
+        """The slot's worker is gone (or was never forked): it counts no more, and the slot
+        can be taken again."""
+        if index is not None:
+            self.taken.discard(index)
+            self.clear(index)
+
+    def clear(self, index):
+        base = HEADER_WORDS + SLOT_WORDS * index
+        self.ints[base + KEY] = 0
+        self.ints[base + COUNT] = 0
+        self.floats[base + STAMP] = 0.0
+
+    def write(self, index, key, count, stamp):
+        base = HEADER_WORDS + SLOT_WORDS * index
+        self.ints[base + KEY] = key
+        self.ints[base + COUNT] = count
+        self.floats[base + STAMP] = stamp
+
+    def set_count(self, index, count):
+        self.ints[HEADER_WORDS + SLOT_WORDS * index + COUNT] = count
+
+    def set_stamp(self, index, stamp):
+        self.floats[HEADER_WORDS + SLOT_WORDS * index + STAMP] = stamp
+
+    def others(self, index):
+        """(key, count, stamp) of every assigned slot but `index`."""
+        ints, floats = self.ints, self.floats
+        rows = []
+        for other in range(min(ints[0], self.slots)):
+            if other != index:
+                base = HEADER_WORDS + SLOT_WORDS * other
+                rows.append((ints[base + KEY], ints[base + COUNT], floats[base + STAMP]))
+        return rows
+
+
+class Slot:
+    """A worker's own slot: it publishes its count and stamp there, and asks `may_accept()`
+    before each accept on the shared listening socket.
+
+    Nothing is written from a service's forked child (forks.py): it is a copy of the worker
+    whose greenlets may still run, and its writes would land in the worker's slot.
+    """
+
+    def __init__(self, table, index, key):
+        self.table = table
+        self.index = index
+        self.key = key
+        self.count = 0
+        self.is_open = True
+        table.write(index, key, 0, time.monotonic())
+
+    def publish(self, count):
+        self.count = count
+        if self.is_open and not in_forked_child():
+            self.table.set_count(self.index, count)
+
+    def may_accept(self):
+        return may_accept(self.count, self.key, self.table.others(self.index), time.monotonic())
+
+    def keep_fresh(self, sleep):
+        """Runs on the worker's hub until the slot is cleared: while the hub is blocked, the
+        stamp ages and the other workers stop waiting for this one."""
+        while self.is_open and not in_forked_child():
+            self.table.set_stamp(self.index, time.monotonic())
+            sleep(STAMP_INTERVAL)
+
+    def clear(self):
+        """The worker stops accepting (a drain): it counts no more for the others."""
+        self.is_open = False
+        if not in_forked_child():
+            self.table.clear(self.index)
+
+
+class NoSlot:
+    """A worker without a slot (one worker, or a table full): publishes nothing, always accepts."""
+
+    count = 0
+
+    def publish(self, count):
+        pass
+
+    def may_accept(self):
+        return True
+
+    def keep_fresh(self, sleep):
+        pass
+
+    def clear(self):
+        pass
+
+
+NO_SLOT = NoSlot()
