@@ -77,9 +77,38 @@ def decode_json(body, max_depth):
         raise PayloadError(f'malformed JSON: {exc}') from None
     if '\\u' in text and _holds_surrogate(value):
         raise PayloadError('a string holds a lone surrogate escape (\\ud800-\\udfff), which is not text')
-    if text.count('[') + text.count('{') > max_depth and depth_exceeds(value, max_depth):
+    if len(body) > 2 * max_depth and _nesting_exceeds(body, value, max_depth):
         raise PayloadError(f'JSON nested deeper than {max_depth} levels')
     return value
+
+
+# What is left of a JSON text when only brackets, quotes and backslashes are kept, and
+# objects are written as arrays: the nesting, once the strings are taken out.
+_STRUCTURE_ONLY = bytes(byte for byte in range(256) if byte not in b'[]{}"\\')
+_OBJECTS_AS_ARRAYS = bytes.maketrans(b'{}', b'[]')
+
+
+def _nesting_exceeds(body, value, max_depth):
+    """depth_exceeds(value, max_depth), read from the bytes of the (valid) JSON body when they
+    allow it: a few passes at C speed instead of a Python step per value.
+
+    Without backslashes, a string whose text holds no bracket is reduced to '""', and
+    removing the '""' pairs from left to right takes out exactly those strings; a quote
+    left over means some string holds a bracket (or an escape could hide a quote), and
+    the value is walked instead. What remains are the brackets of the structure: each
+    pass removing '[]' peels one level.
+    """
+    structure = body.translate(_OBJECTS_AS_ARRAYS, _STRUCTURE_ONLY)
+    if b'\\' in structure:
+        return depth_exceeds(value, max_depth)
+    structure = structure.replace(b'""', b'')
+    if b'"' in structure:
+        return depth_exceeds(value, max_depth)
+    for _ in range(max_depth):
+        if not structure:
+            return False
+        structure = structure.replace(b'[]', b'')
+    return bool(structure)
 
 
 _JSON_WHITESPACE = ' \t\n\r'

@@ -90,3 +90,29 @@ def test_depth_of_wide_bodies_is_counted_per_level(records):
     assert decode_json(body, 6)['records'][-1]['id'] == records - 1
     with pytest.raises(PayloadError, match='nested deeper than 5 levels'):
         decode_json(body, 5)
+
+
+# The nesting is read from the bytes when the strings hold no bracket and no escape, and from
+# the value otherwise: both ways must agree with depth_exceeds on every shape.
+
+NESTED_BODIES = [
+    b'{"records": [{"id": 1, "tags": ["a", {"x": []}]}], "padding": "' + b'p' * 40 + b'"}',
+    b'[[[[[[[[[[1]]]]]]]]]]' + b' ' * 40,
+    b'["]", [[[[1]]]], "["]' + b' ' * 40,
+    b'["][", [[[[1]]]], "]["]' + b' ' * 40,
+    b'{"a": "\\"[[[[[[", "b": [[[[1]]]]}' + b' ' * 40,
+    b'{"a": "\\u005b\\u005b", "b": [[[[[1]]]]]}' + b' ' * 40,
+    b'[{}, {"": {}}, [[], [[]]], "{}", "", ""]' + b' ' * 40,
+]
+
+
+@pytest.mark.parametrize('body', NESTED_BODIES)
+@pytest.mark.parametrize('max_depth', range(1, 13))
+def test_nesting_read_from_bytes_agrees_with_the_value(body, max_depth):
+    import json
+    value = json.loads(body)
+    if depth_exceeds(value, max_depth):
+        with pytest.raises(PayloadError, match='nested deeper'):
+            decode_json(body, max_depth)
+    else:
+        assert decode_json(body, max_depth) == value
