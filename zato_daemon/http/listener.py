@@ -10,9 +10,10 @@ to gevent.
 
 A listener that shares its socket with other workers may also be given a gate
 (http/balance.py): asked before each accept, it says whether this worker holds few enough
-connections to take one more. When it says no, the connection stays in the backlog for
-another worker, and this listener stops watching the socket for BALANCE_RETRY_DELAY: the
-socket stays readable until someone accepts, and watching it would spin the CPU.
+connections to take one more, or the queue is long enough that everyone must take some.
+When it says no, the connection stays in the backlog for another worker, and this listener
+stops watching the socket for BALANCE_RETRY_DELAY: the socket stays readable until someone
+accepts, and watching it would spin the CPU. The gate counts each connection accepted.
 
 Runs in a worker, on its hub.
 """
@@ -25,6 +26,7 @@ import time
 from gevent.server import StreamServer
 
 from zato_daemon.forks import in_forked_child
+from zato_daemon.http.balance import ACCEPT_BATCH, accept_queue_length
 from zato_daemon.logs.levels import ACCEPT_FAILED
 from zato_daemon.logs.throttle import Throttle
 
@@ -43,14 +45,17 @@ BALANCE_RETRY_DELAY = 0.005
 class Listener(StreamServer):
     """A StreamServer whose resource errors on accept are logged, not printed, and retried.
 
-    `describe_load()` returns text on the worker's connections for the WARNING; `may_accept()`,
-    when given, is asked before each accept (None: this listener always accepts).
+    `describe_load()` returns text on the worker's connections for the WARNING; `gate`, when
+    given (a balance.Slot), is asked before each accept and told of each connection accepted
+    (None: this listener always accepts).
     """
 
-    def __init__(self, listener, handle, spawn, describe_load, may_accept=None):
+    def __init__(self, listener, handle, spawn, describe_load, gate=None):
         super().__init__(listener, handle, spawn=spawn)
         self.describe_load = describe_load
-        self.may_accept = may_accept
+        self.gate = gate
+        if gate is not None:
+            self.max_accept = ACCEPT_BATCH
         self.accept_errors = Throttle()
         self.retry_delay = RETRY_MIN_DELAY
         self.is_retrying = False
@@ -60,7 +65,8 @@ class Listener(StreamServer):
         if in_forked_child():
             self.stop_accepting()  # see forks.py: a service's child accepts nothing
             return None
-        if self.may_accept is not None and not self.may_accept():
+        gate = self.gate
+        if gate is not None and not gate.may_accept(self.queue_length):
             self.pause_accepting(BALANCE_RETRY_DELAY)
             return None
         try:
@@ -72,7 +78,12 @@ class Listener(StreamServer):
             return None
         if self.is_retrying:
             self.on_recovered()
+        if gate is not None and accepted is not None:
+            gate.accepted()
         return accepted
+
+    def queue_length(self):
+        return accept_queue_length(self.socket)
 
     def on_resource_error(self, exc):
         """Logs (throttled), stops watching the socket and tries again after a short delay:

@@ -125,13 +125,14 @@ class HttpServer:
         worker accepts on."""
         def handle(sock, address):
             self.serve_connection(sock, router)
-        may_accept = self.load_slot.may_accept if balanced and self.shares_listeners else None
-        stream_server = Listener(listener, handle, self.handlers, self.describe_load, may_accept)
-        if self.shares_listeners:
+        gate = self.load_slot if balanced and self.shares_listeners else None
+        stream_server = Listener(listener, handle, self.handlers, self.describe_load, gate)
+        if self.shares_listeners and gate is None:
             # Every worker polls the same listening socket. Taking up to gevent's default
             # 100 connections per wake-up lets the first worker awake take a whole burst
             # of clients (wrk's 50 went to one worker of two in some runs: -40 % req/s);
-            # one per wake-up spreads them, as nginx's default and gunicorn's gevent worker do.
+            # one per wake-up spreads them, as nginx's default and gunicorn's gevent worker
+            # do. A gated listener (balance.py) takes ACCEPT_BATCH instead.
             stream_server.max_accept = 1
         self.stream_servers.append(stream_server)
 

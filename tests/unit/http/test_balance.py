@@ -11,8 +11,8 @@ from gevent.event import Event
 from gevent.socket import socket as gevent_socket
 
 from zato_daemon.http import balance
-from zato_daemon.http.balance import (NO_SLOT, SLACK, STALE_AFTER, LoadTable, Slot, listener_key,
-                                      may_accept)
+from zato_daemon.http.balance import (BURST, NO_SLOT, SLACK, STALE_AFTER, LoadTable, Slot,
+                                      accept_queue_length, listener_key, may_accept)
 from zato_daemon.http.listener import BALANCE_RETRY_DELAY, Listener
 
 NOW = 1000.0
@@ -50,6 +50,30 @@ def test_the_least_loaded_of_the_others_is_the_measure():
 def test_the_slack_is_a_parameter():
     assert may_accept(3, KEY, [fresh(3)], NOW, slack=0)
     assert not may_accept(4, KEY, [fresh(3)], NOW, slack=0)
+
+
+@pytest.mark.parametrize('queued, expected', [(0, False), (BURST - 1, False), (BURST, True), (500, True)])
+def test_a_long_accept_queue_is_taken_whatever_the_balance(queued, expected):
+    assert may_accept(40, KEY, [fresh(0)], NOW, queued) is expected
+
+
+def test_the_accept_queue_length_is_what_waits_in_the_kernel():
+    with socket.create_server(('127.0.0.1', 0), backlog=64) as server:
+        assert accept_queue_length(server) == 0
+        clients = [socket.create_connection(server.getsockname()) for _ in range(5)]
+        try:
+            assert accept_queue_length(server) == 5
+            server.accept()[0].close()
+            assert accept_queue_length(server) == 4
+        finally:
+            for client in clients:
+                client.close()
+
+
+def test_the_accept_queue_of_a_unix_socket_is_unknown():
+    left, right = socket.socketpair()
+    with left, right:
+        assert accept_queue_length(left) == 0
 
 
 @pytest.mark.parametrize('counts', [[0, 0], [25, 25], [0, 40, 3], [9, 2, 2, 30], [100, 0]])
@@ -123,11 +147,12 @@ def test_a_forked_workers_slot_is_read_by_the_master_and_the_other_workers():
     [(key, count, stamp)] = table.others(mine)
     assert (key, count) == (KEY, 17) and stamp > 0
     own = Slot(table, mine, KEY)
-    assert own.may_accept()
+    assert own.may_accept(lambda: 0)
     own.publish(17 + SLACK + 1)
-    assert not own.may_accept()
+    assert not own.may_accept(lambda: 0)
+    assert own.may_accept(lambda: BURST)  # a long queue is taken whatever the balance
     table.release(theirs)  # the master reaped it
-    assert own.may_accept()
+    assert own.may_accept(lambda: 0)
 
 
 def test_a_worker_that_stops_accepting_clears_its_slot_and_writes_no_more():
@@ -169,7 +194,7 @@ def test_a_services_forked_child_writes_nothing_into_its_workers_slot(monkeypatc
 
 def test_no_slot_always_accepts_and_publishes_nothing():
     NO_SLOT.publish(3)
-    assert NO_SLOT.may_accept()
+    assert NO_SLOT.may_accept(lambda: 0)
 
 
 def test_the_key_of_a_listening_socket_is_shared_by_its_copies_and_not_by_another():
@@ -188,10 +213,14 @@ class Gate:
     def __init__(self):
         self.is_open = False
         self.asked = 0
+        self.accepted_count = 0
 
-    def __call__(self):
+    def may_accept(self, queue_length):
         self.asked += 1
         return self.is_open
+
+    def accepted(self):
+        self.accepted_count += 1
 
 
 def test_a_refused_listener_leaves_the_connection_in_the_backlog_without_spinning_then_takes_it():
@@ -199,7 +228,7 @@ def test_a_refused_listener_leaves_the_connection_in_the_backlog_without_spinnin
     accepted = Event()
     with socket.create_server(('127.0.0.1', 0)) as raw:
         listener = Listener(gevent_socket(fileno=os.dup(raw.fileno())), lambda sock, address: accepted.set(),
-                            'default', describe_load=lambda: '', may_accept=gate)
+                            'default', describe_load=lambda: '', gate=gate)
         listener.start()
         client = gevent_socket()
         try:
@@ -211,6 +240,7 @@ def test_a_refused_listener_leaves_the_connection_in_the_backlog_without_spinnin
             # Nobody took it meanwhile: it is still there for whichever worker may take it.
             gate.is_open = True
             assert accepted.wait(5)
+            assert gate.accepted_count == 1
         finally:
             client.close()
             listener.close()
