@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import threading
+import time
 
 import pytest
 
@@ -148,7 +149,8 @@ def test_connections_split_evenly_even_while_one_worker_is_busy(server, connecti
         # The busy worker's hub runs only between these calls: the kernel wakes both workers
         # for each connection, and the idle one would take nearly all of them.
         while not stop.is_set():
-            busy_calls.append(ask(busy, 'test.balance.block', {'seconds': 0.05}))
+            # Shorter than LONGEST_REFUSAL: the idle worker leaves each new connection to it.
+            busy_calls.append(ask(busy, 'test.balance.block', {'seconds': 0.01}))
 
     thread = threading.Thread(target=keep_busy, daemon=True)
     thread.start()
@@ -163,6 +165,48 @@ def test_connections_split_evenly_even_while_one_worker_is_busy(server, connecti
     held[busy_pid] += 1
     assert set(held) == set(server.worker_pids())
     assert max(held.values()) - min(held.values()) <= SLACK + 1, held
+
+
+def test_new_connections_do_not_wait_for_the_least_loaded_worker_busy_in_long_calls(server, connections):
+    """Load is counted in connections: the worker holding fewer may be the one busy. Refused
+    by the counts for LONGEST_REFUSAL, the idle worker takes the connection anyway."""
+    busy = http.client.HTTPConnection('127.0.0.1', server.port, timeout=ANSWER_TIMEOUT)
+    busy_pid = ask(busy, 'test.balance.pid')
+    pids = connections.connect(server.port, 12)
+    [idle_pid] = set(server.worker_pids()) - {busy_pid}
+    # Make the busy worker the least loaded: close what it holds but `busy`.
+    for connection, pid in zip(connections.open, pids):
+        if pid == busy_pid:
+            connection.close()
+    assert pids.count(idle_pid) > 1 + SLACK
+    time.sleep(0.2)  # for the busy worker to see those connections end
+    stop = threading.Event()
+
+    def keep_busy():
+        # Blocks of 0.3 s: its stamp stays fresh (renewed between calls), so only the
+        # refusal limit lets the idle worker take what arrives meanwhile.
+        while not stop.is_set():
+            ask(busy, 'test.balance.block', {'seconds': 0.3})
+
+    thread = threading.Thread(target=keep_busy, daemon=True)
+    thread.start()
+    try:
+        pids = [ask(connection, 'test.balance.pid') for connection in _new_connections(server.port, 10)]
+    finally:
+        stop.set()
+        thread.join(ANSWER_TIMEOUT)
+        busy.close()
+    # Before the limit every one went to the busy worker, between its calls.
+    assert pids.count(idle_pid) >= 6, pids
+
+
+def _new_connections(port, count):
+    for _ in range(count):
+        connection = http.client.HTTPConnection('127.0.0.1', port, timeout=ANSWER_TIMEOUT)
+        try:
+            yield connection
+        finally:
+            connection.close()
 
 
 def test_a_killed_workers_connections_do_not_hold_the_survivor_back(server, connections, holds):

@@ -45,6 +45,16 @@ SLACK = 2
 # worker taking one connection per turn of its loop while it serves the others, 500 connects
 # took about 2 s to be accepted, and the last clients timed out.
 BURST = 8
+# Load is counted in connections, not in work: the least loaded worker may be the one busy
+# with a long call, or out of descriptors, and would take a new connection only between its
+# calls (a review measured 350 ms waits behind 0.4 s calls). So a connection this worker has
+# been refusing for LONGEST_REFUSAL is taken anyway. Refusals LONGER than REFUSAL_GAP apart
+# are about different connections (a busy loop may ask later than the 5 ms retry).
+LONGEST_REFUSAL = 0.02
+REFUSAL_GAP = 0.1
+# What a worker that cannot accept (out of descriptors) shows as its count: nobody waits for it.
+UNAVAILABLE = 2 ** 62
+
 # How many connections a worker takes from the queue per wake-up: a burst drains in a few
 # turns of the loop, and no worker takes all of it before the others wake.
 ACCEPT_BATCH = 32
@@ -70,14 +80,23 @@ SLOT_WORDS = 3
 HEADER_WORDS = 1
 
 
-def may_accept(own_count, own_key, others, now, queued=0, slack=SLACK, stale_after=STALE_AFTER, burst=BURST):
+def may_accept(own_count, own_key, others, now, queued=0, refused_for=0.0, slack=SLACK, stale_after=STALE_AFTER,
+               burst=BURST, longest_refusal=LONGEST_REFUSAL):
     """Whether a worker holding `own_count` connections of the socket `own_key` may accept one
     more; `others` are the other slots as (key, count, stamp), `queued` the connections
-    waiting in the socket's accept queue (0 when unknown)."""
-    if queued >= burst:
+    waiting in the socket's accept queue (0 when unknown), `refused_for` how long this
+    worker has been refusing the connection waiting now."""
+    if queued >= burst or refused_for >= longest_refusal:
         return True
     counts = [count for key, count, stamp in others if key == own_key and now - stamp <= stale_after]
     return not counts or own_count <= min(counts) + slack
+
+
+def refusal_start(started, last_refused, now, gap=REFUSAL_GAP):
+    """When the refusals going on now began: `started`, if this worker was last refused no
+    longer than `gap` ago (asked again every retry delay, it is the same waiting connection),
+    else `now`. None means no refusals going on."""
+    return started if started is not None and now - last_refused <= gap else now
 
 
 def accept_queue_length(sock):
@@ -170,19 +189,36 @@ class Slot:
         self.key = key
         self.count = 0
         self.is_open = True
+        self.is_available = True
+        # The refusals going on (balance.refusal_start): since when, and the latest.
+        self.refused_since = None
+        self.last_refused = 0.0
         table.write(index, key, 0, time.monotonic())
 
     def publish(self, count):
         self.count = count
-        if self.is_open and not in_forked_child():
+        if self.is_open and self.is_available and not in_forked_child():
             self.table.set_count(self.index, count)
 
     def may_accept(self, queue_length):
         """Asked before each accept; `queue_length()` is only called (a syscall) when the
         counts alone say no."""
         others, now = self.table.others(self.index), time.monotonic()
-        return (may_accept(self.count, self.key, others, now)
-                or may_accept(self.count, self.key, others, now, queue_length()))
+        if may_accept(self.count, self.key, others, now):
+            self.refused_since = None
+            return True
+        self.refused_since = since = refusal_start(self.refused_since, self.last_refused, now)
+        self.last_refused = now
+        if may_accept(self.count, self.key, others, now, queue_length(), now - since):
+            self.refused_since = None
+            return True
+        return False
+
+    def set_available(self, is_available):
+        """A worker that cannot accept (no descriptor left) shows a count nobody waits for."""
+        self.is_available = is_available
+        if self.is_open and not in_forked_child():
+            self.table.set_count(self.index, self.count if is_available else UNAVAILABLE)
 
     def accepted(self):
         """Counts a connection from its accept, before its greenlet runs (serve_connection
@@ -215,6 +251,9 @@ class NoSlot:
         return True
 
     def accepted(self):
+        pass
+
+    def set_available(self, is_available):
         pass
 
     def keep_fresh(self, sleep):

@@ -95,6 +95,8 @@ class Listener(StreamServer):
                            'max_connections', exc.strerror, errno.errorcode.get(exc.errno, exc.errno), count,
                            self.describe_load(), _descriptor_limit(), extra=ACCEPT_FAILED.extra)
         self.is_retrying = True
+        if self.gate is not None:
+            self.gate.set_available(False)
         self.pause_accepting(self.retry_delay)
         self.retry_delay = min(RETRY_MAX_DELAY, self.retry_delay * 2)
 
@@ -111,6 +113,8 @@ class Listener(StreamServer):
 
     def on_recovered(self):
         self.is_retrying = False
+        if self.gate is not None:
+            self.gate.set_available(True)
         self.retry_delay = RETRY_MIN_DELAY
         missed = self.accept_errors.unreported()
         logger.info('Accepting connections again%s', f' after {missed} more failed attempt(s)' if missed else '')

@@ -76,6 +76,7 @@ __all__ = (
     'CONTINUE',
     'CONTINUE_RESPONSE',
     'DEFAULT_MAX_HEADER_SIZE',
+    'MAX_FIELDS',
     'HEADERS',
     'IDLE',
     'has_control_character',
@@ -95,6 +96,11 @@ HEADERS = 'headers'
 BODY = 'body'
 
 CONTINUE_RESPONSE = b'HTTP/1.1 100 Continue\r\n\r\n'
+
+# Header fields (or trailer fields) a request may hold: a field is kept as a pair of bytes
+# objects until its section ends, which costs about 30 times its wire size for the shortest
+# fields. Apache's default is 100; browsers send about 20.
+MAX_FIELDS = 500
 
 # What the request line adds to the header-section count besides method and target:
 # ' ', ' HTTP/1.1', CRLF, and the CRLF closing the section.
@@ -249,6 +255,11 @@ class RequestParser:
                 self._silent_bytes = 0
             else:
                 self._watch_silence(len(data))
+            if len(self._fields) > self._counted:
+                # A header or trailer section goes on past this read: count what it holds so
+                # far, so that one that never ends is cut at the limit, not at the silence
+                # guard's twice the limit with every field kept meanwhile.
+                self._count_fields()
         except ProtocolError:
             pass  # raised outside any callback, by the silence guard; stored already
         except httptools.HttpParserError as exc:
@@ -298,7 +309,8 @@ class RequestParser:
         method = _METHOD_NAMES.get(raw_method) or raw_method.decode('ascii')
         self._method = method
         headers = self._headers = self._decode_fields(len(method) + len(self._url) + _REQUEST_LINE_OVERHEAD)
-        self._fields = []  # what on_header reports from now on are trailers
+        self._fields = []  # what on_header reports from now on are trailers, counted on top
+        self._counted = 0
         self.phase = BODY
         version = parser.get_http_version()
         if version not in _HTTP_VERSIONS:
@@ -327,9 +339,10 @@ class RequestParser:
             # http-parser completes an HTTP/0.9 request line without a header section.
             self._fail('HTTP/0.9 is not supported', 505)
         if self._fields:
-            # Trailers are counted, not merged: RFC 9110 section 6.5.1 lets a recipient
-            # discard them, and nothing here needs them.
-            self._count_trailers()
+            # Trailers are counted with the header section, not merged: RFC 9110 section
+            # 6.5.1 lets a recipient discard them, and nothing here needs them.
+            self._count_fields()
+            self._fields = []
         keep_alive = self._parser.should_keep_alive()
         body = self._body
         self._events.append(Request(
@@ -343,6 +356,8 @@ class RequestParser:
     def _reset_message(self):
         self._url = b''
         self._fields = []
+        self._counted = 0
+        self._header_size = 0
         self._headers = {}
         self._body = []
         self._body_size = 0
@@ -383,13 +398,25 @@ class RequestParser:
                 headers = _merge_repeated(keys, texts)
         if size > self._max_header_size:
             self._fail(f'header section over {self._max_header_size} bytes', 431)
+        if count > MAX_FIELDS:
+            self._fail(f'more than {MAX_FIELDS} header fields', 431)
+        self._header_size = size
         return headers
 
-    def _count_trailers(self):
-        size = sum(len(name) + len(value) + 4 for name, value in self._fields)
-        self._fields = []
+    def _count_fields(self):
+        """Adds the fields reported since the last count to the section's size, and refuses a
+        section over the limits (431). Before the header section ends, the request line is
+        not in the count yet; on_headers_complete counts it all exactly."""
+        fields = self._fields
+        size = self._header_size
+        for name, value in fields[self._counted:]:
+            size += len(name) + len(value) + 4
+        self._counted = len(fields)
+        self._header_size = size
         if size > self._max_header_size:
-            self._fail(f'trailer section over {self._max_header_size} bytes', 431)
+            self._fail(f'header section over {self._max_header_size} bytes', 431)
+        if len(fields) > MAX_FIELDS:
+            self._fail(f'more than {MAX_FIELDS} header fields', 431)
 
     def _feed_sliced(self, data):
         view = memoryview(data)
@@ -546,7 +573,7 @@ def _status_line(status):
         reason = HTTPStatus(status).phrase
     except ValueError:
         reason = 'Unknown'
-    return f'HTTP/1.1 {status} {reason}\r\n'.encode('ascii')
+    return b'HTTP/1.1 %d %s\r\n' % (status, reason.encode('ascii'))
 
 
 class _ResponseHeads:

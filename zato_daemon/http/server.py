@@ -179,6 +179,7 @@ class HttpServer:
             if in_forked_child():
                 return  # a service's forked child runs this greenlet too; only the worker serves
             if is_public and self.public_connections >= self.max_connections:
+                self.load_slot.publish(self.public_connections)  # the listener counted it at accept
                 self.refuse(sock)
                 return
             connection = Connection(sock, gevent.getcurrent(), self.deadlines, time.monotonic())

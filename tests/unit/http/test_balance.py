@@ -11,8 +11,9 @@ from gevent.event import Event
 from gevent.socket import socket as gevent_socket
 
 from zato_daemon.http import balance
-from zato_daemon.http.balance import (BURST, NO_SLOT, SLACK, STALE_AFTER, LoadTable, Slot,
-                                      accept_queue_length, listener_key, may_accept)
+from zato_daemon.http.balance import (BURST, LONGEST_REFUSAL, NO_SLOT, REFUSAL_GAP, SLACK, STALE_AFTER,
+                                      UNAVAILABLE, LoadTable, Slot, accept_queue_length, listener_key,
+                                      may_accept, refusal_start)
 from zato_daemon.http.listener import BALANCE_RETRY_DELAY, Listener
 
 NOW = 1000.0
@@ -55,6 +56,21 @@ def test_the_slack_is_a_parameter():
 @pytest.mark.parametrize('queued, expected', [(0, False), (BURST - 1, False), (BURST, True), (500, True)])
 def test_a_long_accept_queue_is_taken_whatever_the_balance(queued, expected):
     assert may_accept(40, KEY, [fresh(0)], NOW, queued) is expected
+
+
+@pytest.mark.parametrize('refused_for, expected', [(0.0, False), (LONGEST_REFUSAL / 2, False),
+                                                    (LONGEST_REFUSAL, True), (5.0, True)])
+def test_a_connection_refused_long_enough_is_taken_whatever_the_balance(refused_for, expected):
+    assert may_accept(40, KEY, [fresh(0)], NOW, 0, refused_for) is expected
+
+
+@pytest.mark.parametrize('started, last, expected', [
+    (None, 0.0, NOW),                                 # no refusals going on: they start now
+    (NOW - 0.5, NOW - REFUSAL_GAP / 2, NOW - 0.5),    # asked again soon: the same connection waiting
+    (NOW - 0.5, NOW - REFUSAL_GAP * 2, NOW),          # a long pause: someone took it, a new one waits
+])
+def test_refusals_start_again_after_a_pause(started, last, expected):
+    assert refusal_start(started, last, NOW) == expected
 
 
 def test_the_accept_queue_length_is_what_waits_in_the_kernel():
@@ -259,3 +275,17 @@ def test_a_listener_without_a_gate_accepts_at_once():
         finally:
             client.close()
             listener.close()
+
+
+def test_a_worker_that_cannot_accept_shows_a_count_nobody_waits_for():
+    table = LoadTable(slots=2)
+    own, other = (Slot(table, table.take(), KEY) for _ in range(2))
+    own.publish(3)
+    other.publish(10)
+    assert not other.may_accept(lambda: 0)
+    own.set_available(False)  # out of descriptors: the listener retries later
+    own.publish(2)  # connections ending meanwhile do not make it look available
+    assert table.others(1)[0][1] == UNAVAILABLE
+    assert other.may_accept(lambda: 0)
+    own.set_available(True)
+    assert table.others(1)[0][1] == 2

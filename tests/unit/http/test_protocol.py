@@ -13,6 +13,7 @@ from zato_daemon.http.protocol import (
     CONTINUE_RESPONSE,
     HEADERS,
     IDLE,
+    MAX_FIELDS,
     ProtocolError,
     Request,
     RequestParser,
@@ -327,7 +328,7 @@ def test_trailing_whitespace_is_trimmed_from_every_value():
     assert request.headers == {'a': '1', 'b': '2', 'c': '3'}
 
 
-def test_small_fields_that_never_end_the_section_are_stopped_at_twice_the_limit():
+def test_small_fields_that_never_end_the_section_are_stopped_at_the_limit():
     parser = RequestParser(max_request_size=10, max_header_size=1024)
     parser.feed(b'GET / HTTP/1.1\r\n')
     fed = 0
@@ -336,16 +337,37 @@ def test_small_fields_that_never_end_the_section_are_stopped_at_twice_the_limit(
             parser.feed(b'X-A: b\r\n' * 32)
             fed += 256
     assert caught.value.status == 431
-    assert fed <= 2 * 1024 + 64 + 256
+    assert fed <= 1024 + 256  # the read that passed the limit, not twice the limit
 
 
-def test_trailers_over_the_header_limit_are_431():
+def test_more_fields_than_the_limit_are_431_in_one_read_or_many():
+    fields = b''.join(b'X-%d: 1\r\n' % number for number in range(MAX_FIELDS + 1))
+    request = b'GET / HTTP/1.1\r\n' + fields + b'\r\n'
+    with pytest.raises(ProtocolError) as caught:
+        RequestParser(10).feed(request)
+    assert caught.value.status == 431
+    parser = RequestParser(10)
+    with pytest.raises(ProtocolError) as caught:
+        for start in range(0, len(request), 1000):
+            parser.feed(request[start:start + 1000])
+    assert caught.value.status == 431
+    [accepted] = RequestParser(10).feed(b'GET / HTTP/1.1\r\n' + fields[:-len(b'X-500: 1\r\n')] + b'\r\n')
+    assert len(accepted.headers) == MAX_FIELDS
+
+
+def test_trailers_count_with_the_header_section():
     chunked = b'POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n'
     trailers = b'X-T: ' + b't' * 200 + b'\r\n\r\n'
     [request] = RequestParser(100, max_header_size=300).feed(chunked + trailers)
     assert request.body == b'a'
+    # The headers alone (47 bytes) and the trailers alone (205) are under 250; together they are not.
     with pytest.raises(ProtocolError) as caught:
-        RequestParser(100, max_header_size=150).feed(chunked + trailers)
+        RequestParser(100, max_header_size=250).feed(chunked + trailers)
+    assert caught.value.status == 431
+    parser = RequestParser(100, max_header_size=250)
+    parser.feed(chunked)
+    with pytest.raises(ProtocolError) as caught:
+        parser.feed(trailers[:-2] + b'X-U: 1\r\n')  # trailers that have not ended are counted too
     assert caught.value.status == 431
 
 

@@ -385,3 +385,22 @@ def test_the_recorder_gets_one_outcome_per_call_whatever_happened(host):
     assert (second, raised.status, type(raised.failure), raised.response) == ([2], 500, KeyboardInterrupt, None)
     assert (third, unsendable.status, type(unsendable.failure)) == ([3], 500, ValueError)
     assert unsendable.response.payload['value'] != unsendable.response.payload['value']  # the NaN kept
+
+
+class PoisonedStatus(int):
+    """An int that would render as anything, header lines included."""
+
+    def __str__(self):
+        return '202 Accepted\r\nSet-Cookie: poisoned=1'
+
+    __format__ = __repr__ = lambda self, *args: str(self)
+
+
+def test_an_int_subclass_status_is_sent_as_its_value_and_spoils_no_other_response(host):
+    host.store.deploy_classes([answering('test.poisoned', status_code=PoisonedStatus(202), payload={'a': 1}),
+                               answering('test.accepted', status_code=202, payload={'b': 2})], 'tests')
+    router = Router(host, {})
+    for name in ('test.poisoned', 'test.accepted'):
+        raw = router.respond(Request('POST', f'/services/{name}', '', dict(JSON), b'{}', True, '1.1'), True)
+        assert raw.startswith(b'HTTP/1.1 202 Accepted\r\nServer: zato-daemon\r\n')
+        assert b'poisoned' not in raw
