@@ -25,34 +25,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / 'bench'))
 
 from compare import BODIES  # noqa: E402
+from request_instructions import ECHO_ROUTER  # noqa: E402
 
 RUN = r'''
-import logging, sys, tempfile, time
+import sys, time
 tree, body, count, mode = sys.argv[1], sys.argv[2].encode(), int(sys.argv[3]), sys.argv[4]
 sys.path.insert(0, tree)
-from gevent import monkey
-monkey.patch_all()
-from pathlib import Path
-from zato_daemon.config import load_config
-from zato_daemon.deploy.sources import deploy_configured
-from zato_daemon.diagnostics.recorder import CallRecorder
+''' + ECHO_ROUTER + r'''
 from zato_daemon.http.protocol import RequestParser
-from zato_daemon.http.router import Router
-from zato_daemon.paths import ServerDir
-from zato_daemon.services.host import ServiceHost
-
-class Store:
-    def record_slow(self, call): pass
-    def record_sample(self, call): pass
-
-config = load_config(Path(tree) / 'etc' / 'zato-daemon')
-host = ServiceHost(config, ServerDir(Path(tempfile.mkdtemp())))
-deploy_configured(host.store, config, (), logging.getLogger('bench'))
-recorder = CallRecorder(Store(), config.server_config.diagnostics, {}, host.store, 1)
-router = Router(host, {'/echo': 'demo.echo'}, recorder=recorder)
 logging.getLogger().setLevel(logging.INFO)
-request = (b'POST /echo HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nContent-Type: application/json\r\n'
-           b'Content-Length: %d\r\n\r\n%s' % (len(body), body))
 parser = RequestParser(10_000_000)
 [event] = parser.feed(request)
 assert b' 200 OK' in router.respond(event, True)[:20]

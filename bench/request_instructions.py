@@ -23,19 +23,19 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 REQUESTS = 3000
 
-SERVE = r'''
-import logging, socket, sys, tempfile
-tree, count = sys.argv[1], int(sys.argv[2])
-sys.path.insert(0, tree)
+# The server's side of one worker, set up as the worker does, for a script that has put the
+# tree on sys.path and defined `body`: `router` answers `request` (a POST of `body` to demo.echo
+# on /echo) with samples and slow calls on, the recorder's store stubbed. bench/hot_path.py
+# uses it too.
+ECHO_ROUTER = r'''
 from gevent import monkey
 monkey.patch_all()
-import gevent
+import logging, tempfile
 from pathlib import Path
 from zato_daemon.config import load_config
 from zato_daemon.deploy.sources import deploy_configured
 from zato_daemon.diagnostics.recorder import CallRecorder
 from zato_daemon.http.router import Router
-from zato_daemon.http.server import HttpServer
 from zato_daemon.paths import ServerDir
 from zato_daemon.services.host import ServiceHost
 
@@ -49,10 +49,19 @@ host = ServiceHost(config, ServerDir(Path(tempfile.mkdtemp())))
 deploy_configured(host.store, config, (), logging.getLogger('bench'))
 recorder = CallRecorder(Store(), config.server_config.diagnostics, {}, host.store, 1)
 router = Router(host, {'/echo': 'demo.echo'}, recorder=recorder)
-http = HttpServer(config.server_config.main, host.dumps_json, logging.getLogger('bench'))
-body = b'{"customer": "c-0001", "amount": 12.5, "ok": true}'
 request = (b'POST /echo HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nContent-Type: application/json\r\n'
            b'Content-Length: %d\r\n\r\n%s' % (len(body), body))
+'''
+
+SERVE = r'''
+import socket, sys
+tree, count = sys.argv[1], int(sys.argv[2])
+sys.path.insert(0, tree)
+body = b'{"customer": "c-0001", "amount": 12.5, "ok": true}'
+''' + ECHO_ROUTER + r'''
+import gevent
+from zato_daemon.http.server import HttpServer
+http = HttpServer(config.server_config.main, host.dumps_json, logging.getLogger('bench'))
 server_end, client_end = socket.socketpair()
 gevent.spawn(http.serve_connection, server_end, router)
 for _ in range(count):
