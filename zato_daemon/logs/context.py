@@ -9,17 +9,8 @@ import contextvars
 import logging
 
 # (cid, service name) of the call running in this greenlet, or None outside calls.
-# The service host sets it directly, on the hot path; everything else uses the functions.
+# ServiceHost.run() sets it around each call (set, then reset with the token set returned).
 CURRENT_CALL = contextvars.ContextVar('zato_daemon_call', default=None)
-
-
-def enter_call(cid, service):
-    """Marks the start of a service call; returns the token `leave_call` needs."""
-    return CURRENT_CALL.set((cid, service))
-
-
-def leave_call(token):
-    CURRENT_CALL.reset(token)
 
 
 def current_call():

@@ -3,7 +3,7 @@
 import logging
 import os
 
-from zato_daemon.logs.context import ContextFilter, enter_call, leave_call
+from zato_daemon.logs.context import CURRENT_CALL, ContextFilter
 from zato_daemon.logs.files import ColourFormatter, LineFormatter, server_log_handler
 
 
@@ -20,11 +20,11 @@ def test_line_has_time_level_role_pid_logger_line_and_message():
 
 
 def test_line_inside_a_call_names_cid_and_service():
-    token = enter_call('zd42', 'demo.echo')
+    token = CURRENT_CALL.set(('zd42', 'demo.echo'))
     try:
         line = LineFormatter().format(record())
     finally:
-        leave_call(token)
+        CURRENT_CALL.reset(token)
     assert f'worker-1:{os.getpid()} [zd42 demo.echo] zato_daemon.http:7 - done' in line
 
 

@@ -3,7 +3,7 @@
 import logging
 import sys
 
-from zato_daemon.logs.context import ContextFilter, enter_call, leave_call
+from zato_daemon.logs.context import CURRENT_CALL, ContextFilter
 from zato_daemon.logs.journal import JournalHandler
 from zato_daemon.logs.levels import SERVICE_FAILED
 
@@ -39,21 +39,21 @@ def test_levels_map_to_priorities():
 
 
 def test_call_context_and_event_fields():
-    token = enter_call('zd0001', 'demo.echo')
+    token = CURRENT_CALL.set(('zd0001', 'demo.echo'))
     try:
         entry = fields(make_record(**SERVICE_FAILED.extra))
     finally:
-        leave_call(token)
+        CURRENT_CALL.reset(token)
     assert (entry['ZATO_CID'], entry['ZATO_SERVICE']) == ('zd0001', 'demo.echo')
     assert entry['MESSAGE_ID'] == SERVICE_FAILED.message_id
 
 
 def test_explicit_context_wins_over_the_current_call():
-    token = enter_call('zd-outer', 'outer')
+    token = CURRENT_CALL.set(('zd-outer', 'outer'))
     try:
         entry = fields(make_record(cid='zd-explicit', service='explicit'))
     finally:
-        leave_call(token)
+        CURRENT_CALL.reset(token)
     assert (entry['ZATO_CID'], entry['ZATO_SERVICE']) == ('zd-explicit', 'explicit')
 
 
