@@ -404,12 +404,17 @@ def test_modules_hanging_at_import_delay_the_first_workers_a_bounded_time_and_st
     assert 'Server stopped (exit status 0)' in server.log()
 
 
+def serving_kept(server_factory, workers, version):
+    """A server with kept.py of `version` picked up and answering on every worker, and the
+    directory of the accepted set's copies."""
+    server = server_factory(workers=workers)
+    drop(server.server_dir / 'pickup', 'kept.py', SERVICE.format(version=version))
+    wait_until(lambda: every_worker_answers(server, version), message='kept.py on every worker')
+    return server, server.server_dir / 'state' / 'deployed'
+
+
 def test_deleted_copies_of_the_accepted_set_are_written_again(server_factory):
-    server = server_factory(workers=2)
-    pickup = server.server_dir / 'pickup'
-    drop(pickup, 'kept.py', SERVICE.format(version=3))
-    wait_until(lambda: every_worker_answers(server, 3), message='kept.py on every worker')
-    deployed = server.server_dir / 'state' / 'deployed'
+    server, deployed = serving_kept(server_factory, workers=2, version=3)
     for copy in deployed.glob('kept.*.py'):
         copy.unlink()
     wait_until(lambda: list(deployed.glob('kept.*.py')), message='the copy written again')
@@ -422,11 +427,7 @@ def test_deleted_copies_of_the_accepted_set_are_written_again(server_factory):
 
 
 def test_a_deleted_deployed_directory_is_made_again_without_a_flood(server_factory):
-    server = server_factory(workers=1)
-    pickup = server.server_dir / 'pickup'
-    drop(pickup, 'kept.py', SERVICE.format(version=4))
-    wait_until(lambda: every_worker_answers(server, 4), message='kept.py deployed')
-    deployed = server.server_dir / 'state' / 'deployed'
+    server, deployed = serving_kept(server_factory, workers=1, version=4)
     for child in deployed.iterdir():
         child.unlink()
     deployed.rmdir()
