@@ -396,10 +396,7 @@ class RequestParser:
             headers = dict(zip(keys, texts))
             if len(headers) < count:
                 headers = _merge_repeated(keys, texts)
-        if size > self._max_header_size:
-            self._fail(f'header section over {self._max_header_size} bytes', 431)
-        if count > MAX_FIELDS:
-            self._fail(f'more than {MAX_FIELDS} header fields', 431)
+        self._check_section(size, count)
         self._header_size = size
         return headers
 
@@ -413,9 +410,12 @@ class RequestParser:
             size += len(name) + len(value) + 4
         self._counted = len(fields)
         self._header_size = size
+        self._check_section(size, len(fields))
+
+    def _check_section(self, size, count):
         if size > self._max_header_size:
             self._fail(f'header section over {self._max_header_size} bytes', 431)
-        if len(fields) > MAX_FIELDS:
+        if count > MAX_FIELDS:
             self._fail(f'more than {MAX_FIELDS} header fields', 431)
 
     def _feed_sliced(self, data):

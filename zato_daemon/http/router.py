@@ -219,14 +219,13 @@ class Router:
     def success(self, name, response):
         """The Outcome of a service's Response; raises when it cannot be sent."""
         status = response.status_code
-        if status.__class__ is not int:
-            if isinstance(status, bool) or not isinstance(status, int):
-                raise ValueError(f'status_code {status!r} is not a final HTTP status (an integer from 200 to 599)')
+        if status.__class__ is not int and isinstance(status, int) and not isinstance(status, bool):
             # An int subclass could render as anything; the value alone goes on (and into the
             # response heads kept for the second, http/protocol.py).
             status = int.__int__(status)
-        if not 200 <= status <= 599:
-            raise ValueError(f'status_code {status!r} is not a final HTTP status (an integer from 200 to 599)')
+        if status.__class__ is not int or not 200 <= status <= 599:
+            raise ValueError(f'status_code {response.status_code!r} is not a final HTTP status '
+                             '(an integer from 200 to 599)')
         payload = response.payload
         body = b'' if payload is None else self.dumps(payload).encode()
         if not response.headers:
