@@ -8,6 +8,7 @@ manifest), then whole servers under load.
 
 import logging
 import os
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -428,9 +429,10 @@ def test_deleted_copies_of_the_accepted_set_are_written_again(server_factory):
 
 def test_a_deleted_deployed_directory_is_made_again_without_a_flood(server_factory):
     server, deployed = serving_kept(server_factory, workers=1, version=4)
-    for child in deployed.iterdir():
-        child.unlink()
-    deployed.rmdir()
+    # Renamed away first: deleting its files one by one raced the scan that writes them again.
+    gone = deployed.with_name('deployed.gone')
+    deployed.rename(gone)
+    shutil.rmtree(gone, ignore_errors=True)  # only the path matters to the server
     wait_until(lambda: manifest_path(deployed).exists() and list(deployed.glob('kept.*.py')),
                message='the directory, its manifest and the copy back')
     time.sleep(1)  # several scans at poll_interval 0.1: none of them may report an error
