@@ -9,10 +9,12 @@ APT_PACKAGES := python3 python3-venv python3-dev gcc pkg-config libsystemd-dev
 # The same libraries as Debian 12 packages them (gevent 22.10, python-daemon 2.3, ...):
 # the suite runs a second time on these, since they are what the .deb will use.
 DEBIAN_PYTHON_PACKAGES := python3-gevent python3-systemd python3-daemon python3-setproctitle \
-	python3-httptools python3-pytest python3-pytest-xdist python3-requests
+	python3-httptools python3-prometheus-client python3-pytest python3-pytest-xdist python3-requests
 # What `make deb` needs besides the Build-Depends, which `apt-get build-dep` reads from
 # debian/control itself: dch (for DEB_VERSION) and lintian.
 DEB_TOOLS := build-essential devscripts lintian
+# Tools the tests drive: tmux is the real terminal of `zato-daemon top`'s test.
+TEST_TOOLS := tmux
 # What booting the system tests' Debian 12 container needs.
 SYSTEM_TEST_PACKAGES := systemd-container debootstrap debian-archive-keyring gpgv wget
 # `make deb DEB_VERSION=0.1.0+test1` builds the tree under another version (upgrade tests).
@@ -23,7 +25,7 @@ RUN_DIR := .run/server
 # pytest with that file and no xdist.
 PYTEST_ARGS ?= -n auto --dist loadgroup
 
-.PHONY: deps debian-deps deb-deps system-deps run test test-pypi test-debian deb clean
+.PHONY: deps debian-deps deb-deps system-deps test-tools run test test-pypi test-debian deb clean
 
 # Installs the Debian packages named in $(1) that are not installed yet.
 apt_install = missing=$$(for package in $(1); do \
@@ -56,11 +58,14 @@ run: deps
 # Debian 12 container (they need no venv, and one run of them is enough).
 test: test-pypi test-debian
 
-test-pypi: deps
+test-pypi: deps test-tools
 	$(BIN)/pytest $(PYTEST_ARGS) tests/unit tests/integration
 
-test-debian: debian-deps system-deps
+test-debian: debian-deps system-deps test-tools
 	$(PYTHON) -m pytest $(PYTEST_ARGS) -p no:cacheprovider tests
+
+test-tools:
+	@$(call apt_install,$(TEST_TOOLS))
 
 system-deps: deb-deps
 	@$(call apt_install,$(SYSTEM_TEST_PACKAGES))

@@ -22,6 +22,8 @@ FHS_RUNTIME = Path('/run/zato-daemon')
 PIDFILE_NAME = 'zato-daemon.pid'
 ADMIN_SOCKET_NAME = 'admin.sock'
 STATUS_FILE_NAME = 'master.json'
+# The master's per-second view of its metrics, for `zato-daemon top` (metrics/live.py).
+METRICS_SNAPSHOT_NAME = 'metrics.json'
 SERVER_LOG_NAME = 'server.log'
 DIAGNOSTICS_DATABASE_NAME = 'diagnostics.sqlite3'
 EXTLIB = 'extlib'
@@ -65,6 +67,10 @@ class ServerDir:
     @property
     def status_file(self):
         return self.runtime / STATUS_FILE_NAME
+
+    @property
+    def metrics_snapshot(self):
+        return self.runtime / METRICS_SNAPSHOT_NAME
 
     @property
     def deployed_dir(self):

@@ -18,8 +18,9 @@ def listening_family(host):
     return socket.AF_INET6 if ':' in host else socket.AF_INET
 
 
-def bind_tcp(host, port, backlog):
-    """A listening TCP socket, inheritable by workers; AddressInUse names the address."""
+def bind_tcp(host, port, backlog, settings='[main] port or host'):
+    """A listening TCP socket, inheritable by workers; AddressInUse names the address and the
+    `settings` that move it."""
     sock = socket.socket(listening_family(host), socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -29,7 +30,7 @@ def bind_tcp(host, port, backlog):
         sock.close()
         hint = 'another process listens there' if exc.errno == errno.EADDRINUSE else exc.strerror
         raise AddressInUse(f'cannot listen on {host}:{port}: {hint}; '
-                           f'change [main] port or host in server.conf') from None
+                           f'change {settings} in server.conf') from None
     sock.set_inheritable(True)
     return sock
 

@@ -31,8 +31,12 @@ def wait_until(predicate, timeout=DEFAULT_WAIT, interval=0.05, message='conditio
     return polling.wait_until(predicate, timeout, interval, message)
 
 
-def write_server_dir(path, port, workers=1, main='', sections='', pickup_dir=None, poll_interval=0.1):
-    """A server directory: server.conf with the examples and a channel, pickup.conf polling fast."""
+def write_server_dir(path, port, workers=1, main='', sections='', pickup_dir=None, poll_interval=0.1,
+                     metrics_port=None):
+    """A server directory: server.conf with the examples and a channel, pickup.conf polling fast.
+
+    /metrics listens on a free port (`metrics_port` if given), unless `sections` has [metrics]:
+    the default port would be shared by every server of a parallel run."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     (path / 'server.conf').write_text('\n'.join([
@@ -50,6 +54,7 @@ def write_server_dir(path, port, workers=1, main='', sections='', pickup_dir=Non
         '/echo = demo.echo',
         '',
         sections,
+        '' if '[metrics]' in sections else f'[metrics]\nport = {metrics_port or free_port()}\n',
     ]) + '\n')
     pickup = pickup_dir or (path / 'pickup')
     (path / 'pickup.conf').write_text(

@@ -320,16 +320,19 @@ def test_08_upgrade_keeps_an_edited_conffile_and_restarts(container, installed, 
 
 @pytest.fixture
 def instance_dirs(container, installed):
-    """/etc/zato-daemon/a and b: the shipped config with ports 17021 and 17022.
+    """/etc/zato-daemon/a and b: the shipped config with ports 17021 and 17022 (metrics 18021, 18022).
 
     Stops the instances and deletes the directories afterwards, so that purge can remove
     /etc/zato-daemon (dpkg leaves a directory that holds files it does not own).
     """
     for name, port in INSTANCES.items():
         directory = f'{CONFIG_DIR}/{name}'
+        # Each instance needs its own [main] port and its own [metrics] port.
         container.run(f'mkdir -p {directory} && cp {CONFIG_DIR}/*.conf {directory}/ && '
-                      f'sed -i "s/^port = .*/port = {port}/" {directory}/server.conf')
-        assert f'\nport = {port}\n' in container.get(f'{directory}/server.conf').decode()
+                      f'sed -i -e "/^\\[main\\]/,/^\\[/ s/^port = .*/port = {port}/" '
+                      f'-e "/^\\[metrics\\]/,/^\\[/ s/^port = .*/port = {port + 1000}/" {directory}/server.conf')
+        text = container.get(f'{directory}/server.conf').decode()
+        assert f'\nport = {port}\n' in text and f'\nport = {port + 1000}\n' in text
     yield
     systemctl(container, 'stop', *(f'{UNIT}@{name}' for name in INSTANCES), check=False)
     container.run(['rm', '-rf', *(f'{CONFIG_DIR}/{name}' for name in INSTANCES)])

@@ -26,6 +26,7 @@ import time
 from collections import OrderedDict
 
 from zato_daemon.cache.definition import CacheError
+from zato_daemon.metrics.counting import CacheCounts
 
 # The kinds of change a journal records, in change-log order.
 SET = 'set'
@@ -84,6 +85,9 @@ class Cache:
         self.needs_load = False
         self._grace = SYNC_GRACE if definition.is_synced else 0.0
         self._new_version = PENDING if definition.is_synced else 0
+        # Hits, misses and evictions (metrics/counting.CacheCounts); the registry hands the
+        # worker's own, kept by name across a cache deleted and created again.
+        self.stats = CacheCounts()
 
     # ---- the API services use
 
@@ -96,11 +100,14 @@ class Cache:
         _check_key(self.name, key)
         entry = self.entries.get(key)
         if entry is None:
+            self.stats.misses += 1
             return default
         now = self.clock()
         if entry.is_expired(now):
+            self.stats.misses += 1
             self._drop_expired(key, entry, now)
             return default
+        self.stats.hits += 1
         self._use(key, entry, now)
         return json.loads(entry.value)
 
@@ -223,6 +230,7 @@ class Cache:
         evicted = []
         while len(self.entries) > self.definition.max_size:
             key, entry = self.entries.popitem(last=False)
+            self.stats.evictions += 1
             self._record(EVICT, key, entry)
             evicted.append(key)
         return evicted

@@ -86,6 +86,8 @@ class CacheRegistry:
         self.store = None
         if state_dir is not None:
             self.store = SharedStore(state_dir, clock, self.logger, boot_id, busy_timeout)
+        # metrics/counting.WorkerCounts, once the worker counts (`count_with`).
+        self.counts = None
         self._placeholder = self._install(default_definition())
         self._pruned_at = clock()
         self._poll_failed_at = None
@@ -163,12 +165,20 @@ class CacheRegistry:
         # The store is the journal of every cache whose entries live in the table too.
         journal = self.store if self.store is not None and definition.uses_table else None
         cache = Cache(definition, self.clock, journal)
+        if self.counts is not None:
+            cache.stats = self.counts.cache(definition.name)
         if journal is not None:
             self._load(cache)
         self.caches[definition.name] = cache
         if definition.is_default:
             self.default_name = definition.name
         return cache
+
+    def count_with(self, counts):
+        """From now on every cache's hits, misses and evictions count in `counts`, by cache name."""
+        self.counts = counts
+        for name, cache in self.caches.items():
+            cache.stats = counts.cache(name)
 
     def _adopt(self, definition):
         """Installs (and loads) a definition another worker stored, unless this worker has it.

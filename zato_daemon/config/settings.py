@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from inspect import cleandoc
 
 from zato_daemon.config.validators import (
-    Boolean, CacheFields, Choice, FilePath, Integer, ListOf, Port, Seconds, Size, Text, Unsupported,
+    Boolean, Buckets, CacheFields, Choice, FilePath, Integer, ListOf, Port, Seconds, Size, Text, Unsupported,
     Validator, WebOrigin, Workers, dotted_name, service_name, url_path)
 
 CONFIG_FILES = ('server.conf', 'pickup.conf', 'simple-io.conf', 'sso.conf')
@@ -98,6 +98,8 @@ MAX_WORKERS = 256
 # A worker holds a whole request body in memory (and the JSON parsed from it): past 1G, one
 # request can take a worker down by itself.
 MAX_BODY = GIB
+# Histogram buckets: each is a series per service.
+MAX_BUCKETS = 50
 
 
 FILE_DOCS = {
@@ -154,6 +156,7 @@ SECTIONS = (
         slow_threshold, and has the same range: from 1 to 86400000 (a day). For example:
         crm.customer.get = 250"""),
         key_validator=service_name(), value_validator=Integer(1, DAY_MS)),
+    SectionSpec('server.conf', 'metrics', 'Prometheus metrics, served by the master on a port of their own.'),
     SectionSpec('server.conf', 'misc', 'Startup callables and where user code is imported from.'),
     SectionSpec('pickup.conf', 'hot_deploy', 'The pickup directory and how it is watched.'),
     SectionSpec('simple-io.conf', 'json', 'JSON serialization of responses.'),
@@ -403,6 +406,34 @@ SETTINGS = (
         A plain number of bytes or one with a K, M or G suffix, from 256K to 64G. The database
         is cut back to it after each write, whatever the per-service limits allow; its
         write-ahead log beside it adds up to a quarter of it (at most 4 MiB).""")),
+    Setting('server.conf', 'metrics', 'enabled', Boolean(), 'true', _doc("""
+        Count what the server does and serve it at /metrics for Prometheus.
+
+        Each worker counts its calls, responses and cache uses and reports them to the master
+        once a second; the master keeps the totals across workers that are replaced, recycled
+        or killed (a worker killed with SIGKILL loses at most its last second), serves them
+        in the Prometheus text format at http://host:port/metrics, and feeds zato-daemon top.
+        Off: nothing is counted, no port is opened, and top has nothing to show.""")),
+    Setting('server.conf', 'metrics', 'host', Text(), '127.0.0.1', _doc("""
+        Address the metrics listener binds to.
+
+        127.0.0.1 lets only this machine scrape. The metrics name services and caches but
+        carry no payload; a Prometheus server on another machine needs an address it
+        reaches, which normally belongs behind a firewall.""")),
+    Setting('server.conf', 'metrics', 'port', Port(), '17011', _doc("""
+        TCP port of the metrics listener.
+
+        Separate from [main] port: scrapes never wait behind service calls, and the answer
+        does not depend on the worker the kernel picks. Each server directory needs its own
+        port; a port in use stops the start (exit status 69) and refuses a reload.""")),
+    Setting('server.conf', 'metrics', 'buckets', Buckets(DAY, MAX_BUCKETS),
+            '0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10', _doc("""
+        Upper bounds of the zato_service_duration_seconds histogram buckets, in seconds.
+
+        Increasing numbers; a +Inf bucket is always added. Each bound is one series per
+        service, so a few well-placed bounds around your latency objectives serve better than
+        many. After a reload that changes them, the counts of the workers before it are
+        merged into the new bounds, each into the smallest new bound at least its own.""")),
     Setting('server.conf', 'misc', 'startup_callable', ListOf(dotted_name()), '', _doc("""
         Callables invoked at startup, by dotted name, in this order.
 

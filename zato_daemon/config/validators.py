@@ -421,3 +421,22 @@ class ListOf(Validator):
 
     def format(self, value):
         return ', '.join(self.item.format(item) for item in value)
+
+
+class Buckets(ListOf):
+    """Histogram bucket bounds: seconds, strictly increasing, from 1 to `maximum_count` of them."""
+
+    def __init__(self, maximum, maximum_count):
+        super().__init__(Seconds(maximum))
+        self.maximum_count = maximum_count
+        self.type_name = (f'list of 1 to {maximum_count} increasing bucket bounds in seconds, each '
+                          f'{self.item.range_text}')
+        self.expected = (f'a comma-separated list of 1 to {maximum_count} increasing numbers of seconds, each '
+                         f'{self.item.range_text}')
+
+    def accept(self, value):
+        bounds = super().accept(value)
+        if not 1 <= len(bounds) <= self.maximum_count or any(
+                later <= earlier for earlier, later in zip(bounds, bounds[1:])):
+            raise self.invalid(value)
+        return bounds

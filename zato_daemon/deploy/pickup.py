@@ -76,8 +76,11 @@ class PickupDeployer:
     poll_interval until `stop()`; `update()` takes a reload's settings, thread-safely.
     """
 
-    def __init__(self, paths, poll_interval, configured_names, logger, import_time_limit=IMPORT_TIME_LIMIT):
+    def __init__(self, paths, poll_interval, configured_names, logger, import_time_limit=IMPORT_TIME_LIMIT,
+                 on_outcome=lambda result: None):
         self.logger = logger
+        # Called from the thread with 'deployed', 'undeployed' or 'refused' (the metrics).
+        self.on_outcome = on_outcome
         self.import_time_limit = import_time_limit
         self.paths = None
         self.poll_interval = poll_interval
@@ -288,6 +291,7 @@ class PickupDeployer:
                  else 'nothing of it is deployed')
         self.logger.error('Refused to deploy %s; %s', ServiceDeployError(verdict.reason, path, verdict.line), keeps,
                           extra=DEPLOY_REFUSED.extra)
+        self.on_outcome('refused')
         return False
 
     def _accept(self, name, source, sha256, services):
@@ -307,6 +311,7 @@ class PickupDeployer:
         self.entries[name] = Entry(sha256, tuple(services), str(path), copy)
         self._refused.pop(name, None)
         self.logger.info('Accepted %s (sha256 %s) for the workers: %s', path, sha256, ', '.join(services))
+        self.on_outcome('deployed')
         return True
 
     def _write_unsaved(self):
@@ -384,6 +389,7 @@ class PickupDeployer:
                 self._refused[name] = Refusal(entry.sha256, result, True)
                 self.logger.error('Refused to deploy %s; it leaves the workers', ServiceDeployError(
                     verdict.reason, entry.source), extra=DEPLOY_REFUSED.extra)
+                self.on_outcome('refused')
                 changed = True
         return changed
 
@@ -397,6 +403,7 @@ class PickupDeployer:
             entry = self.entries.pop(name, None)
             if entry is not None:
                 self.logger.info('Undeploying %s (file removed): %s', entry.source, ', '.join(entry.services))
+                self.on_outcome('undeployed')
                 changed = True
         return changed
 

@@ -261,6 +261,8 @@ class DiagnosticsStore:
         self.queue = deque(maxlen=max_queued)
         self.connection = None
         self.written = 0
+        # Rows written, by table (for the metrics), and records dropped before being written.
+        self.stored = {SLOW_TABLE: 0, SAMPLES_TABLE: 0}
         self.dropped = 0
         self.failures = 0
         self._unreported_drops = 0
@@ -355,6 +357,7 @@ class DiagnosticsStore:
         if self.queue:
             self.logger.warning('Diagnostics database %s: records not written at close: %d', self.path,
                                 len(self.queue))
+            self.dropped += len(self.queue)
             self.queue.clear()
         self._disconnect()
 
@@ -376,6 +379,8 @@ class DiagnosticsStore:
             for (table, service), rows in groups.items():
                 connection.executemany(f'INSERT INTO {table} ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)', rows)
                 _trim_service(connection, table, service, self.keep[table])
+        for (table, _), rows in groups.items():
+            self.stored[table] += len(rows)
 
     def _rows(self, batch):
         """{(table, service): [row]}, each list already cut to what retention keeps.

@@ -31,6 +31,7 @@ from zato_daemon.http.headers import service_headers
 from zato_daemon.http.payload import PayloadError, decode_json, is_json_media_type
 from zato_daemon.http.protocol import render_checked
 from zato_daemon.logs.levels import SERVICE_FAILED
+from zato_daemon.metrics.counting import UNKNOWN_SERVICE
 from zato_daemon.redaction import redact, render_capped
 from zato_daemon.services.base import Request
 
@@ -91,12 +92,14 @@ def error_outcome(status, message, cid, headers=(), response=None, failure=None)
 class Router:
     """Maps request paths to services and renders their outcomes. One per listener."""
 
-    def __init__(self, host, channels, is_admin=False, recorder=None):
+    def __init__(self, host, channels, is_admin=False, recorder=None, counts=None):
         self.host = host
         self.channels = dict(channels)
         self.is_admin = is_admin
         # diagnostics/recorder.py: samples and slow calls (a NullRecorder when both are off).
         self.recorder = recorder if recorder is not None else NullRecorder()
+        # metrics/counting.WorkerCounts, or None when [metrics] is off (or for the admin socket).
+        self.counts = counts
         main = host.config.server_config.main
         self.allowed_origins = frozenset(main.allowed_origins)
         self.max_json_depth = main.max_json_depth
@@ -114,6 +117,8 @@ class Router:
                              extra={'cid': cid})
             outcome = error_outcome(500, 'internal server error; the server log has the details under this cid',
                                     cid)
+        if self.counts is not None:
+            self.counts.responses[outcome.status // 100] += 1
         lines = b'X-Zato-CID: %s\r\n' % cid.encode()
         if outcome.headers:
             lines += _header_lines(outcome.headers)
@@ -131,6 +136,7 @@ class Router:
                                       '(see allowed_origins in server.conf)', cid)
         name, allowed = self.route(request.path)
         if name is None:
+            self.count_unknown()
             return error_outcome(404, f'no service or channel at {request.path[:200]}', cid)
         if request.method == 'OPTIONS':
             return self.preflight(request, allowed, origin)
@@ -146,6 +152,12 @@ class Router:
         except PayloadError as exc:
             return error_outcome(400, f'the request body is not acceptable JSON: {exc}', cid)
         return self.call(name, payload, cid, request)
+
+    def count_unknown(self):
+        # One label value for every path that reaches no deployed service: a scanner of random
+        # paths must not add a series per path.
+        if self.counts is not None:
+            self.counts.service(UNKNOWN_SERVICE).client_error += 1
 
     def route(self, path):
         """(service name, allowed methods) for a path, or (None, ()) when nothing is there."""
@@ -174,14 +186,23 @@ class Router:
         """Runs the service and hands its outcome to the recorder."""
         deployed = self.host.store.services.get(name)
         if deployed is None:
+            self.count_unknown()
             return error_outcome(404, f'no service named {name!r} is deployed', cid)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug('Request %s %s: %s', request.method, request.path, render_capped(payload, INPUT_LOG_LIMIT),
                          extra={'cid': cid, 'service': name})
+        counts = self.counts
+        if counts is not None:
+            counts = counts.service(name)
+            counts.in_flight += 1
         started = time.perf_counter()
         outcome = self.run_service(deployed.service_class, name, payload, cid, request)
+        ended = time.perf_counter()
+        if counts is not None:
+            counts.in_flight -= 1
+            counts.finished(outcome.status, ended - started)
         try:
-            self.recorder.after_call(name, cid, started, time.perf_counter(), payload, outcome)
+            self.recorder.after_call(name, cid, started, ended, payload, outcome)
         except Exception:
             # Samples and slow calls are worth less than the answer they describe.
             logger.exception('Cannot record the call %s of %s for diagnostics', cid, name,

@@ -88,7 +88,7 @@ class Connection:
 class HttpServer:
     """Serves HTTP on one or more inherited listening sockets, each with its own router."""
 
-    def __init__(self, main_config, dumps_json, logger, load_slot=NO_SLOT):
+    def __init__(self, main_config, dumps_json, logger, load_slot=NO_SLOT, counts=None):
         self.max_request_size = main_config.max_request_size
         self.max_connections = main_config.max_connections
         self.deadlines = Deadlines.from_config(main_config)
@@ -112,6 +112,9 @@ class HttpServer:
         self.requests_served = 0
         self.request_limit = 0
         self.on_request_limit = None
+        # metrics/counting.WorkerCounts (None: [metrics] off): the answers the router never
+        # sees (protocol errors, 408, 503) count here, for the public listeners.
+        self.counts = counts
 
     def set_request_limit(self, limit, callback):
         """Calls `callback()` once, in the greenlet of the request that makes the public
@@ -193,6 +196,7 @@ class HttpServer:
             except Expired as expired:
                 if expired.status is not None:
                     connection.deadline = None  # the next sweep must not cut the answer short
+                    self.count_response(expired.status, is_public)
                     self.answer_and_linger(sock, expired.status, 'the request was not received in time '
                                                                 '(header_timeout or body_timeout)')
             finally:
@@ -218,6 +222,7 @@ class HttpServer:
                 # The requests complete before the error are answered first, in order.
                 if self._answer(connection, router, exc.events, is_public):
                     connection.enter(SENDING, monotonic(), deadlines)
+                    self.count_response(exc.status, is_public)
                     self.send(connection, self.protocol_error(exc))
                 return
             if events and not self._answer(connection, router, events, is_public):
@@ -275,12 +280,17 @@ class HttpServer:
             connection.deadline = time.monotonic() + self.sending_timeout
             sent += sock.send(view[sent:])
 
+    def count_response(self, status, is_public):
+        if is_public and self.counts is not None:
+            self.counts.responses[status // 100] += 1
+
     def protocol_error(self, exc):
         return render_response(exc.status, error_body(exc.status, exc.reason), keep_alive=False)
 
     def refuse(self, sock):
         """503 to a connection over max_connections; the WARNING at most once a minute."""
         self.report_refusals(self.refusals.occurred(time.monotonic()))
+        self.count_response(503, True)
         self.answer_and_linger(sock, 503, f'this worker has max_connections ({self.max_connections}) '
                                           'connections open; try again later',
                                ((b'Retry-After', RETRY_AFTER),))

@@ -49,6 +49,7 @@ from zato_daemon.master.preparation import Preparation
 from zato_daemon.master.recycling import (MEMORY_CHECK_INTERVAL, draw_request_limit, format_size, read_rss,
                                           should_recycle_for_memory)
 from zato_daemon.master.repair import RuntimeFiles
+from zato_daemon.metrics.master import MasterMetrics
 from zato_daemon.running import master_title
 from zato_daemon.worker.channel import (BOOT_FAILED_PREFIX, DUMPED_MESSAGE, HEARTBEAT_MESSAGE,
                                         LIMIT_REACHED_MESSAGE, READY_MESSAGE, WORKER_SIGNALS)
@@ -69,6 +70,9 @@ GRACEFUL_STOP_MARGIN = 5.0
 # How long the first workers wait for the first scan of the pickup directory (a module that
 # hangs at import holds it for import_timeout).
 FIRST_SCAN_WAIT = 5.0
+
+# Scrapers are few: a short queue for the metrics listener.
+METRICS_BACKLOG = 64
 
 # The key of master.json where `zato-daemon reload` reads the outcome of its reload.
 RELOAD_STATUS_KEY = 'reload'
@@ -94,6 +98,9 @@ class Generation:
     listen_text: str = ''
     # The service names its configured modules define (a pickup file may not redefine one).
     configured_names: frozenset = frozenset()
+    # Where /metrics is served (None: [metrics] off); shared with the generation before when
+    # the address did not change.
+    metrics_listener: object = None
 
     def __post_init__(self):
         self.listen_text = self.listen_text or address_of(self.listener)
@@ -104,10 +111,13 @@ class Arbiter:
 
     def __init__(self, server_dir, config, listener, admin_listener, callables=(), foreground=False,
                  on_ready=None, on_halt=None, private_fds=(), pidfile=None, check=lambda config, paths: None,
-                 configured_names=frozenset(), activated=False):
+                 configured_names=frozenset(), activated=False, metrics_listener=None):
         self.lifecycle = Lifecycle(target=config.server_config.main.workers)
         self.generations = {1: Generation(config, list(callables), server_dir, listener,
-                                          configured_names=frozenset(configured_names))}
+                                          configured_names=frozenset(configured_names),
+                                          metrics_listener=metrics_listener)}
+        # Every worker's counts, kept across their replacements; /metrics; the view for top.
+        self.metrics = MasterMetrics(config, server_dir.metrics_snapshot)
         self.pickup = None
         # The listening socket came from systemd (socket activation): kept across reloads
         # whatever server.conf says, since the socket unit decides the address.
@@ -208,6 +218,7 @@ class Arbiter:
         self.execute(self.lifecycle.tick(now, main.worker_boot_timeout, main.hang_timeout))
         self.check_worker_memory()
         self.check_runtime_files()
+        self.metrics.tick(list(self.workers.values()))
         self.execute(self.lifecycle.due_spawns(time.monotonic()))
 
     def wake_up_times(self):
@@ -228,7 +239,9 @@ class Arbiter:
             signal.signal(signum, self.enqueue_signal)
         self.dump_trigger = install_dump(self.config, self.server_dir, 'master', self.foreground,
                                          lambda function: _thread.start_new_thread(function, ()),
-                                         before_dump=self.forward_dump_request)
+                                         before_dump=self.forward_dump_request,
+                                         after_dump=lambda dump: self.metrics.aggregate.count('dumps'))
+        self.metrics.serve(self.generations[self.generation].metrics_listener)
         self.write_status()
 
     def forward_dump_request(self):
@@ -252,13 +265,16 @@ class Arbiter:
     def wait_for_events(self, timeout):
         """Sleeps until a signal arrives, a worker reports, or `timeout` passes."""
         by_fd = {fd: pid for pid, fd in self.status_fds.items()}
+        reports = self.metrics.fds()
         try:
-            readable, _, _ = select.select([self._wakeup_read, *by_fd], [], [], timeout)
+            readable, _, _ = select.select([self._wakeup_read, *by_fd, *reports], [], [], timeout)
         except InterruptedError:
             return
         for fd in readable:
             if fd == self._wakeup_read:
                 self._drain_wakeup_pipe()
+            elif fd in reports:
+                self.metrics.read(reports[fd])
             else:
                 self.read_worker_message(by_fd[fd])
 
@@ -328,6 +344,9 @@ class Arbiter:
         if self.on_ready is not None:
             self.on_ready(self)
 
+    def do_CountRestart(self, action):
+        self.metrics.aggregate.count('restarts', action.reason)
+
     def do_Halt(self, action):
         raise HaltServer(action.reason, action.exit_status, graceful=action.graceful)
 
@@ -368,7 +387,8 @@ class Arbiter:
             # Its thread scans at once, then every poll_interval: never on this loop, which
             # must go on supervising (and hear a stop) while a module takes its time to import.
             self.pickup = PickupDeployer(generation.server_dir, hot_deploy.poll_interval,
-                                         generation.configured_names, logger, import_time_limit=time_limit)
+                                         generation.configured_names, logger, import_time_limit=time_limit,
+                                         on_outcome=lambda result: self.metrics.aggregate.count('deploys', result))
             try:
                 self.pickup.start()
             except RuntimeError as exc:
@@ -391,6 +411,10 @@ class Arbiter:
         previous = self.generations.pop(action.previous)
         if previous.listener is not self.listener:
             previous.listener.close()
+        self.metrics.reconfigure(self.config)
+        self.metrics.serve(self.generations[self.generation].metrics_listener)
+        if previous.metrics_listener not in (None, self.generations[self.generation].metrics_listener):
+            previous.metrics_listener.close()
         configure_logging(self.config, self.server_dir, 'master', self.foreground)
         if self.dump_trigger is not None:
             reconfigure_dump(self.dump_trigger, self.config, self.server_dir, self.foreground)
@@ -404,6 +428,8 @@ class Arbiter:
         failed = self.generations.pop(action.failed)
         if failed.listener is not self.listener:
             failed.listener.close()
+        if failed.metrics_listener not in (None, self.generations[self.generation].metrics_listener):
+            failed.metrics_listener.close()
         if self.lifecycle.ready:
             sd.ready(self.summary())
 
@@ -413,6 +439,7 @@ class Arbiter:
         self.last_reload = {'started_at': self.reload_started_at, 'finished_at': time.time(),
                             'outcome': action.outcome, 'reason': redaction.redact_text(action.reason),
                             'exit_status': action.exit_status}
+        self.metrics.aggregate.count('reloads', action.outcome)
         self.write_status()
         if action.outcome == 'refused' and self.lifecycle.ready:
             # systemd heard RELOADING=1 when the reload began: it waits for READY=1.
@@ -434,32 +461,45 @@ class Arbiter:
             read_fd, write_fd = os.pipe()
         except OSError as exc:
             return self.lifecycle.spawn_failed(number, f'pipe() failed: {exc.strerror}', time.monotonic())
+        try:
+            report_read, report_write = self.metrics.pipe(self.config.server_config.metrics.enabled)
+        except OSError as exc:
+            os.close(read_fd)
+            os.close(write_fd)
+            return self.lifecycle.spawn_failed(number, f'pipe() failed: {exc.strerror}', time.monotonic())
         load_slot = self.load_table.take()
         previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, WORKER_SIGNALS)
         try:
             pid = os.fork()
         except OSError as exc:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
-            os.close(read_fd)
-            os.close(write_fd)
+            for fd in (read_fd, write_fd, report_read, report_write):
+                if fd is not None:
+                    os.close(fd)
             self.load_table.release(load_slot)
             return self.lifecycle.spawn_failed(number, f'fork() failed: {exc.strerror}', time.monotonic())
         if pid == 0:
-            self._become_worker(number, read_fd, write_fd, request_limit, load_slot)
+            self._become_worker(number, read_fd, write_fd, request_limit, load_slot, report_read, report_write)
         signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
         os.close(write_fd)
+        if report_write is not None:
+            os.close(report_write)
+        self.metrics.spawned(pid, report_read)
         self.status_fds[pid] = read_fd
         self.load_slots[pid] = load_slot
         return self.lifecycle.spawned(pid, number, time.monotonic(), request_limit)
 
-    def _become_worker(self, number, read_fd, write_fd, request_limit, load_slot):
+    def _become_worker(self, number, read_fd, write_fd, request_limit, load_slot, report_read, report_write):
         # Child branch: whatever happens, the child ends here with os._exit, so that it
         # never runs the master's loop or its cleanup.
         status = EXIT_SOFTWARE
         try:
             os.close(read_fd)
+            if report_read is not None:
+                os.close(report_read)
             for fd in self.status_fds.values():
                 os.close(fd)
+            self.metrics.close_in_child()
             signal.set_wakeup_fd(-1)
             if self.dump_trigger is not None:
                 self.dump_trigger.discard_after_fork()
@@ -469,13 +509,15 @@ class Arbiter:
             for generation in self.generations.values():
                 if generation.listener is not self.listener:
                     generation.listener.close()
+                if generation.metrics_listener is not None:
+                    generation.metrics_listener.close()
             from zato_daemon.worker.process import WorkerSpec, run_worker
             spec = WorkerSpec(number=number, generation=self.generation, boot_id=self.boot_id, master_pid=self.pid,
                               config=self.config, callables=self.callables, server_dir=self.server_dir,
                               listener=self.listener,
                               admin_listener=self.admin_listener, status_fd=write_fd,
                               foreground=self.foreground, request_limit=request_limit,
-                              load_table=self.load_table, load_slot=load_slot)
+                              load_table=self.load_table, load_slot=load_slot, metrics_fd=report_write)
             status = run_worker(spec)
         except BaseException:
             logger.exception('Worker %d failed', number)
@@ -538,6 +580,7 @@ class Arbiter:
             self.read_worker_message(pid)
         # A worker killed while serving left its count: it must not hold the others back.
         self.load_table.release(self.load_slots.pop(pid, None))
+        self.metrics.gone(pid)
         worker = self.workers.get(pid)
         if worker is None:
             return
@@ -610,8 +653,16 @@ class Arbiter:
         except ZatoDaemonError as exc:
             self.execute(self.lifecycle.reload_refused(str(exc), exc.exit_status))
             return
+        try:
+            metrics_listener = self.metrics_listener_for(config)
+        except ZatoDaemonError as exc:
+            if listener is not self.listener:
+                listener.close()
+            self.execute(self.lifecycle.reload_refused(str(exc), exc.exit_status))
+            return
         self.prepared_generation = Generation(config, callables, server_dir, listener,
-                                              configured_names=preparation.configured_names)
+                                              configured_names=preparation.configured_names,
+                                              metrics_listener=metrics_listener)
         self.execute(self.lifecycle.reload_prepared(config.server_config.main.workers))
 
     def listener_for(self, config):
@@ -625,6 +676,16 @@ class Arbiter:
                            main.port, self.generations[self.generation].listen_text)
             return self.listener
         return bind_tcp(main.host, main.port, main.backlog)
+
+    def metrics_listener_for(self, config):
+        """The current metrics listener, a new one if [metrics] moved it, or None when it is off."""
+        settings = config.server_config.metrics
+        current = self.generations[self.generation]
+        if not settings.enabled:
+            return None
+        if current.metrics_listener is not None and _metrics_address(config) == _metrics_address(current.config):
+            return current.metrics_listener
+        return bind_metrics(settings)
 
     # ---- runtime files
 
@@ -701,9 +762,14 @@ class Arbiter:
         for generation in self.generations.values():
             generation.listener.close()
         self.admin_listener.close()
+        # Scrapes answer until the workers are gone; the endpoint stops in cleanup().
 
     def cleanup(self):
         """Removes the runtime files `info` and the CLI rely on; the pidfile goes last, in launch."""
+        self.metrics.stop()
+        for generation in self.generations.values():
+            if generation.metrics_listener is not None:
+                generation.metrics_listener.close()
         for path in (self.server_dir.status_file, self.server_dir.admin_socket):
             try:
                 os.unlink(path)
@@ -762,6 +828,19 @@ def loop_timeout(now, respawns_due, tick=LOOP_TICK):
     """How long the master may wait for events: a tick, or less when a respawn falls due sooner
     (the back-off starts at 0.1 s)."""
     return min([tick, *(due - now for due in respawns_due if due > now)])
+
+
+def _metrics_address(config):
+    settings = config.server_config.metrics
+    return settings.enabled, settings.host, settings.port
+
+
+def bind_metrics(settings):
+    """The listener of /metrics ([metrics] host and port); AddressInUse names them. Not inherited:
+    only the master serves it."""
+    sock = bind_tcp(settings.host, settings.port, METRICS_BACKLOG, settings='[metrics] port or host')
+    sock.set_inheritable(False)
+    return sock
 
 
 def _configured_address(config):

@@ -13,7 +13,7 @@ from zato_daemon import preflight
 from zato_daemon.config import load_config
 from zato_daemon.deploy.probe import vet_configured
 from zato_daemon.logs.setup import check_server_log, configure_logging
-from zato_daemon.master.arbiter import Arbiter
+from zato_daemon.master.arbiter import Arbiter, bind_metrics
 from zato_daemon.paths import ServerDir, ServerPaths
 from zato_daemon.pidfile import PidFile
 from zato_daemon.rlimits import RESERVED_DESCRIPTORS, is_enough_for, raise_open_files_limit
@@ -38,6 +38,8 @@ class Prepared:
     configured_names: frozenset = frozenset()
     # What systemd passed, if anything (socket activation), and what to log about it.
     activation: Choice = Choice()
+    # /metrics, served by the master; None when [metrics] is off.
+    metrics_listener: object = None
 
     @property
     def is_activated(self):
@@ -45,7 +47,8 @@ class Prepared:
 
     def preserved_fds(self):
         """The descriptors daemonizing must keep open."""
-        return [self.pidfile.fd, self.listener.fileno(), self.admin_listener.fileno()]
+        fds = [self.pidfile.fd, self.listener.fileno(), self.admin_listener.fileno()]
+        return fds + ([self.metrics_listener.fileno()] if self.metrics_listener is not None else [])
 
 
 # Bits no file or directory the server creates may grant: group write and anything for
@@ -54,7 +57,7 @@ PRIVATE_UMASK = 0o027
 
 
 def prepare(base_dir):
-    """Loads and validates the config, runs FS_CONFIG_ONLY, takes the lock, binds both sockets."""
+    """Loads and validates the config, runs FS_CONFIG_ONLY, takes the lock, binds the sockets."""
     # Whatever umask the caller had (022 in a shell): files 0640 or tighter, directories 0750.
     # The unit sets UMask=0027 too; a tighter umask is kept.
     os.umask(os.umask(PRIVATE_UMASK) | PRIVATE_UMASK)
@@ -65,17 +68,24 @@ def prepare(base_dir):
     check_server_log(server_dir.server_log)
     pidfile = PidFile(server_dir.pidfile).acquire()
     main = config.server_config.main
+    bound = []
     try:
         # A socket systemd passed (zato-daemon.socket) wins; without one, bind as configured.
         listener, activation = activated_listener(main.host, main.port)
         if listener is None:
             listener = bind_tcp(main.host, main.port, main.backlog)
+        bound.append(listener)
         admin_listener = bind_unix(server_dir.admin_socket)
+        bound.append(admin_listener)
+        metrics = config.server_config.metrics
+        metrics_listener = bind_metrics(metrics) if metrics.enabled else None
     except BaseException:
+        for sock in bound:
+            sock.close()
         pidfile.release()
         raise
     return Prepared(config, server_dir, callables, pidfile, listener, admin_listener, configured_names,
-                    activation)
+                    activation, metrics_listener)
 
 
 def check_before_binding(config, paths):
@@ -108,7 +118,7 @@ def serve(prepared, foreground, on_ready=None, on_halt=None, private_fds=()):
                           prepared.callables, foreground=foreground, on_ready=on_ready, on_halt=on_halt,
                           private_fds=(prepared.pidfile.fd, *private_fds), pidfile=prepared.pidfile,
                           check=check_before_binding, configured_names=prepared.configured_names,
-                          activated=prepared.is_activated)
+                          activated=prepared.is_activated, metrics_listener=prepared.metrics_listener)
         return arbiter.run()
     finally:
         prepared.pidfile.release()

@@ -168,6 +168,13 @@ class HangVerdict(enum.Enum):
     KILL = 'kill'   # dumped, or the dump took too long
 
 
+def restart_reason(state, hung_at):
+    """Why a worker that exited is restarted: it never served, it hung, or it died serving."""
+    if state == WorkerState.BOOTING:
+        return 'boot_failed'
+    return 'died' if hung_at is None else 'hung'
+
+
 def hang_verdict(state, now, last_heartbeat, hung_at, timeout, dumped=False):
     """What to do about one worker's heartbeats; booting workers are the boot timeout's business."""
     if state == WorkerState.BOOTING:
@@ -240,6 +247,13 @@ class ReloadFinished:
     outcome: str       # applied, refused, failed
     reason: str
     exit_status: int
+
+
+@dataclass(frozen=True)
+class CountRestart:
+    """A worker is replaced, for `reason` (zato_worker_restarts_total{reason})."""
+
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -382,7 +396,7 @@ class Lifecycle:
             return []
         self._move(worker, event)
         return [Log(reason_event.level if reason_event else logging.WARNING, message, args, reason_event),
-                WriteStatus()]
+                CountRestart('recycled'), WriteStatus()]
 
     def recycle_all(self, event, reason_event, message):
         """Every READY worker of the current generation is replaced, one replacement each."""
@@ -445,6 +459,7 @@ class Lifecycle:
         elif worker.state == WorkerState.BOOTING:
             actions.append(Log(logging.ERROR, 'Worker %d %s before it was ready%s; the other workers serve on',
                                (worker.number, description, failure), levels.WORKER_BOOT_FAILED))
+        actions.append(CountRestart(restart_reason(worker.state, worker.hung_at)))
         self.failures[worker.number] = next_failure_count(self.failures[worker.number], lived)
         delay = respawn_delay(self.failures[worker.number])
         self.spawn_not_before[worker.number] = now + delay

@@ -51,6 +51,28 @@ class ServerInfo(Service):
         }
 
 
+class MetricsSnapshot(Service):
+    """What `zato-daemon top` shows: the master's view of the last second (metrics/live.py),
+    which it writes to the runtime directory, whichever worker answers."""
+
+    name = 'zato.server.metrics'
+
+    def handle(self):
+        server = self.server
+        if not server.server_config.metrics.enabled:
+            self.response.status_code = 404
+            self.response.payload = {'error': 'metrics are off on this server ([metrics] enabled in server.conf)'}
+            return
+        snapshot = read_status(server.server_dir.metrics_snapshot)
+        if not isinstance(snapshot, dict):
+            self.response.status_code = 503
+            self.response.payload = {'error': 'the master has not published its first view yet; try again in a '
+                                              'second'}
+            return
+        snapshot['age_seconds'] = round(max(0.0, time.time() - snapshot.get('time', 0)), 3)
+        self.response.payload = snapshot
+
+
 class ServiceList(Service):
     """The names of all deployed services with their module path and SHA-256."""
 
@@ -103,4 +125,4 @@ class ListSamples(Service):
                                              payload['service'], payload.get('limit', 20))
 
 
-BUILTIN_SERVICES = (Ping, ServerInfo, ServiceList, GetSourceInfo, ListSlowCalls, ListSamples)
+BUILTIN_SERVICES = (Ping, ServerInfo, MetricsSnapshot, ServiceList, GetSourceInfo, ListSlowCalls, ListSamples)

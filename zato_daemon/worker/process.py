@@ -18,12 +18,14 @@ import signal  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 
 import gevent  # noqa: E402
+import gevent.os  # noqa: E402
 from gevent.event import Event  # noqa: E402
 from gevent.socket import socket as gevent_socket  # noqa: E402
 from setproctitle import setproctitle  # noqa: E402
 
 from zato_daemon.deploy.follower import ManifestFollower  # noqa: E402
 from zato_daemon.diagnostics.recorder import make_recorder  # noqa: E402
+from zato_daemon.diagnostics.store import SAMPLES_TABLE, SLOW_TABLE  # noqa: E402
 from zato_daemon.deploy.sources import create_configured_caches, deploy_configured  # noqa: E402
 from zato_daemon.errors import EXIT_OK, ServiceDeployError, StartupCallableError  # noqa: E402
 from zato_daemon.forks import guard as guard_forks, in_forked_child  # noqa: E402
@@ -31,6 +33,8 @@ from zato_daemon.http.balance import NO_SLOT, Slot, listener_key  # noqa: E402
 from zato_daemon.http.router import Router  # noqa: E402
 from zato_daemon.http.server import HttpServer  # noqa: E402
 from zato_daemon.logs.setup import configure_logging  # noqa: E402
+from zato_daemon.metrics.counting import WorkerCounts  # noqa: E402
+from zato_daemon.metrics.report import REPORT_INTERVAL, encode_report  # noqa: E402
 from zato_daemon.services.host import ServiceHost  # noqa: E402
 from zato_daemon.startup import run_after_started  # noqa: E402
 from zato_daemon.logs.levels import WORKER_BOOT_FAILED  # noqa: E402
@@ -70,6 +74,9 @@ class WorkerSpec:
     # in it (None: not counted, never refused).
     load_table: object = None
     load_slot: int = None
+    # The write end of this worker's report pipe to the master (metrics/report.py); None
+    # when [metrics] is off.
+    metrics_fd: int = None
 
 
 class Worker:
@@ -84,6 +91,7 @@ class Worker:
         self.http = None
         self.load_slot = NO_SLOT
         self.recorder = None
+        self.counts = None
         self.has_reported_ready = False
         self.has_reached_request_limit = False
 
@@ -96,6 +104,10 @@ class Worker:
         spec = self.spec
         config = spec.config
         self.host = ServiceHost(config, spec.server_dir, spec.number, spec.boot_id, spec.generation)
+        if spec.metrics_fd is not None:
+            self.counts = WorkerCounts(config.server_config.metrics.buckets)
+            gevent.os.make_nonblocking(spec.metrics_fd)
+            self.host.caches.count_with(self.counts)
         gevent.spawn(self.host.caches.run, gevent.sleep)
         create_configured_caches(self.host.caches, config)
         deploy_configured(self.host.store, config, spec.server_dir.service_paths, logger)
@@ -104,19 +116,24 @@ class Worker:
         main = config.server_config.main
         if spec.load_slot is not None:
             self.load_slot = Slot(spec.load_table, spec.load_slot, listener_key(spec.listener))
-        self.http = HttpServer(main, self.host.dumps_json, logger, self.load_slot)
+        self.http = HttpServer(main, self.host.dumps_json, logger, self.load_slot, self.counts)
         self.http.set_request_limit(spec.request_limit, self.report_request_limit)
         self.recorder = make_recorder(config, spec.server_dir, self.host.store, spec.number)
         if self.recorder is not None:
             gevent.spawn(self.recorder.store.run, gevent.sleep)
         self.http.add_listener(_adopt(spec.listener), Router(self.host, config.server_config.channels,
-                                                             recorder=self.recorder), balanced=True)
+                                                             recorder=self.recorder, counts=self.counts),
+                               balanced=True)
         self.http.add_listener(_adopt(spec.admin_listener), Router(self.host, {}, is_admin=True))
         # Only the gevent copies stay open: closing them at drain must close the socket in
         # this process, or the kernel would keep queueing connections nobody accepts.
         spec.listener.close()
         spec.admin_listener.close()
-        guard_forks(lambda: [spec.status_fd, *self.http.descriptors()])
+        guard_forks(lambda: [spec.status_fd, *([spec.metrics_fd] if spec.metrics_fd is not None else []),
+                             *self.http.descriptors()])
+        if self.counts is not None:
+            self.count_figures()
+            gevent.spawn(self.send_reports)
         self.http.start()
         # From the first accept: a worker serves while AFTER_STARTED runs.
         gevent.spawn(self.load_slot.keep_fresh, gevent.sleep)
@@ -143,6 +160,9 @@ class Worker:
         self.host.caches.close()
         if self.recorder is not None:
             self.recorder.store.close()
+        if self.counts is not None:
+            # The last counts, the drain's included: the master keeps them once this worker is gone.
+            self.send_report()
         logger.info('Worker %d stopped', self.spec.number)
 
     def drain_http(self):
@@ -190,6 +210,34 @@ class Worker:
             except BrokenPipeError:
                 return  # the master is gone; watch_master stops this worker
             gevent.sleep(HEARTBEAT_INTERVAL)
+
+    def count_figures(self):
+        """The counts other parts keep, read into each report."""
+        counts, http, recorder = self.counts, self.http, self.recorder
+        counts.add_source('requests', lambda: http.requests_served)
+        if recorder is not None:
+            store = recorder.store
+            counts.add_source('slow_stored', lambda: store.stored[SLOW_TABLE])
+            counts.add_source('samples_stored', lambda: store.stored[SAMPLES_TABLE])
+            counts.add_source('diagnostics_dropped', lambda: store.dropped)
+
+    def send_reports(self):
+        """Runs on the hub: the cumulative counts to the master every REPORT_INTERVAL."""
+        while not in_forked_child():
+            gevent.sleep(REPORT_INTERVAL)
+            if not self.send_report():
+                return
+
+    def send_report(self):
+        """One report, written whole (the pipe is non-blocking: gevent waits for room without
+        blocking the hub). False when the master is gone."""
+        data = encode_report(self.counts.report())
+        try:
+            while data:
+                data = data[gevent.os.nb_write(self.spec.metrics_fd, data):]
+        except OSError:
+            return False
+        return True
 
     def watch_master(self):
         while os.getppid() == self.spec.master_pid:
