@@ -11,10 +11,11 @@ import pytest
 from zato_daemon.errors import EXIT_CONFIG, EXIT_SOFTWARE
 from zato_daemon.logs import levels
 from zato_daemon.master.lifecycle import (
-    HUNG_DUMP_WAIT, MAX_RESPAWN_DELAY, RELOAD_TRANSITIONS, STABLE_AFTER, WORKER_TRANSITIONS, ExitMeaning, Halt,
+    HUNG_DUMP_WAIT, MAX_RESPAWN_DELAY, RELOAD_TRANSITIONS, STABLE_AFTER, WORKER_TRANSITIONS, CountRestart, ExitMeaning,
+    Halt,
     HangVerdict, Kill, Lifecycle, LifecycleError, Log, MarkReady, PrepareReload, ReloadEvent, ReloadFinished,
     ReloadState, RetireGeneration, RevertGeneration, Spawn, StartGeneration, WorkerEvent, WorkerState, exit_meaning,
-    hang_verdict, next_failure_count, next_reload_state, next_worker_state, respawn_delay)
+    hang_verdict, next_failure_count, next_reload_state, next_worker_state, respawn_delay, restart_reason)
 from zato_daemon.worker.channel import RETIRE_SIGNAL
 
 S, E = WorkerState, WorkerEvent
@@ -249,6 +250,54 @@ def test_recycle_all_replaces_every_serving_worker_one_by_one(serving):
     serving.recycle_all(E.MUST_REBIND, None, 'Worker %d (pid %d) serves a deleted admin socket')
     assert {worker.state for worker in serving.workers.values()} == {S.RECYCLING}
     assert serving.due_spawns(5.0) == [Spawn(1), Spawn(2)]
+
+
+# Restarts, as zato_worker_restarts_total counts them ###########################################
+
+@pytest.mark.parametrize('state, hung_at, reason', [
+    (S.BOOTING, None, 'boot_failed'),
+    (S.BOOTING, 5.0, 'boot_failed'),
+    (S.READY, None, 'died'),
+    (S.READY, 5.0, 'hung'),
+    (S.RECYCLING, None, 'died'),
+])
+def test_restart_reason(state, hung_at, reason):
+    assert restart_reason(state, hung_at) == reason
+
+
+def restarts(actions):
+    return [action.reason for action in actions if isinstance(action, CountRestart)]
+
+
+def test_a_serving_worker_that_dies_counts_one_restart(serving):
+    assert restarts(serving.exited(pid_of(serving, 1), 'was killed by SIGKILL', -9, 100, 100.0)) == ['died']
+
+
+def test_a_hung_worker_killed_counts_a_hung_restart(serving):
+    pid = pid_of(serving, 1)
+    serving.heartbeat(pid_of(serving, 2), 100.0)
+    serving.tick(100.0, boot_timeout=60, hang_timeout=30)
+    assert restarts(serving.exited(pid, 'was killed by SIGKILL', -9, 100, 101.0)) == ['hung']
+
+
+def test_a_replacement_that_fails_to_boot_counts_a_boot_failure(serving):
+    serving.exited(pid_of(serving, 1), 'was killed by SIGKILL', -9, 100, 100.0)
+    [new] = serving.pids.spawn(serving, serving.due_spawns(200.0))
+    assert restarts(serving.exited(new, 'exited with status 70', 70, 1, 201.0)) == ['boot_failed']
+
+
+def test_a_recycled_worker_counts_once_when_its_replacement_is_decided(serving):
+    old = pid_of(serving, 1)
+    assert restarts(serving.recycle(old, E.REACHED_LIMIT, levels.WORKER_RECYCLED, 'm', ())) == ['recycled']
+    [new] = serving.pids.spawn(serving, serving.due_spawns(5.0))
+    serving.reported_ready(new, 6.0)
+    assert restarts(serving.exited(old, 'exited with status 0', 0, 10, 11.0)) == []
+
+
+def test_workers_stopped_or_retired_by_a_reload_count_no_restart(serving):
+    serving.stop()
+    for pid in list(serving.workers):
+        assert restarts(serving.exited(pid, 'exited with status 0', 0, 5.0, 6.0)) == []
 
 
 # Reloads ########################################################################################
