@@ -30,6 +30,7 @@ from request_instructions import ECHO_ROUTER  # noqa: E402
 RUN = r'''
 import sys, time
 tree, body, count, mode = sys.argv[1], sys.argv[2].encode(), int(sys.argv[3]), sys.argv[4]
+metrics = True  # as shipped
 sys.path.insert(0, tree)
 ''' + ECHO_ROUTER + r'''
 from zato_daemon.http.protocol import RequestParser

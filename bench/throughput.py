@@ -3,6 +3,7 @@
     .venv/bin/python bench/throughput.py                 # 1 and 2 workers, 5 rounds of 10 s
     .venv/bin/python bench/throughput.py --workers 1 --rounds 3 --seconds 5
     .venv/bin/python bench/throughput.py --only operability --rounds 7   # features on and off only
+    .venv/bin/python bench/throughput.py --only metrics --rounds 7       # [metrics] on and off only
     git worktree add /tmp/zd-old HEAD~3 && \
     .venv/bin/python bench/throughput.py --only versions --against /tmp/zd-old   # this tree vs an older one
 
@@ -125,8 +126,9 @@ OPERABILITY = {
 }
 
 
-def zato_server_dir(workdir, port, workers, operability='on', services_dir=None):
-    """A server directory for zato-daemon with the example services on /echo."""
+def zato_server_dir(workdir, port, workers, operability='on', services_dir=None, metrics=True):
+    """A server directory for zato-daemon with the example services on /echo; /metrics (on by
+    default, as shipped) on a free port of its own."""
     server_dir = Path(tempfile.mkdtemp(prefix=f'zato-{workers}-{operability}-', dir=workdir))
     paths = f'paths = {services_dir}\n' if services_dir else ''
     (server_dir / 'server.conf').write_text(textwrap.dedent(f'''\
@@ -138,7 +140,7 @@ def zato_server_dir(workdir, port, workers, operability='on', services_dir=None)
         ''') + paths + textwrap.dedent('''\
         [channels]
         /echo = demo.echo
-        ''') + OPERABILITY[operability])
+        ''') + OPERABILITY[operability] + f'[metrics]\nenabled = {str(metrics).lower()}\nport = {free_port()}\n')
     return server_dir
 
 
@@ -199,14 +201,14 @@ def compare(workers, rounds, seconds, python, workdir):
 
 
 def compare_zato(variants, workers, rounds, seconds, python, workdir):
-    """zato-daemon variants in alternation: label -> (source tree, operability); returns
-    label -> median req/s."""
+    """zato-daemon variants in alternation: label -> (source tree, operability[, metrics on]);
+    returns label -> median req/s."""
     script = workdir / 'post.lua'
     results = {label: [] for label in variants}
     for _ in range(rounds):
-        for label, (tree, operability) in variants.items():
+        for label, (tree, operability, *metrics) in variants.items():
             port = free_port()
-            server_dir = zato_server_dir(workdir, port, workers, operability)
+            server_dir = zato_server_dir(workdir, port, workers, operability, metrics=metrics[0] if metrics else True)
             command = [python, '-m', 'zato_daemon', 'start', str(server_dir), '--fg']
             with Server(label, command, port, tree, dict(os.environ, PYTHONPATH=str(tree))):
                 run_wrk(port, '/echo', 1, script)
@@ -220,6 +222,14 @@ def compare_operability(workers, rounds, seconds, python, workdir):
                          python, workdir)
     print(f'\nzato-daemon, {workers} worker(s): operability features on {rates["features on"]:,.0f} req/s, '
           f'off {rates["features off"]:,.0f} req/s ({rates["features on"] / rates["features off"] - 1:+.1%})')
+
+
+def compare_metrics(workers, rounds, seconds, python, workdir):
+    """zato-daemon alone, features on, [metrics] on and off, in alternation."""
+    rates = compare_zato({'metrics on': (REPO, 'on', True), 'metrics off': (REPO, 'on', False)}, workers, rounds,
+                         seconds, python, workdir)
+    print(f'\nzato-daemon, {workers} worker(s): metrics on {rates["metrics on"]:,.0f} req/s, '
+          f'off {rates["metrics off"]:,.0f} req/s ({rates["metrics on"] / rates["metrics off"] - 1:+.1%})')
 
 
 def compare_versions(workers, rounds, seconds, python, workdir, against):
@@ -280,7 +290,7 @@ def print_table(workers, results):
         print(f'| {name} | {rate:,.0f} | {p50:.2f} | {p99:.2f} | {rate / base[0]:.2f}x | {p99 / base[2]:.2f}x | {errors} |')
 
 
-PARTS = ('compare', 'operability', 'ready', 'versions')
+PARTS = ('compare', 'operability', 'ready', 'versions', 'metrics')
 
 
 def main():
@@ -307,6 +317,8 @@ def main():
                 print_table(workers, compare(workers, args.rounds, args.seconds, args.python, workdir))
             if 'operability' in args.only:
                 compare_operability(workers, args.rounds, args.seconds, args.python, workdir)
+            if 'metrics' in args.only:
+                compare_metrics(workers, args.rounds, args.seconds, args.python, workdir)
             if 'ready' in args.only:
                 start_to_ready(workers, args.python, workdir)
             if 'versions' in args.only:

@@ -554,6 +554,7 @@ class Arbiter:
         if HEARTBEAT_MESSAGE in data:
             self.lifecycle.heartbeat(pid, now)
         if DUMPED_MESSAGE in data:
+            self.metrics.aggregate.count('dumps')
             self.execute(self.lifecycle.dumped(pid))
         if READY_MESSAGE in data:
             self.execute(self.lifecycle.reported_ready(pid, now))
