@@ -16,7 +16,7 @@ DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2
 OUTCOMES = ('ok', 'client_error', 'server_error')
 # Requests for no deployed service (no route, or a service that is not deployed) count under
 # this name, so that a scanner of random paths cannot add a label value per path. Service
-# names are dotted identifiers: this one cannot be deployed.
+# names are dotted names by convention; a service that calls itself this shares its series.
 UNKNOWN_SERVICE = '(unknown)'
 # Indices of ResponseCounts.by_class: status // 100.
 STATUS_CLASSES = ('1xx', '2xx', '3xx', '4xx', '5xx')
