@@ -238,3 +238,10 @@ def test_a_reload_moves_the_metrics_port_or_is_refused_when_the_new_one_is_taken
     assert echo_calls(samples) == 5 and value(samples, 'zato_reloads_total', result='refused') == 1
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(('127.0.0.1', first), timeout=2).close()
+
+
+def test_info_names_where_the_metrics_are(server_factory):
+    server = server_factory(workers=1)
+    result = zato_daemon('info', server.server_dir, '--json')
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)['metrics'] == f'http://127.0.0.1:{metrics_port(server)}/metrics'

@@ -193,7 +193,8 @@ class Router:
                          extra={'cid': cid, 'service': name})
         counts = self.counts
         if counts is not None:
-            counts = counts.service(name)
+            # The service's counts, made on its first call (a C dict lookup on every other).
+            counts = counts.services.get(name) or counts.service(name)
             counts.in_flight += 1
         started = time.perf_counter()
         outcome = self.run_service(deployed.service_class, name, payload, cid, request)

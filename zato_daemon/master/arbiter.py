@@ -787,6 +787,8 @@ class Arbiter:
             'version': __version__,
             'config_dir': str(self.server_dir.base),
             'listen': self.in_effect().listen_text,
+            # Where Prometheus scrapes this server; None when [metrics] is off.
+            'metrics': self.metrics.url,
             # As FS_CONFIG_ONLY left them: the CLI's dump, slow and samples read these instead
             # of the files, which a startup callable may have overridden. Until a reload
             # completes, the master logs and dumps as its previous config says.

@@ -13,11 +13,12 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.process_collector import ProcessCollector
 
 from zato_daemon.metrics.aggregate import Aggregate, BadReport
-from zato_daemon.metrics.endpoint import MetricsEndpoint
+from zato_daemon.metrics.endpoint import METRICS_PATH, MetricsEndpoint
 from zato_daemon.metrics.exposition import MetricsCollector
 from zato_daemon.metrics.live import snapshot
 from zato_daemon.metrics.processes import newest_by_number, read_figures
 from zato_daemon.metrics.report import BrokenStream, FrameReader
+from zato_daemon.sockets import address_of
 from zato_daemon.status import write_status
 
 logger = logging.getLogger('zato_daemon.metrics')
@@ -47,6 +48,13 @@ class MasterMetrics:
     @property
     def enabled(self):
         return self.settings.enabled
+
+    @property
+    def url(self):
+        """Where /metrics is served now, or None."""
+        if self.endpoint is None:
+            return None
+        return f'http://{address_of(self.endpoint.sock)}{METRICS_PATH}'
 
     # ---- configuration and the endpoint
 

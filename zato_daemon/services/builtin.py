@@ -45,6 +45,7 @@ class ServerInfo(Service):
             'logs_dir': str(server.server_dir.logs),
             'runtime_dir': str(server.server_dir.runtime),
             'listen': status.get('listen', f'{main.host}:{main.port}'),
+            'metrics': status.get('metrics'),
             'started_at': started_at,
             'uptime_seconds': round(time.time() - started_at, 3),
             'services': server.store.describe(),
