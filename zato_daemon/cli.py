@@ -1,7 +1,7 @@
 """The `zato-daemon` command line.
 
-Commands: start, stop, reload, dump, info, invoke, check-config, slow, samples, hash and
-verify; `zato-daemon COMMAND --help` describes each, with an example and its exit statuses.
+Commands: start, stop, reload, dump, info, top, invoke, check-config, slow, samples, hash
+and verify; `zato-daemon COMMAND --help` describes each, with an example and its exit statuses.
 
 `main()` is the one place that turns exceptions into exit statuses (errors.py holds them,
 README.md documents them); nothing imports this module. Which pid is a directory's master
@@ -13,6 +13,7 @@ import grp
 import json
 import os
 import pwd
+import shutil
 import signal
 import sys
 import textwrap
@@ -25,10 +26,13 @@ from zato_daemon.config import load_config
 from zato_daemon.config.settings import find_setting
 from zato_daemon.diagnostics.report import format_samples, format_slow
 from zato_daemon.diagnostics.store import list_samples, list_slow
-from zato_daemon.errors import (EXIT_NOPERM, EXIT_OK, EXIT_SOFTWARE, EXIT_UNAVAILABLE, EXIT_USAGE, NoPermission,
-                                NotAServerDirectory, NotRunning, UsageError, ZatoDaemonError)
+from zato_daemon.errors import (EXIT_NOPERM, EXIT_OK, EXIT_SOFTWARE, EXIT_UNAVAILABLE, EXIT_USAGE, AdminCallError,
+                                ConfigError, NoPermission, NotAServerDirectory, NotRunning, UsageError,
+                                ZatoDaemonError)
 from zato_daemon.logs import journal
 from zato_daemon.logs.levels import DUMP_WRITTEN, START_FAILED
+from zato_daemon.metrics import top
+from zato_daemon.metrics.live import SNAPSHOT_VERSION
 from zato_daemon.paths import DEFAULT_SERVER_DIR, ServerDir, ServerPaths
 from zato_daemon.pidfile import running_pid
 from zato_daemon.running import find_master, is_master_of, process_owner, reload_outcome
@@ -45,6 +49,13 @@ FALLBACK_GRACEFUL_TIMEOUT = 30.0
 FALLBACK_CALLABLE_TIMEOUT = 60.0
 # How often stop and reload look again.
 POLL_INTERVAL = 0.05
+# How long top waits for one view: a server that takes longer is shown as not answering,
+# and the view stays responsive to q. A new master publishes its first view within a
+# second; top waits that long for it, and a little more.
+TOP_CALL_TIMEOUT = 2.0
+TOP_FIRST_VIEW_WAIT = 3.0
+# --once prints as wide as the terminal, or this wide into a pipe or a file.
+TOP_ONCE_WIDTH = 100
 
 # ---- help: what each command does, an example, its exit statuses
 
@@ -131,6 +142,21 @@ HELP = {
         path and SHA-256. --json prints the same as JSON.""",
         ['zato-daemon info /srv/crm --json'],
         [0, 66, 69, 77]),
+    'top': Help(
+        'Show what the server of DIR does, live: calls, errors, latencies, workers.',
+        """A view of the master's metrics, refreshed every second: per service, calls and
+        errors per second, p50 and p99 latency, calls in flight and in total, busiest
+        first; per worker, its pid, generation, state, memory, CPU time, open files and
+        requests. A view more than 5 s old is marked STALE. While the server does not
+        answer, the view says why and tries again every second. q or Ctrl-C quits. --once
+        prints one view and exits, as wide as the terminal (100 columns into a pipe), or
+        with --json as one JSON object with sorted keys, for scripts. Needs [metrics]
+        enabled (the default).""",
+        ['zato-daemon top /srv/crm', 'zato-daemon top /srv/crm --once --json'],
+        [(0, 'quit with q or Ctrl-C, or the view was printed'),
+         (64, 'bad command line: --json without --once, or no terminal and no --once'), 66,
+         (69, 'no server runs in DIR, or it does not answer'), 77,
+         (78, '[metrics] enabled is false in server.conf')]),
     'invoke': Help(
         'Call a service of the server of DIR and print its response.',
         """Calls the service through the admin socket, built-in zato.* services included.
@@ -218,6 +244,9 @@ def build_parser():
     command('reload')
     command('dump')
     command('info').add_argument('--json', action='store_true', help='print JSON')
+    top_command = command('top')
+    top_command.add_argument('--once', action='store_true', help='print one view and exit, without curses')
+    top_command.add_argument('--json', action='store_true', help='with --once: print the view as JSON')
     invoke = command('invoke', 'required')
     invoke.add_argument('service', metavar='SERVICE')
     invoke.add_argument('payload', nargs='?', metavar='PAYLOAD',
@@ -250,7 +279,7 @@ def main(argv=None):
         return exc.exit_status
     except PermissionError as exc:
         # Whichever file of the server this user may not read: one line, never a traceback.
-        report_error(args, NoPermission(permission_message(exc.filename, _group_of(exc.filename), exc.strerror)))
+        report_error(args, no_permission(exc))
         return EXIT_NOPERM
     except KeyboardInterrupt:
         return EXIT_SOFTWARE
@@ -288,6 +317,11 @@ def permission_message(path, group, reason='Permission denied'):
     elif not group:
         advice += ", or as a member of the server's group"
     return f'{where}{(reason or "Permission denied").lower()}; {advice}'
+
+
+def no_permission(exc):
+    """The NoPermission to report for a PermissionError, naming its file and group."""
+    return NoPermission(permission_message(exc.filename, _group_of(exc.filename), exc.strerror))
 
 
 def signal_permission_message(pid, owner):
@@ -509,6 +543,79 @@ def format_duration(seconds):
     return (f'{days}d ' if days else '') + f'{hours:02d}:{minutes:02d}:{seconds:02d}'
 
 
+class ViewPending(AdminCallError):
+    """The master has not published its first view yet (a server that has just started)."""
+
+
+def metrics_off_message(server_dir):
+    """Pure."""
+    return (f'the server of {server_dir} counts nothing: [metrics] enabled is false in server.conf; '
+            'set it to true and reload to use top')
+
+
+def view_or_error(status, answer, socket_path, server_dir):
+    """The view in the answer of zato.server.metrics, or the error to raise instead. Pure."""
+    error = answer.get('error', answer) if isinstance(answer, dict) else answer
+    if status == 404:
+        return ConfigError(metrics_off_message(server_dir))
+    if status == 503:
+        return ViewPending(f'no view yet from the server on {socket_path}: {error}')
+    if status != 200 or not isinstance(answer, dict):
+        return AdminCallError(f'the server on {socket_path} answered {status} to zato.server.metrics: {error}')
+    if answer.get('version') != SNAPSHOT_VERSION:
+        return AdminCallError(f'the server on {socket_path} sent a view of version {answer.get("version")!r}; '
+                              f'this zato-daemon reads version {SNAPSHOT_VERSION}')
+    return answer
+
+
+def fetch_view(server_dir):
+    """The master's last view through the admin socket; raises a ZatoDaemonError whose
+    message is the one line to show (top's screen shows it too, so no PermissionError)."""
+    try:
+        status, _, answer = call_service(server_dir.admin_socket, 'zato.server.metrics', timeout=TOP_CALL_TIMEOUT)
+    except PermissionError as exc:
+        raise no_permission(exc) from None
+    outcome = view_or_error(status, answer, server_dir.admin_socket, server_dir.base)
+    if isinstance(outcome, ZatoDaemonError):
+        raise outcome
+    return outcome
+
+
+def _first_view(server_dir):
+    deadline = time.monotonic() + TOP_FIRST_VIEW_WAIT
+    while True:
+        try:
+            return fetch_view(server_dir)
+        except ViewPending:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(POLL_INTERVAL)
+
+
+def command_top(args):
+    if args.json and not args.once:
+        raise UsageError('--json prints one view: use it with --once')
+    if not args.once and not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise UsageError('top draws on a terminal, and this is not one; use --once to print one view '
+                         '(--once --json for scripts)')
+    server_dir, _ = _require_master(args.server_dir)
+    if args.once:
+        view = _first_view(server_dir)
+        if args.json:
+            print(json.dumps(view, sort_keys=True))
+        else:
+            width = shutil.get_terminal_size((TOP_ONCE_WIDTH, 24)).columns
+            print('\n'.join(top.screen(view, width, None, str(server_dir.base))))
+        return EXIT_OK
+    try:
+        # Problems before the first view end the command with their status; after it, the
+        # view shows them and tries again.
+        view = _first_view(server_dir)
+        return top.run(lambda: fetch_view(server_dir), str(server_dir.base), view)
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
 def payload_too_large_message(size, limit):
     """The one line for a payload the server would answer 413 to. Pure."""
     over = f', over max_request_size {limit}' if limit is not None else ', over the max_request_size of the server'
@@ -638,6 +745,7 @@ COMMANDS = {
     'reload': command_reload,
     'dump': command_dump,
     'info': command_info,
+    'top': command_top,
     'invoke': command_invoke,
     'check-config': command_check_config,
     'slow': command_slow,
