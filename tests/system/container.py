@@ -7,7 +7,8 @@ container stands in for a Debian host:
    package already installed, and caches it under CACHE_DIR. The name of the cached tree
    carries a hash of the package list, so a changed list builds a new tree. The tree is built
    in a temporary directory beside it and renamed into place, under a lock file: a failed or
-   concurrent debootstrap never leaves a half tree behind. `base_tree(BUILD_PACKAGES)` is the
+   concurrent debootstrap never leaves a half tree behind. The units in MASKED_UNITS, which
+   their packages enable, are masked in it. `base_tree(BUILD_PACKAGES)` is the
    tree a Debian builder starts from (build-essential alone), for `Chroot` below.
 2. `Container(base).start()` copies that tree (so tests never share a dirty one), boots it with
    `systemd-nspawn --boot --private-network` and waits until `systemctl is-system-running` says
@@ -45,7 +46,7 @@ SUITE = 'bookworm'
 DEFAULT_MIRROR = 'http://deb.debian.org/debian'
 CACHE_DIR = Path('/var/cache/zato-daemon-tests')
 # Bump when the way the tree is built changes, so that cached trees are rebuilt.
-RECIPE_VERSION = 3
+RECIPE_VERSION = 4
 PACKAGES = (
     # An init system that boots, and a bus for the tools that want one.
     'systemd', 'systemd-sysv', 'dbus',
@@ -63,6 +64,12 @@ PACKAGES = (
     # autopkgtest unpacks the source tree it is given with dpkg-source.
     'autopkgtest', 'dpkg-dev', 'python3-pytest',
 )
+# Units that packages of the tree enable at install and that must not run in every booted
+# container: Debian's prometheus.service would scrape itself and a node exporter that is not
+# there, and hold port 9090, during every system test. test_metrics.py starts a Prometheus of
+# its own, with its own config, and stops it. Masked, not only disabled, so that nothing
+# (a dependency, a preset, an upgrade) starts them.
+MASKED_UNITS = ('prometheus.service',)
 # What sbuild's chroots hold before a build installs its Build-Depends.
 BUILD_PACKAGES = ('build-essential',)
 # /etc/hosts as the installer writes it, and as sbuild's chroots have it: debootstrap writes
@@ -210,6 +217,30 @@ def _finish(build):
     # Downloaded .debs are only dead weight copied at every session start.
     for deb in (build / 'var' / 'cache' / 'apt' / 'archives').glob('*.deb'):
         deb.unlink()
+    mask_units(build, MASKED_UNITS)
+
+
+def mask_units(root, units):
+    """Masks each of `units` that the tree at `root` has, as `systemctl mask` would, and removes
+    its enable links: the host's systemctl is not needed (nor, on the host, PID 1 systemd).
+
+    Returns the units masked. A unit the tree lacks (a tree without that package) is left alone."""
+    system = root / 'etc' / 'systemd' / 'system'
+    masked = []
+    for unit in units:
+        if not (root / 'usr' / 'lib' / 'systemd' / 'system' / unit).exists():
+            continue
+        # The links `systemctl enable` made (multi-user.target.wants/ and the like): a target
+        # that still wants a masked unit logs about it at every boot. They point at absolute
+        # paths of the tree, which the host lacks: glob() would not list them, lexists() does.
+        for wants in system.glob('*.wants'):
+            if os.path.lexists(wants / unit):
+                (wants / unit).unlink()
+        mask = system / unit
+        mask.unlink(missing_ok=True)
+        mask.symlink_to('/dev/null')
+        masked.append(unit)
+    return masked
 
 
 def _die_with_parent():

@@ -10,6 +10,8 @@ from tests.system.container import tail
 UNIT = 'zato-daemon'
 CONFIG_DIR = '/etc/zato-daemon'
 PORT = 17010
+# [metrics] port of the shipped server.conf: the master serves /metrics there.
+METRICS_PORT = 17011
 INSTALL_TIMEOUT = 300
 # The previous version (conftest's previous_deb) sorts before the package's own: 0.1.0~previous1
 # < 0.1.0. Its server.conf and pickup.conf end with one more line, as an older release's would
@@ -69,6 +71,17 @@ def zato_processes(container):
     output = container.run(['ps', '-eo', 'user:32=,pid=,args=']).stdout
     rows = [line.split(None, 2) for line in output.splitlines()]
     return [(user, int(pid), args) for user, pid, args in rows if args.startswith('zato-daemon:')]
+
+
+def worker_pids(container, config_dir=CONFIG_DIR):
+    """The pids of the workers of the server of `config_dir`, by process title."""
+    return sorted(pid for _, pid, title in zato_processes(container)
+                  if title.startswith('zato-daemon: worker ') and title.endswith(f' {config_dir}'))
+
+
+def scrape(container, port=METRICS_PORT):
+    """GET /metrics with curl inside, as Prometheus scrapes it: the exposition's text."""
+    return container.run(['curl', '-sS', '--fail', '--max-time', '10', f'http://127.0.0.1:{port}/metrics']).stdout
 
 
 def post(container, port, path, payload):
