@@ -8,6 +8,7 @@ import stat
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -147,6 +148,7 @@ class Terminal:
 
     def __init__(self):
         self.socket = f'zato-top-{uuid.uuid4().hex[:12]}'
+        self.socket_path = None
 
     def tmux(self, *args):
         env = _env()
@@ -159,6 +161,7 @@ class Terminal:
 
     def start(self, command):
         self.tmux('new-session', '-d', '-s', 'top', '-x', '120', '-y', '40', command)
+        self.socket_path = Path(self.tmux('display-message', '-p', '#{socket_path}').strip())
 
     def screen(self):
         return self.tmux('capture-pane', '-p', '-t', 'top')
@@ -178,6 +181,8 @@ class Terminal:
             self.tmux('kill-server')
         except subprocess.CalledProcessError:
             pass  # already gone
+        if self.socket_path is not None:
+            self.socket_path.unlink(missing_ok=True)  # a killed tmux server leaves it behind
 
 
 @pytest.fixture
