@@ -72,7 +72,7 @@ def test_a_bad_command_line_exits_64(args, says):
 # ---- 66: not a server directory
 
 ON_A_SERVER = [('stop',), ('reload',), ('dump',), ('info',), ('invoke', 'demo.echo', '{}'),
-               ('verify', 'demo.echo', __file__), ('slow',), ('samples', 'demo.echo')]
+               ('verify', 'demo.echo', __file__), ('slow',), ('samples', 'demo.echo'), ('top', '--once')]
 
 
 @pytest.mark.parametrize('args', ON_A_SERVER, ids=lambda args: args[0])

@@ -40,7 +40,7 @@ def test_help_of_every_command_has_a_description_an_example_and_exit_statuses(ca
     assert set(statuses) <= {'0', '1', '64', '66', '69', '70', '73', '77', '78'}
 
 
-@pytest.mark.parametrize('name', ['stop', 'reload', 'dump', 'info', 'invoke', 'slow', 'samples', 'verify'])
+@pytest.mark.parametrize('name', ['stop', 'reload', 'dump', 'info', 'invoke', 'slow', 'samples', 'verify', 'top'])
 def test_commands_on_a_server_directory_document_66_and_77(capsys, name):
     text = help_of(capsys, name).split('exit status:\n', 1)[1]
     assert re.search(r'^  66 +DIR is not a server directory', text, re.MULTILINE)

@@ -73,12 +73,7 @@ def fit(text, width):
 
 def fit_tail(text, width):
     """`text` cut to `width` cells keeping its end (a path's last parts tell most)."""
-    text = printable(text)
-    if cells(text) <= width:
-        return text
-    if width <= 0:
-        return ''
-    return fit(text[::-1], width)[::-1]
+    return fit(printable(text)[::-1], width)[::-1]
 
 
 # ---- how each figure is shown; None (no calls in the interval, no /proc figure) is '-'
