@@ -266,11 +266,16 @@ class Arbiter:
         """Sleeps until a signal arrives, a worker reports, or `timeout` passes."""
         by_fd = {fd: pid for pid, fd in self.status_fds.items()}
         reports = self.metrics.fds()
+        # poll, not select: two pipes per worker, and 256 workers during a reload, pass the
+        # descriptor numbers select() takes (below 1024).
+        poller = select.poll()
+        for fd in (self._wakeup_read, *by_fd, *reports):
+            poller.register(fd, select.POLLIN)
         try:
-            readable, _, _ = select.select([self._wakeup_read, *by_fd, *reports], [], [], timeout)
+            ready = poller.poll(max(timeout, 0) * 1000)
         except InterruptedError:
             return
-        for fd in readable:
+        for fd, _ in ready:
             if fd == self._wakeup_read:
                 self._drain_wakeup_pipe()
             elif fd in reports:

@@ -5,6 +5,12 @@ A worker's reports are cumulative, so when it exits its last report moves from t
 term to the first and no total goes down. A worker killed before it reported a count
 loses that count (report.REPORT_INTERVAL bounds how many).
 
+The sum is kept up to date as reports arrive, service by service (only the services a report
+carries changed), so a scrape or the per-second view copies one Counts, whatever the number
+of workers. Durations are summed in integer nanoseconds: adding and taking back a worker's
+previous figure is then exact, and a histogram's _sum can never shrink by a rounding error
+(Prometheus would take that for a reset).
+
 Histograms merge bucket by bucket. Workers of two generations may have different
 [metrics] buckets (a reload changed them): a count of bucket `le` goes to the smallest
 bound of the layout served that is at least `le` (`rebucket`), which keeps every cumulative
@@ -18,7 +24,7 @@ import threading
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from zato_daemon.metrics.counting import OUTCOMES, STATUS_CLASSES
+from zato_daemon.metrics.counting import STATUS_CLASSES
 
 INF = math.inf
 # Figures a worker reports beside its services, all counters; anything else is ignored.
@@ -35,24 +41,32 @@ class BadReport(ValueError):
 
 @dataclass
 class ServiceTotal:
-    """Calls of one service: by outcome, the sum of their durations, and by duration bucket
-    (le -> count, not cumulative; math.inf for the last)."""
+    """Calls of one service: by outcome, the sum of their durations (integer nanoseconds), and by
+    duration bucket (le -> count, not cumulative; math.inf for the last)."""
 
     outcomes: list = field(default_factory=lambda: [0, 0, 0])
-    seconds: float = 0.0
+    nanoseconds: int = 0
     buckets: Counter = field(default_factory=Counter)
     in_flight: int = 0
 
-    def add(self, other):
+    def add(self, other, sign=1):
         for index, count in enumerate(other.outcomes):
-            self.outcomes[index] += count
-        self.seconds += other.seconds
-        self.buckets.update(other.buckets)
-        self.in_flight += other.in_flight
+            self.outcomes[index] += sign * count
+        self.nanoseconds += sign * other.nanoseconds
+        for bound, count in other.buckets.items():
+            self.buckets[bound] += sign * count
+        self.in_flight += sign * other.in_flight
+
+    def copy(self):
+        return ServiceTotal(list(self.outcomes), self.nanoseconds, Counter(self.buckets), self.in_flight)
 
     @property
     def calls(self):
         return sum(self.outcomes)
+
+    @property
+    def seconds(self):
+        return self.nanoseconds / 1e9
 
 
 @dataclass
@@ -64,19 +78,21 @@ class Counts:
     caches: dict = field(default_factory=lambda: defaultdict(lambda: [0, 0, 0]))
     figures: Counter = field(default_factory=Counter)
 
-    def add(self, other, with_in_flight=True):
-        for name, total in other.services.items():
-            mine = self.services[name]
-            in_flight = mine.in_flight
-            mine.add(total)
-            if not with_in_flight:
-                mine.in_flight = in_flight
-        self.responses.update(other.responses)
+    def add_all_but_services(self, other, sign=1):
+        """Adds (or takes back, `sign` -1) another Counts' responses, caches and figures."""
+        for counter, others in ((self.responses, other.responses), (self.figures, other.figures)):
+            for key, count in others.items():
+                counter[key] += sign * count
         for name, events in other.caches.items():
             mine = self.caches[name]
             for index, count in enumerate(events):
-                mine[index] += count
-        self.figures.update(other.figures)
+                mine[index] += sign * count
+
+    def copy(self):
+        copied = Counts()
+        copied.services.update((name, total.copy()) for name, total in self.services.items())
+        copied.add_all_but_services(self)
+        return copied
 
     @property
     def in_flight(self):
@@ -105,7 +121,7 @@ def parse_report(report, previous=None):
                 raise BadReport(f'service {name!r}: {len(buckets)} buckets for {len(bounds)} bounds')
             counts.services[str(name)] = ServiceTotal(
                 [_number(ok, 'ok'), _number(client_error, 'client_error'), _number(server_error, 'server_error')],
-                _number(seconds, 'seconds'),
+                round(_number(seconds, 'seconds') * 1e9),
                 Counter({bound: _number(count, 'bucket') for bound, count in zip(bounds, buckets) if count}),
                 _number(in_flight, 'in_flight'))
         for status_class, count in report['responses'].items():
@@ -166,7 +182,8 @@ class Aggregate:
 
     def __init__(self):
         self.lock = threading.Lock()
-        self.retired = Counts()
+        # The gone workers' counts plus the last of each live worker's, kept up to date.
+        self.total = Counts()
         self.live = {}
         self.master = MasterCounts()
         # Worker number -> CPU seconds of the processes of that number gone, and pid -> the
@@ -178,18 +195,30 @@ class Aggregate:
     def heard(self, pid, report):
         """A worker's report; raises BadReport (and keeps what it had) for a broken one."""
         with self.lock:
+            previous = self.live.get(pid)
             try:
-                self.live[pid] = parse_report(report, self.live.get(pid))
+                current = parse_report(report, previous)
             except BadReport:
                 self.master.bad_reports += 1
                 raise
+            total = self.total
+            for name in report['services']:
+                name = str(name)
+                if previous is not None and name in previous.services:
+                    total.services[name].add(previous.services[name], sign=-1)
+                total.services[name].add(current.services[name])
+            if previous is not None:
+                total.add_all_but_services(previous, sign=-1)
+            total.add_all_but_services(current)
+            self.live[pid] = current
 
     def gone(self, pid):
         """The worker exited: its last counts join the retired ones (its calls in flight end)."""
         with self.lock:
             counts = self.live.pop(pid, None)
             if counts is not None:
-                self.retired.add(counts, with_in_flight=False)
+                for name, service in counts.services.items():
+                    self.total.services[name].in_flight -= service.in_flight
             reading = self.live_cpu.pop(pid, None)
             if reading is not None:
                 number, seconds = reading
@@ -212,10 +241,7 @@ class Aggregate:
 
     def view(self):
         with self.lock:
-            totals = Counts()
-            totals.add(self.retired)
-            for counts in self.live.values():
-                totals.add(counts)
+            totals = self.total.copy()
             cpu = Counter(self.retired_cpu)
             for number, seconds in self.live_cpu.values():
                 cpu[number] += seconds
@@ -225,5 +251,3 @@ class Aggregate:
                                   Counter(self.master.deploys), self.master.dumps, self.master.bad_reports)
             return View(totals, per_worker, master, dict(cpu))
 
-
-__all__ = ['Aggregate', 'BadReport', 'Counts', 'OUTCOMES', 'parse_report', 'rebucket']

@@ -36,7 +36,8 @@ class MasterMetrics:
         self.processes = {}  # pid -> ProcessFigures
         self.alive = 0
         self.endpoint = None
-        self.registry = CollectorRegistry(auto_describe=False)
+        # auto_describe: the names a collector yields are learnt once, so that `?name[]=` filters work.
+        self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(MetricsCollector(self.exposed))
         # The master's own process_* figures, from prometheus_client.
         ProcessCollector(registry=self.registry)
@@ -86,7 +87,9 @@ class MasterMetrics:
 
     def exposed(self):
         """What the collector exposes at a scrape (in the scrape's thread)."""
-        return self.aggregate.view(), self.settings.buckets, newest_by_number(self.processes.values()), self.alive
+        # list() copies in one step: the loop replaces self.processes, never changes it in place.
+        return (self.aggregate.view(), self.settings.buckets, newest_by_number(list(self.processes.values())),
+                self.alive)
 
     # ---- the workers' pipes
 
@@ -126,8 +129,10 @@ class MasterMetrics:
             except BrokenStream as exc:
                 logger.error('Cannot read the counts of worker pid %d: %s; its counts from now on are lost', pid, exc)
                 continue
-            if reports:
-                self._heard(pid, reports[-1])
+            # Every one, in order: a report leaves out the services that did not change since the
+            # one before, so the last alone may lack calls only an earlier one carries.
+            for report in reports:
+                self._heard(pid, report)
 
     def _heard(self, pid, report):
         try:
@@ -143,14 +148,16 @@ class MasterMetrics:
             self.read(pid)
         if pid in self.readers:  # a child of the worker holds the write end: what is there is all
             os.close(self.readers.pop(pid)[0])
-        self.processes.pop(pid, None)
+        self.processes = {other: figures for other, figures in self.processes.items() if other != pid}
         self.report_failures.discard(pid)
         self.aggregate.gone(pid)
 
     def close_in_child(self):
-        """In a new worker: the master's read ends are not its business."""
+        """In a new worker: the master's read ends and the scrapes being answered are not its business."""
         for fd, _ in self.readers.values():
             os.close(fd)
+        if self.endpoint is not None:
+            self.endpoint.close_in_child()
 
     # ---- once a second
 

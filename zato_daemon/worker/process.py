@@ -20,6 +20,7 @@ from dataclasses import dataclass  # noqa: E402
 import gevent  # noqa: E402
 import gevent.os  # noqa: E402
 from gevent.event import Event  # noqa: E402
+from gevent.lock import Semaphore  # noqa: E402
 from gevent.socket import socket as gevent_socket  # noqa: E402
 from setproctitle import setproctitle  # noqa: E402
 
@@ -92,6 +93,9 @@ class Worker:
         self.load_slot = NO_SLOT
         self.recorder = None
         self.counts = None
+        # One report written at a time: the last one, after the drain, may start while the
+        # periodic one waits for room in the pipe, and two frames must not interleave.
+        self.report_lock = Semaphore()
         self.has_reported_ready = False
         self.has_reached_request_limit = False
 
@@ -161,8 +165,9 @@ class Worker:
         if self.recorder is not None:
             self.recorder.store.close()
         if self.counts is not None:
-            # The last counts, the drain's included: the master keeps them once this worker is gone.
-            self.send_report()
+            # The last counts, the drain's included, all of them: the master keeps them once this
+            # worker is gone.
+            self.send_report(full=True)
         logger.info('Worker %d stopped', self.spec.number)
 
     def drain_http(self):
@@ -228,15 +233,16 @@ class Worker:
             if not self.send_report():
                 return
 
-    def send_report(self):
+    def send_report(self, full=False):
         """One report, written whole (the pipe is non-blocking: gevent waits for room without
         blocking the hub). False when the master is gone."""
-        data = encode_report(self.counts.report())
-        try:
-            while data:
-                data = data[gevent.os.nb_write(self.spec.metrics_fd, data):]
-        except OSError:
-            return False
+        with self.report_lock:
+            data = encode_report(self.counts.report(full))
+            try:
+                while data:
+                    data = data[gevent.os.nb_write(self.spec.metrics_fd, data):]
+            except OSError:
+                return False
         return True
 
     def watch_master(self):

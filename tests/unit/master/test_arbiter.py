@@ -3,6 +3,7 @@ records a worker instead of forking one and whose kill_worker records the signal
 
 import itertools
 import json
+import os
 import logging
 import signal
 import time
@@ -331,3 +332,24 @@ def test_an_unreadable_worker_is_skipped(arbiter, resident):
     resident.clear()
     arbiter.check_worker_memory()
     assert all(record.state == WorkerState.READY for record in arbiter.workers.values())
+
+
+def test_the_loop_hears_descriptors_numbered_past_what_select_takes(arbiter):
+    # Two pipes per worker and 256 workers during a reload: the master's descriptors pass 1024,
+    # where select() raised ValueError and the master halted.
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4096)), hard))
+    read_fd, write_fd = os.pipe()
+    high = os.dup2(read_fd, 1500)
+    try:
+        os.set_blocking(high, False)
+        arbiter._wakeup_read = high
+        os.write(write_fd, b'wake')
+        arbiter.wait_for_events(5)
+        with pytest.raises(BlockingIOError):
+            os.read(high, 1)  # the loop drained it
+    finally:
+        for fd in (read_fd, write_fd, high):
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

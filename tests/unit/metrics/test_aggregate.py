@@ -162,3 +162,33 @@ def test_the_masters_own_counts():
     master = aggregate.view().master
     assert (master.restarts, master.reloads, master.deploys, master.dumps) == (
         {'hung': 2}, {'applied': 1}, {'refused': 1}, 1)
+
+
+def test_a_histogram_sum_never_shrinks_by_a_rounding_error():
+    aggregate = Aggregate()
+    counts = WorkerCounts((1.0,))
+    other = WorkerCounts((1.0,))
+    last = 0.0
+    for step in range(200):
+        counts.service('a').finished(200, 0.1 + step * 1e-7)
+        other.service('a').finished(200, 1 / 3)
+        aggregate.heard(101, counts.report())
+        aggregate.heard(102, other.report())
+        seconds = totals(aggregate).services['a'].seconds
+        assert seconds >= last
+        last = seconds
+
+
+def test_the_view_costs_one_copy_whatever_the_number_of_workers():
+    aggregate = Aggregate()
+    for pid in range(50):
+        aggregate.heard(pid, worker_report([('a', 200, 0.01), ('b', 500, 0.02)]))
+    for pid in range(0, 50, 2):
+        aggregate.gone(pid)
+    view = aggregate.view()
+    assert view.totals.services['a'].outcomes == [50, 0, 0]
+    assert view.totals.services['b'].outcomes == [0, 0, 50]
+    # The copy is the view's own: later reports do not change it.
+    aggregate.heard(1, worker_report([('a', 200, 0.01)] * 5))
+    assert view.totals.services['a'].outcomes == [50, 0, 0]
+    assert totals(aggregate).services['a'].outcomes == [54, 0, 0]

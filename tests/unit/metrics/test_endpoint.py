@@ -82,3 +82,40 @@ def test_after_stop_the_port_refuses(endpoint):
     endpoint.stop()
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(address, timeout=2).close()
+
+
+def test_a_client_dripping_its_request_is_cut_off_at_the_deadline_of_the_whole_exchange(endpoint, monkeypatch):
+    monkeypatch.setattr(endpoint_module._Handler, 'timeout', 0.5)
+    with socket.create_connection(endpoint.sock.getsockname()[:2], timeout=5) as sock:
+        started = time.monotonic()
+        sent = 0
+        try:
+            # One byte every 0.2 s: each read is within the socket timeout, the whole is not.
+            for byte in b'GET /metrics HTTP/1.0\r\nX-Slow: ' + b'a' * 40:
+                sock.sendall(bytes([byte]))
+                sent += 1
+                time.sleep(0.2)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        assert sock.recv(100) == b''
+        assert sent < 20, 'the client kept the connection past the deadline'
+        assert time.monotonic() - started < 5
+
+
+def test_a_forked_worker_closes_its_copies_of_the_connections_being_answered(endpoint):
+    with socket.create_connection(endpoint.sock.getsockname()[:2], timeout=5) as sock:
+        deadline = time.monotonic() + 5
+        while not endpoint.server.connections and time.monotonic() < deadline:
+            time.sleep(0.01)
+        [connection] = endpoint.server.connections
+        endpoint.close_in_child()  # as a worker does after fork: here, in this process
+        assert connection.fileno() == -1
+        sock.sendall(b'GET /metrics HTTP/1.0\r\n\r\n')
+    assert endpoint.server.connections == set() or all(c.fileno() == -1 for c in endpoint.server.connections)
+
+
+def test_the_server_header_names_no_python_version(endpoint):
+    connection = http.client.HTTPConnection(*endpoint.sock.getsockname()[:2], timeout=5)
+    connection.request('GET', '/metrics')
+    assert connection.getresponse().getheader('Server') == 'zato-daemon'
+    connection.close()
