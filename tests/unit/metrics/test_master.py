@@ -2,17 +2,29 @@
 
 import os
 
+import pytest
+
 from zato_daemon.config import load_config
 from zato_daemon.metrics.counting import WorkerCounts
 from zato_daemon.metrics.master import MasterMetrics
 from zato_daemon.metrics.report import encode_report
 
 
-def test_every_report_of_one_read_counts_even_when_the_last_leaves_a_service_out(tmp_path):
+@pytest.fixture
+def metrics(tmp_path):
     (tmp_path / 'server.conf').write_text('[metrics]\nport = 1\n')
-    metrics = MasterMetrics(load_config(tmp_path), tmp_path / 'metrics.json')
+    return MasterMetrics(load_config(tmp_path), tmp_path / 'metrics.json')
+
+
+def worker_pipe(metrics, pid):
+    """The write end of a worker `pid`'s report pipe, as the master made it."""
     read_fd, write_fd = metrics.pipe(True)
-    metrics.spawned(4242, read_fd)
+    metrics.spawned(pid, read_fd)
+    return write_fd
+
+
+def test_every_report_of_one_read_counts_even_when_the_last_leaves_a_service_out(metrics):
+    write_fd = worker_pipe(metrics, 4242)
     counts = WorkerCounts()
     counts.service('a').finished(200, 0.01)
     first = counts.report()
@@ -29,11 +41,8 @@ def test_every_report_of_one_read_counts_even_when_the_last_leaves_a_service_out
     assert (services['a'].calls, services['b'].calls) == (1, 1)
 
 
-def test_a_worker_gone_with_frames_still_in_its_pipe_has_them_counted(tmp_path):
-    (tmp_path / 'server.conf').write_text('[metrics]\nport = 1\n')
-    metrics = MasterMetrics(load_config(tmp_path), tmp_path / 'metrics.json')
-    read_fd, write_fd = metrics.pipe(True)
-    metrics.spawned(4243, read_fd)
+def test_a_worker_gone_with_frames_still_in_its_pipe_has_them_counted(metrics):
+    write_fd = worker_pipe(metrics, 4243)
     counts = WorkerCounts()
     counts.service('a').finished(500, 0.01)
     os.write(write_fd, encode_report(counts.report()))
@@ -42,9 +51,7 @@ def test_a_worker_gone_with_frames_still_in_its_pipe_has_them_counted(tmp_path):
     assert metrics.aggregate.view().totals.services['a'].outcomes == [0, 0, 1]
 
 
-def test_with_metrics_off_a_worker_gets_no_pipe(tmp_path):
-    (tmp_path / 'server.conf').write_text('[metrics]\nenabled = false\n')
-    metrics = MasterMetrics(load_config(tmp_path), tmp_path / 'metrics.json')
+def test_a_worker_of_a_configuration_with_metrics_off_gets_no_pipe(metrics):
     assert metrics.pipe(False) == (None, None)
     metrics.spawned(1, None)
     assert metrics.fds() == {}
