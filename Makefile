@@ -9,12 +9,13 @@ APT_PACKAGES := python3 python3-venv python3-dev gcc pkg-config libsystemd-dev
 # The same libraries as Debian 12 packages them (gevent 22.10, python-daemon 2.3, ...):
 # the suite runs a second time on these, since they are what the .deb will use.
 DEBIAN_PYTHON_PACKAGES := python3-gevent python3-systemd python3-daemon python3-setproctitle \
-	python3-httptools python3-prometheus-client python3-pytest python3-pytest-xdist python3-requests
+	python3-httptools python3-prometheus-client python3-pytest python3-pytest-xdist python3-requests python3-redis
 # What `make deb` needs besides the Build-Depends, which `apt-get build-dep` reads from
 # debian/control itself: dch (for DEB_VERSION) and lintian.
 DEB_TOOLS := build-essential devscripts lintian
-# Tools the tests drive: tmux is the real terminal of `zato-daemon top`'s test.
-TEST_TOOLS := tmux
+# Tools the tests drive: tmux is the real terminal of `zato-daemon top`'s test; the cluster's
+# tests start redis-server themselves.
+TEST_TOOLS := tmux redis-server
 # What booting the system tests' Debian 12 container needs.
 SYSTEM_TEST_PACKAGES := systemd-container debootstrap debian-archive-keyring gpgv wget
 # `make deb DEB_VERSION=0.1.0+test1` builds the tree under another version (upgrade tests).

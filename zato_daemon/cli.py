@@ -1,7 +1,7 @@
 """The `zato-daemon` command line.
 
-Commands: start, stop, reload, dump, info, top, invoke, check-config, slow, samples, hash
-and verify; `zato-daemon COMMAND --help` describes each, with an example and its exit statuses.
+Commands: start, stop, reload, dump, info, top, invoke, check-config, slow, samples, hash,
+verify and cluster; `zato-daemon COMMAND --help` describes each, with an example and its exit statuses.
 
 `main()` is the one place that turns exceptions into exit statuses (errors.py holds them,
 README.md documents them); nothing imports this module. Which pid is a directory's master
@@ -201,13 +201,27 @@ HELP = {
         ['zato-daemon verify /srv/crm crm.customer.get services/crm.py'],
         [(0, 'they match'), (1, 'they do not match'), (64, 'bad command line, or FILE cannot be read'), 66,
          (69, 'no server runs in DIR, or it has no such service'), 77]),
+    'cluster': Help(
+        'List the members of the cluster of DIR and compare the services they deploy.',
+        """Reads the cluster's Redis directly (DIR's [cluster] redis_url and password_file;
+        the server of DIR need not run): every member whose heartbeat has not expired, with
+        its pid, version, listen address, uptime and last heartbeat, then every service with
+        the SHA-256 of its module on each member, differences first. A deploy pipeline can
+        gate on the exit status.""",
+        ['zato-daemon cluster /etc/zato-daemon', 'zato-daemon cluster /etc/zato-daemon --json'],
+        [(0, 'every member deploys the same services from the same modules'),
+         (1, 'they differ, a member has not listed its services yet, or no member is registered'),
+         64, 66, (69, "the cluster's Redis cannot be reached or refuses the password"),
+         (77, "permission denied: DIR's server.conf or password_file cannot be read"),
+         (78, 'DIR has no [cluster] redis_url, or its configuration is bad')]),
 }
 
 TOP_LEVEL_EPILOG = ('Run "zato-daemon COMMAND --help" for what a command does, an example and\n'
                     'its exit statuses.\n\n'
                     'exit status:\n' + '\n'.join(f'  {code:<3} {meaning}' for code, meaning in (
                         (0, STATUS_MEANINGS[0]),
-                        (1, 'invoke: the service failed; verify: the module is not that file'),
+                        (1, 'invoke: the service failed; verify: the module is not that file; '
+                            'cluster: the members differ'),
                         *((code, STATUS_MEANINGS[code]) for code in (64, 66, 69, 70)),
                         (73, 'a directory or file the server must write cannot be written'),
                         (77, STATUS_MEANINGS[77]),
@@ -265,6 +279,7 @@ def build_parser():
     verify = command('verify', 'required')
     verify.add_argument('service', metavar='SERVICE')
     verify.add_argument('file', metavar='FILE')
+    command('cluster').add_argument('--json', action='store_true', help='print JSON')
     return parser
 
 
@@ -529,10 +544,18 @@ def format_info(info):
         'master_proc_pid', 'version', 'config_dir', 'state_dir', 'logs_dir', 'runtime_dir', 'listen')]
     lines.append('worker_pids: ' + ' '.join(str(pid) for pid in info['worker_pids']))
     lines.append(f'uptime: {format_duration(info["uptime_seconds"])}')
+    if info.get('cluster'):
+        lines.append(f'cluster: {format_cluster_state(info["cluster"])}')
     lines.append(f'services: {len(info["services"])}')
     for service in info['services']:
         lines.append(f'  {service["name"]}  {service["sha256"] or "-"}  {service["path"]}')
     return '\n'.join(lines)
+
+
+def format_cluster_state(cluster):
+    """One line: the cluster, this member, the redacted URL and whether Redis answers."""
+    line = f'{cluster["name"]} as {cluster["host_name"]} on {cluster["redis_url"]}: {cluster["state"]}'
+    return line + (f' ({cluster["last_error"]})' if cluster['state'] == 'unreachable' else '')
 
 
 def format_duration(seconds):
@@ -739,6 +762,41 @@ def command_check_config(args):
     return EXIT_OK
 
 
+def command_cluster(args):
+    """Reads Redis itself: the answer must not depend on this host's server running."""
+    from zato_daemon.cluster.settings import from_config
+    _locate(args.server_dir, tolerate_permission=True)
+    config = load_config(args.server_dir)
+    redaction.configure(config.server_config.logging.secret_names)
+    settings = from_config(config)
+    if settings is None:
+        raise ConfigError(f'[cluster] redis_url is empty in {config.server_config.path}: this server is a single '
+                          'host; set it to the Redis of the cluster')
+    # Imported only now: no other command loads redis.
+    from zato_daemon.cluster import connection, view
+    from zato_daemon.cluster.membership import read_members
+    client = connection.connect(settings)
+    try:
+        members = read_members(client, settings.name)
+    except connection.REDIS_ERRORS as exc:
+        raise ClusterUnreachable(f'cannot read the members of cluster {settings.name}: '
+                                 f'{connection.describe_error(exc, settings)}') from None
+    finally:
+        client.close()
+    now = time.time()
+    if args.json:
+        print(json.dumps(view.as_json(settings.name, settings.shown_url, members, now), indent=2, sort_keys=True))
+    else:
+        print(view.render(settings.name, settings.shown_url, members, now, format_duration))
+    return EXIT_OK if view.compare(members).consistent else 1
+
+
+class ClusterUnreachable(ZatoDaemonError):
+    """The cluster's Redis does not answer, or refuses us."""
+
+    exit_status = EXIT_UNAVAILABLE
+
+
 COMMANDS = {
     'start': command_start,
     'stop': command_stop,
@@ -752,4 +810,5 @@ COMMANDS = {
     'samples': command_samples,
     'hash': command_hash,
     'verify': command_verify,
+    'cluster': command_cluster,
 }

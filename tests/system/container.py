@@ -53,7 +53,7 @@ PACKAGES = (
     # The interpreter and zato-daemon's runtime dependencies: `apt install ./zato-daemon_*.deb`
     # must find everything installed, since the container has no network.
     'python3', 'python3-gevent', 'python3-systemd', 'python3-daemon', 'python3-setproctitle',
-    'python3-httptools', 'python3-prometheus-client', 'logrotate',
+    'python3-httptools', 'python3-prometheus-client', 'python3-redis', 'logrotate',
     # Debian's Prometheus server and promtool, which scrape and check /metrics.
     'prometheus',
     # Tools the tests use inside: HTTP calls and process listings; man for `systemd-analyze

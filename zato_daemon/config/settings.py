@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from inspect import cleandoc
 
 from zato_daemon.config.validators import (
-    Boolean, Buckets, CacheFields, Choice, FilePath, Integer, ListOf, Port, Seconds, Size, Text, Unsupported,
-    Validator, WebOrigin, Workers, dotted_name, service_name, url_path)
+    Boolean, Buckets, CacheFields, Choice, FilePath, Integer, ListOf, Pattern, Port, RedisUrl, Seconds, Size, Text,
+    Unsupported, Validator, WebOrigin, Workers, cluster_name, dotted_name, service_name, url_path)
 
 CONFIG_FILES = ('server.conf', 'pickup.conf', 'simple-io.conf', 'sso.conf')
 REQUIRED_FILES = ('server.conf',)
@@ -157,6 +157,7 @@ SECTIONS = (
         crm.customer.get = 250"""),
         key_validator=service_name(), value_validator=Integer(1, DAY_MS)),
     SectionSpec('server.conf', 'metrics', 'Prometheus metrics, served by the master on a port of their own.'),
+    SectionSpec('server.conf', 'cluster', 'Membership of a cluster of servers sharing one Redis (docs/cluster.md).'),
     SectionSpec('server.conf', 'misc', 'Startup callables and where user code is imported from.'),
     SectionSpec('pickup.conf', 'hot_deploy', 'The pickup directory and how it is watched.'),
     SectionSpec('simple-io.conf', 'json', 'JSON serialization of responses.'),
@@ -434,6 +435,43 @@ SETTINGS = (
         service, so a few well-placed bounds around your latency objectives serve better than
         many. After a reload that changes them, the counts of the workers before it are
         merged into the new bounds, each into the smallest new bound at least its own.""")),
+    Setting('server.conf', 'cluster', 'redis_url', RedisUrl(), '', _doc("""
+        The Redis of the cluster this server is a member of; empty: a single host.
+
+        redis://[:PASSWORD@]HOST[:PORT][/DB], rediss://... for TLS, or unix:///PATH/TO/SOCKET
+        (Redis 7 or Valkey). Empty, the server is a single host and never loads the Redis
+        client. Set, the master registers this member in Redis with a heartbeat (zato-daemon
+        cluster DIR lists the members and compares their services); a Redis that cannot be
+        reached does not stop the server, which retries with a growing delay up to 30 s.
+        Logs, info and errors show the URL with its credentials redacted; a password is
+        better kept in password_file than here.""")),
+    Setting('server.conf', 'cluster', 'password_file', FilePath(allow_empty=True), '', _doc("""
+        File holding the Redis password on its first line; empty: none, or the URL's own.
+
+        A relative path is relative to the server directory. Read at start, at each reload
+        and by check-config and zato-daemon cluster; a file that cannot be read is a
+        configuration error. Make it readable by the server's user only (0640, root:zato
+        when installed). Its content is never logged or shown. A password in redis_url as
+        well is a configuration error.""")),
+    Setting('server.conf', 'cluster', 'name', cluster_name(), 'default', _doc("""
+        Name of the cluster: members with the same Redis and name form one cluster.
+
+        Part of every key the cluster keeps in Redis (zato:NAME:...), so one Redis can hold
+        several clusters, production and staging say. Letters, digits, '_', '.' and '-'.""")),
+    Setting('server.conf', 'cluster', 'host_name', Pattern(r'([A-Za-z0-9][A-Za-z0-9_.-]{0,62})?', 'name',
+                                                           "nothing or a name of letters, digits, '_', '.' and "
+                                                           "'-', at most 63 characters"), '', _doc("""
+        Name of this member in the cluster; empty: the machine's host name.
+
+        Unique within the cluster: two servers under one name overwrite each other's
+        record. Two servers on one machine, each in its own directory, need a name each.""")),
+    Setting('server.conf', 'cluster', 'heartbeat_ttl', Seconds(300, minimum=3), '15', _doc("""
+        Seconds a member stays listed after its last heartbeat.
+
+        The master refreshes this member's record every third of it, from a thread of its
+        own; a member that stops or dies (kill -9, a host that goes down) is gone from
+        zato-daemon cluster within this long. Shorter notices a dead member sooner, at more
+        writes to Redis.""")),
     Setting('server.conf', 'misc', 'startup_callable', ListOf(dotted_name()), '', _doc("""
         Callables invoked at startup, by dotted name, in this order.
 

@@ -11,6 +11,7 @@ import os
 import re
 
 from zato_daemon.cache.definition import CacheDefinition, CacheError
+from zato_daemon.cluster.urls import EXPECTED as EXPECTED_REDIS_URL, NOT_SHOWN, BadUrl, check_url
 
 
 class InvalidValue(ValueError):
@@ -123,6 +124,32 @@ def url_path():
     """Validator of a channel's URL path: starts with '/', no whitespace, no query or fragment."""
     return Pattern(r'/[^\s?#]*', 'URL path', "a URL path starting with '/', without whitespace, "
                    "'?' or '#'", "start it with '/' and leave out any query string, e.g. /echo")
+
+
+def cluster_name():
+    """Validator of a cluster's or a member's name: part of Redis key names, so a short word."""
+    return Pattern(r'[A-Za-z0-9][A-Za-z0-9_.-]{0,62}', 'name',
+                   "a name of letters, digits, '_', '.' and '-', at most 63 characters",
+                   'write a short name such as prod or host-1')
+
+
+class RedisUrl(Validator):
+    """A Redis URL (redis://, rediss://, unix://) or nothing. A rejected value is never quoted
+    in the message: it may hold a password (cluster/urls.py says what is checked)."""
+
+    type_name = 'Redis URL'
+    expected = EXPECTED_REDIS_URL
+
+    def parse(self, text):
+        try:
+            return check_url(text)
+        except BadUrl as exc:
+            raise InvalidValue(f'expected {self.expected}: {exc} {NOT_SHOWN}',
+                               'write redis://[:PASSWORD@]HOST[:PORT][/DB], rediss://... or '
+                               'unix:///PATH/TO/SOCKET') from None
+
+    def accept(self, value):
+        raise InvalidValue(f'expected {self.expected}, got a value of type {type(value).__name__}')
 
 
 class WebOrigin(Validator):

@@ -204,9 +204,25 @@ RUNTIME_REPAIRED = _event('RUNTIME_REPAIRED', logging.WARNING, '470ab23b57254035
     directory was deleted while the server ran, by hand or by a clean-up job (tmpfiles.d,
     rm -rf of /run). The server noticed and recreated it; the entry names it. Requests were
     served meanwhile; whatever the deleted database held is gone. Find out what deletes it.''')
+CLUSTER_JOINED = _event('CLUSTER_JOINED', logging.INFO, '131f5712f9eb4e15993bf708eba096c2',
+                        'zato-daemon registered as a member of its cluster', '''
+    The master reached the cluster's Redis ([cluster] redis_url, shown with its credentials
+    redacted) and registered this member, at start or after Redis could not be reached;
+    it refreshes the record every third of heartbeat_ttl. zato-daemon cluster DIR lists the
+    members. Nothing to do.''')
+CLUSTER_UNREACHABLE = _event('CLUSTER_UNREACHABLE', logging.WARNING, 'c31cd86aaed64f198d87c987cfee4853',
+                             'zato-daemon cannot reach the cluster\'s Redis', '''
+    The master could not register this member in the cluster's Redis: it is down, does not
+    answer within 2 s, refuses the password, or the URL names the wrong place. The entry
+    gives the URL (credentials redacted) and the error. The server goes on serving what it
+    has deployed; other members stop listing it once its last heartbeat expires. The master
+    tries again after 1 s, doubling to every 30 s, says nothing more while it fails, and
+    logs CLUSTER_JOINED when it succeeds; zato-daemon info shows the state and the last
+    error meanwhile.''')
 
 EVENTS = (SERVER_READY, SERVER_STOPPED, SERVER_HALTED, START_FAILED, RELOAD_COMPLETE, RELOAD_REFUSED,
           RELOAD_FAILED, WORKER_EXITED, WORKER_BOOT_FAILED, WORKER_BOOT_TIMEOUT, WORKERS_KILLED,
           SERVICE_FAILED, DEPLOY_FAILED, SERVICE_DEPLOYED, WORKER_HUNG, DUMP_WRITTEN, SLOW_RESPONSE,
           ACCEPT_FAILED, CONNECTIONS_LIMITED, WORKER_RECYCLED, WORKER_MEMORY_RECYCLED, DEPLOY_REFUSED,
-          PICKUP_SCAN_FAILED, SPAWN_FAILED, STARTUP_CALLABLE_FAILED, RUNTIME_REPAIRED)
+          PICKUP_SCAN_FAILED, SPAWN_FAILED, STARTUP_CALLABLE_FAILED, RUNTIME_REPAIRED,
+          CLUSTER_JOINED, CLUSTER_UNREACHABLE)

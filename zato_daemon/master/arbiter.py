@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from setproctitle import setproctitle
 
 from zato_daemon import __version__, redaction, sd
+from zato_daemon.cluster import settings as cluster_settings
 from zato_daemon.deploy.pickup import PickupDeployer
 from zato_daemon.deploy.probe import kill_running
 from zato_daemon.errors import EXIT_SOFTWARE, HaltServer, ZatoDaemonError
@@ -119,6 +120,11 @@ class Arbiter:
         # Every worker's counts, kept across their replacements; /metrics; the view for top.
         self.metrics = MasterMetrics(config, server_dir.metrics_snapshot)
         self.pickup = None
+        # This member's heartbeat in the cluster's Redis (cluster/membership.py); None for a
+        # single host, whose master then never imports redis.
+        self.membership = None
+        self.cluster_changed = False
+        self.cluster_admin_socket = server_dir.admin_socket
         # The listening socket came from systemd (socket activation): kept across reloads
         # whatever server.conf says, since the socket unit decides the address.
         self.activated = activated
@@ -191,6 +197,7 @@ class Arbiter:
         self.setup()
         try:
             self.follow_pickup(self.generations[self.generation])
+            self.follow_cluster(self.config)
             self.wait_for_first_scan()
             self.execute(self.lifecycle.start(time.monotonic()))
             while True:
@@ -218,6 +225,9 @@ class Arbiter:
         self.execute(self.lifecycle.tick(now, main.worker_boot_timeout, main.hang_timeout))
         self.check_worker_memory()
         self.check_runtime_files()
+        if self.cluster_changed:
+            self.cluster_changed = False
+            self.write_status()
         self.metrics.tick(list(self.workers.values()))
         self.execute(self.lifecycle.due_spawns(time.monotonic()))
 
@@ -399,6 +409,46 @@ class Arbiter:
             except RuntimeError as exc:
                 logger.error('Cannot start the thread that watches the pickup directory: %s', exc)
 
+    def follow_cluster(self, config):
+        """Joins, updates or leaves the cluster as [cluster] says, at start and after a reload.
+        Only starts or tells the thread: the loop never waits on Redis."""
+        try:
+            settings = cluster_settings.from_config(config)
+        except ZatoDaemonError as exc:
+            # check_before_binding read the password file moments ago: it went since.
+            logger.error('Cannot join the cluster: %s', exc)
+            settings = None
+        if settings is None:
+            if self.membership is not None:
+                self.membership.stop()
+                self.membership = None
+                self.cluster_changed = True
+            return
+        identity = self.cluster_identity()
+        if self.membership is not None:
+            self.membership.update(settings, identity)
+            return
+        from zato_daemon.cluster.membership import Membership, fetch_services
+        membership = Membership(settings, identity, lambda: fetch_services(self.cluster_admin_socket), logger,
+                                on_change=self.on_cluster_change)
+        try:
+            self.membership = membership.start()
+        except RuntimeError as exc:
+            logger.error('Cannot start the thread that keeps this member in the cluster: %s', exc)
+            return
+        # `info` shows the cluster from now on, its state 'unknown' until the first heartbeat.
+        self.cluster_changed = True
+
+    def cluster_identity(self):
+        from zato_daemon.cluster.membership import Identity
+        return Identity(pid=self.pid, version=__version__, listen=self.in_effect().listen_text,
+                        started_at=self.started_at)
+
+    def on_cluster_change(self):
+        """From the cluster thread: master.json follows the link's state on the next tick."""
+        self.cluster_changed = True
+        self.wake_up()
+
     def wait_for_first_scan(self):
         """Before the first workers spawn: the pickup thread's first scan, so that they boot with
         the current set, for at most FIRST_SCAN_WAIT; the loop hears signals meanwhile. Files
@@ -421,6 +471,8 @@ class Arbiter:
         if previous.metrics_listener not in (None, self.generations[self.generation].metrics_listener):
             previous.metrics_listener.close()
         configure_logging(self.config, self.server_dir, 'master', self.foreground)
+        self.cluster_admin_socket = self.server_dir.admin_socket
+        self.follow_cluster(self.config)
         if self.dump_trigger is not None:
             reconfigure_dump(self.dump_trigger, self.config, self.server_dir, self.foreground)
         summary = self.summary()
@@ -721,6 +773,9 @@ class Arbiter:
         sd.stopping(f'stopping {how}')
         if self.pickup is not None:
             self.pickup.stop()
+        if self.membership is not None:
+            # Its record goes now: `cluster` stops listing this member at once.
+            self.membership.stop()
         # A reload's preparation may be checking modules in disposable processes: not past the stop.
         kill_running()
         # The socket stops accepting once the workers close their copies too: new
@@ -794,6 +849,9 @@ class Arbiter:
             'listen': self.in_effect().listen_text,
             # Where Prometheus scrapes this server; None when [metrics] is off.
             'metrics': self.metrics.url,
+            # [cluster]: the cluster, this member, whether Redis answers and its last error
+            # (the URL redacted); None for a single host.
+            'cluster': self.membership.status() if self.membership is not None else None,
             # As FS_CONFIG_ONLY left them: the CLI's dump, slow and samples read these instead
             # of the files, which a startup callable may have overridden. Until a reload
             # completes, the master logs and dumps as its previous config says.

@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass
 
 from zato_daemon import preflight
+from zato_daemon.cluster import settings as cluster_settings
 from zato_daemon.config import load_config
 from zato_daemon.deploy.probe import vet_configured
 from zato_daemon.logs.setup import check_server_log, configure_logging
@@ -89,8 +90,10 @@ def prepare(base_dir):
 
 
 def check_before_binding(config, paths):
-    """What start checks between FS_CONFIG_ONLY and taking the lock; check-config too."""
+    """What start checks between FS_CONFIG_ONLY and taking the lock; check-config too (and
+    every reload: a password file gone refuses it)."""
     preflight.check(config, paths)
+    cluster_settings.from_config(config)
     return vet_configured(config, paths)
 
 

@@ -46,6 +46,8 @@ class ServerInfo(Service):
             'runtime_dir': str(server.server_dir.runtime),
             'listen': status.get('listen', f'{main.host}:{main.port}'),
             'metrics': status.get('metrics'),
+            # [cluster]: name, member, redacted URL, whether Redis answers, its last error.
+            'cluster': status.get('cluster'),
             'started_at': started_at,
             'uptime_seconds': round(time.time() - started_at, 3),
             'services': server.store.describe(),

@@ -71,7 +71,7 @@ def test_as_dict_is_plain_json():
     assert data['server.conf']['channels'] == {'/echo': 'demo.echo'}
     assert config.server_config.sections() == ['main', 'component_enabled', 'services', 'channels',
                                                'logging', 'loggers', 'caches', 'diagnostics',
-                                               'slow_thresholds', 'metrics', 'misc']
+                                               'slow_thresholds', 'metrics', 'cluster', 'misc']
 
 
 def test_as_dict_is_a_copy():

@@ -1,0 +1,281 @@
+"""This member's record in Redis, and the master's thread that keeps it there.
+
+A member is one key, `zato:CLUSTER:member:HOST`, holding its record as JSON, written with a
+time to live of heartbeat_ttl and rewritten every third of it: a member that stops writing
+(stopped, killed, cut off) is gone once its key expires, with nothing to clean up. Only the
+master writes it, from a thread of its own (like the pickup thread): the master's loop never
+waits on Redis, and a worker never talks to it.
+
+The record's pure parts (key names, the record, reachability and what to log about it) are
+functions and a small state machine, tested case by case; `Membership` executes them.
+"""
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+
+from zato_daemon.admin import call_service
+from zato_daemon.errors import ZatoDaemonError
+from zato_daemon.logs import levels
+
+KEY_PREFIX = 'zato'
+RECORD_VERSION = 1
+# Built-in services are the same code for one version, which the record names already.
+BUILTIN_PREFIX = 'zato.'
+# How long the thread waits for a worker to list the deployed services: the admin socket is
+# local, and a worker answers in milliseconds or is busy; the last list known is kept then.
+SERVICES_TIMEOUT = 1.0
+# At stop, how long the thread may take to remove this member's key.
+STOP_TIMEOUT = 5.0
+
+
+# ---- pure
+
+def member_key(cluster, host_name):
+    return f'{KEY_PREFIX}:{cluster}:member:{host_name}'
+
+
+def members_pattern(cluster):
+    """The keys of every member of a cluster, for SCAN."""
+    return f'{KEY_PREFIX}:{cluster}:member:*'
+
+
+def heartbeat_interval(ttl):
+    """How often the record is rewritten: two heartbeats may be lost before the key expires."""
+    return ttl / 3
+
+
+def deployed_services(described):
+    """{service name: module SHA-256} from what zato.service.list answers, built-ins left out."""
+    return {service['name']: service['sha256'] for service in described
+            if not service['name'].startswith(BUILTIN_PREFIX)}
+
+
+def member_record(identity, services, now):
+    """The record a member publishes. `identity`: host_name, pid, version, listen, started_at;
+    `services`: {name: sha256}, or None until a worker has listed them."""
+    return dict(identity, record_version=RECORD_VERSION, last_seen=now, services=services)
+
+
+def parse_record(text):
+    """A member's record from its key's value, or None when it is not one (another version's,
+    or garbage someone wrote): `cluster` shows what it can read."""
+    try:
+        record = json.loads(text)
+    except (TypeError, ValueError):
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get('host_name'), str):
+        return None
+    services = record.get('services')
+    if services is not None and not isinstance(services, dict):
+        return None
+    return record
+
+
+class Link:
+    """Whether this member reaches Redis, and what to log about it: one WARNING when it stops
+    reaching it (or cannot at start), one INFO when it does again (or at once). Pure: `now`
+    and the errors come from the caller."""
+
+    UNKNOWN, REACHABLE, UNREACHABLE = 'unknown', 'reachable', 'unreachable'
+
+    def __init__(self):
+        self.state = self.UNKNOWN
+        self.last_error = None
+        self.since = None
+        self.delay = None  # the back-off's last wait, None while Redis answers
+
+    def succeeded(self, now):
+        """After a heartbeat written: the event to log, or None."""
+        self.delay = None
+        if self.state == self.REACHABLE:
+            return None
+        self.state, self.since = self.REACHABLE, now
+        return levels.CLUSTER_JOINED
+
+    def failed(self, now, error, next_delay):
+        """After a heartbeat that could not be written: the event to log, or None. The wait
+        before the next attempt is `self.delay` afterwards."""
+        self.last_error = error
+        self.delay = next_delay(self.delay)
+        if self.state == self.UNREACHABLE:
+            return None
+        self.state, self.since = self.UNREACHABLE, now
+        return levels.CLUSTER_UNREACHABLE
+
+    def as_dict(self):
+        return {'state': self.state, 'reachable': self.state == self.REACHABLE, 'since': self.since,
+                'last_error': self.last_error}
+
+
+# ---- I/O
+
+def fetch_services(admin_socket):
+    """{name: sha256} deployed by the workers, asked through the admin socket as `info` does;
+    None when no worker answers now."""
+    try:
+        status, _, answer = call_service(admin_socket, 'zato.service.list', timeout=SERVICES_TIMEOUT)
+    except (ZatoDaemonError, OSError):
+        return None
+    if status != 200 or not isinstance(answer, list):
+        return None
+    return deployed_services(answer)
+
+
+def read_members(client, cluster):
+    """Every member's record (unreadable ones left out), by host name. Raises what redis-py raises."""
+    keys = sorted(client.scan_iter(match=members_pattern(cluster), count=1000))
+    values = client.mget(keys) if keys else []
+    records = (parse_record(value) for value in values if value is not None)
+    return sorted((record for record in records if record is not None), key=lambda record: record['host_name'])
+
+
+@dataclass
+class Identity:
+    """What the master says about itself in its record, beside the services."""
+
+    pid: int
+    version: str
+    listen: str
+    started_at: float
+
+    def as_dict(self, host_name):
+        return {'host_name': host_name, 'pid': self.pid, 'version': self.version, 'listen': self.listen,
+                'started_at': self.started_at}
+
+
+class Membership:
+    """The master's thread: writes this member's record every heartbeat_interval while Redis
+    answers, and after a growing delay while it does not; removes it at stop.
+
+    `services()` returns {name: sha256} or None (unknown now: the last one known is kept).
+    `on_change()` is called from the thread when the link changes state (the master then
+    rewrites master.json, which `info` reads).
+    """
+
+    def __init__(self, settings, identity, services, logger, on_change=lambda: None):
+        # Imported here: a server without a cluster never imports redis (connection.py does).
+        from zato_daemon.cluster import connection
+        self.connection = connection
+        self.logger = logger
+        self.services = services
+        self.on_change = on_change
+        self.link = Link()
+        self._settings = settings
+        self._identity = identity
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._settings_changed = threading.Event()
+        self._thread = None
+        self._client = None
+        self._client_settings = None
+        self._written_key = None
+        self._known_services = None
+
+    # ---- from the master's loop
+
+    def start(self):
+        """Starts the thread; raises RuntimeError when no thread can be started."""
+        self._thread = threading.Thread(target=self._run, name='zato-daemon: cluster', daemon=True)
+        self._thread.start()
+        return self
+
+    def update(self, settings=None, identity=None):
+        """At a reload: new [cluster] settings or a new listening address, used from the next heartbeat."""
+        with self._lock:
+            self._settings = settings or self._settings
+            self._identity = identity or self._identity
+        self._settings_changed.set()
+
+    def status(self):
+        """For master.json and `info`: the cluster, this member and the link; nothing secret."""
+        with self._lock:
+            return dict(self._settings.describe(), **self.link.as_dict())
+
+    def stop(self, timeout=STOP_TIMEOUT):
+        """Stops the thread, which removes this member's key on its way out."""
+        self._stopped.set()
+        self._settings_changed.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    # ---- the thread
+
+    def _run(self):
+        try:
+            while not self._stopped.is_set():
+                wait = self._beat()
+                # A reload or a stop ends the wait early; a stop is seen after the clear,
+                # since stop() sets _stopped first.
+                self._settings_changed.wait(wait)
+                self._settings_changed.clear()
+        finally:
+            self._leave()
+
+    def _beat(self):
+        """Writes the record once; returns how long to wait before the next."""
+        with self._lock:
+            settings, identity = self._settings, self._identity
+        services = self.services()
+        if services is not None:
+            self._known_services = services
+        key = member_key(settings.name, settings.host_name)
+        try:
+            client = self._client_for(settings)
+            record = member_record(identity.as_dict(settings.host_name), self._known_services, time.time())
+            client.set(key, json.dumps(record, sort_keys=True), px=int(settings.heartbeat_ttl * 1000))
+            if self._written_key not in (None, key):
+                # host_name or name changed at a reload: the old record goes at once.
+                client.delete(self._written_key)
+            self._written_key = key
+            with self._lock:
+                event = self.link.succeeded(time.time())
+            wait = heartbeat_interval(settings.heartbeat_ttl)
+        except self.connection.REDIS_ERRORS as exc:
+            self._close_client()
+            error = self.connection.describe_error(exc, settings)
+            with self._lock:
+                event = self.link.failed(time.time(), error, self.connection.next_delay)
+            wait = self.link.delay
+        if event is not None:
+            self._log(event, settings)
+            self.on_change()
+        return wait
+
+    def _log(self, event, settings):
+        if event is levels.CLUSTER_JOINED:
+            self.logger.info('Joined cluster %s on %s as %s; heartbeat every %.3g s', settings.name,
+                             settings.shown_url, settings.host_name, heartbeat_interval(settings.heartbeat_ttl),
+                             extra=event.extra)
+        else:
+            self.logger.warning('Cannot reach the Redis of cluster %s: %s; serving on, trying again after %.3g s, '
+                                'doubling to %.3g s', settings.name, self.link.last_error, self.link.delay,
+                                self.connection.BACKOFF_MAX, extra=event.extra)
+
+    def _client_for(self, settings):
+        if self._client is not None and self._client_settings != settings:
+            self._close_client()
+        if self._client is None:
+            self._client = self.connection.connect(settings)
+            self._client_settings = settings
+        return self._client
+
+    def _close_client(self):
+        if self._client is not None:
+            try:
+                self._client.close()
+            except self.connection.REDIS_ERRORS:
+                pass
+            self._client = None
+
+    def _leave(self):
+        """At stop: this member's key goes now rather than when it expires (best effort: a
+        Redis that does not answer lets it expire)."""
+        try:
+            if self._client is not None and self._written_key is not None:
+                self._client.delete(self._written_key)
+        except self.connection.REDIS_ERRORS:
+            pass
+        finally:
+            self._close_client()
