@@ -32,12 +32,13 @@ class RedisServer:
 
     def __init__(self, directory, port, password=None):
         self.directory, self.port, self.password = directory, port, password
+        self.socket = directory / 'redis.sock'
         self.process = None
 
     def start(self):
         self.directory.mkdir(parents=True, exist_ok=True)
         command = [REDIS_SERVER, '--port', str(self.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
-                   '--dir', str(self.directory)]
+                   '--dir', str(self.directory), '--unixsocket', str(self.socket), '--unixsocketperm', '700']
         if self.password:
             command += ['--requirepass', self.password]
         with open(self.directory / 'redis.log', 'ab') as log:
@@ -247,3 +248,41 @@ def test_cluster_without_redis_url_is_78_and_a_missing_password_file_stops_the_s
         result = zato_daemon(command, broken.server_dir)
         assert result.returncode == 78, result.stderr
         assert '[cluster] password_file: cannot read' in result.stderr
+
+
+def test_a_reload_joins_moves_and_leaves_the_cluster(redis_server, server_factory):
+    redis = redis_server()
+    single = server_factory('a')
+    conf = single.server_dir / 'server.conf'
+    plain = conf.read_text()
+    conf.write_text(plain + cluster_section(redis.port, 'host-a'))
+    assert zato_daemon('reload', single.server_dir).returncode == 0
+    wait_until(lambda: members_are(single.server_dir, ['host-a']), message='the member to join at the reload')
+    # Another member name: the old record goes at once, not at its expiry.
+    conf.write_text(plain + cluster_section(redis.port, 'host-z', ttl=60))
+    assert zato_daemon('reload', single.server_dir).returncode == 0
+    wait_until(lambda: members_are(single.server_dir, ['host-z']), timeout=10)
+    # A password file that cannot be read refuses the reload; the member stays.
+    conf.write_text(plain + cluster_section(redis.port, 'host-z', ttl=60, extra='password_file = missing\n'))
+    result = zato_daemon('reload', single.server_dir)
+    assert result.returncode == 78 and '[cluster] password_file: cannot read' in result.stderr
+    conf.write_text(plain + cluster_section(redis.port, 'host-z', ttl=60))
+    assert members_are(single.server_dir, ['host-z'])
+    # Left out again: the member leaves, and info says nothing of a cluster.
+    observer = single.server_dir.parent / 'observer'
+    observer.mkdir()
+    (observer / 'server.conf').write_text(cluster_section(redis.port, 'observer'))
+    conf.write_text(plain)
+    assert zato_daemon('reload', single.server_dir).returncode == 0
+    status, data = wait_until(lambda: (lambda r: r if not r[1]['members'] else None)(cluster_json(observer)),
+                              timeout=10)
+    assert status == 1
+    assert json.loads(zato_daemon('info', single.server_dir, '--json', check=True).stdout)['cluster'] is None
+
+
+def test_a_unix_socket_url(redis_server, server_factory):
+    redis = redis_server()
+    server = server_factory('a', sections=f'[cluster]\nredis_url = unix://{redis.socket}\nhost_name = local\n'
+                                           'heartbeat_ttl = 3\n')
+    status, data = wait_until(lambda: members_are(server.server_dir, ['local']))
+    assert status == 0 and data['redis_url'] == f'unix://{redis.socket}'
