@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from inspect import cleandoc
 
 from zato_daemon.config.validators import (
-    Boolean, Buckets, CacheFields, Choice, FilePath, Integer, ListOf, Pattern, Port, RedisUrl, Seconds, Size, Text,
+    Boolean, Buckets, CacheFields, Choice, FilePath, Integer, ListOf, Port, RedisUrl, Seconds, Size, Text,
     Unsupported, Validator, WebOrigin, Workers, cluster_name, dotted_name, service_name, url_path)
 
 CONFIG_FILES = ('server.conf', 'pickup.conf', 'simple-io.conf', 'sso.conf')
@@ -458,9 +458,7 @@ SETTINGS = (
 
         Part of every key the cluster keeps in Redis (zato:NAME:...), so one Redis can hold
         several clusters, production and staging say. Letters, digits, '_', '.' and '-'.""")),
-    Setting('server.conf', 'cluster', 'host_name', Pattern(r'([A-Za-z0-9][A-Za-z0-9_.-]{0,62})?', 'name',
-                                                           "nothing or a name of letters, digits, '_', '.' and "
-                                                           "'-', at most 63 characters"), '', _doc("""
+    Setting('server.conf', 'cluster', 'host_name', cluster_name(allow_empty=True), '', _doc("""
         Name of this member in the cluster; empty: the machine's host name.
 
         Unique within the cluster: two servers under one name overwrite each other's

@@ -126,9 +126,12 @@ def url_path():
                    "'?' or '#'", "start it with '/' and leave out any query string, e.g. /echo")
 
 
-def cluster_name():
-    """Validator of a cluster's or a member's name: part of Redis key names, so a short word."""
-    return Pattern(r'[A-Za-z0-9][A-Za-z0-9_.-]{0,62}', 'name',
+def cluster_name(allow_empty=False):
+    """Validator of a cluster's or a member's name: part of Redis key names, so a short word
+    (no ':', which separates their parts, nor '*', which SCAN would take for a wildcard)."""
+    name = r'[A-Za-z0-9][A-Za-z0-9_.-]{0,62}'
+    return Pattern(f'({name})?' if allow_empty else name, 'name',
+                   ('nothing or ' if allow_empty else '') +
                    "a name of letters, digits, '_', '.' and '-', at most 63 characters",
                    'write a short name such as prod or host-1')
 

@@ -70,7 +70,9 @@ def test_a_password_in_both_places_is_refused(tmp_path):
     ('redis_url = http://h', 'redis://, rediss:// or unix://'),
     ('name = a b', 'a name of letters'),
     ('name = a:b', 'a name of letters'),
-    ('host_name = -x', 'a name of letters'),
+    ('host_name = -x', 'nothing or a name of letters'),
+    ('host_name = a*', 'nothing or a name of letters'),
+    ('host_name = ' + 'h' * 64, 'at most 63 characters'),
     ('heartbeat_ttl = 2', 'from 3 to 300'),
     ('heartbeat_ttl = 301', 'from 3 to 300'),
 ])
