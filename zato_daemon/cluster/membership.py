@@ -193,10 +193,14 @@ class Membership:
         with self._lock:
             return dict(self._settings.describe(), **self.link.as_dict())
 
-    def stop(self, timeout=STOP_TIMEOUT):
-        """Stops the thread, which removes this member's key on its way out."""
+    def stop(self):
+        """Tells the thread to stop; it removes this member's key on its way out. Returns at
+        once: the master's loop never waits on Redis."""
         self._stopped.set()
         self._settings_changed.set()
+
+    def join(self, timeout=STOP_TIMEOUT):
+        """At the master's exit: waits for the key's removal, at most `timeout`."""
         if self._thread is not None:
             self._thread.join(timeout)
 

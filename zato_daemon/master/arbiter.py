@@ -415,11 +415,13 @@ class Arbiter:
         try:
             settings = cluster_settings.from_config(config)
         except ZatoDaemonError as exc:
-            # check_before_binding read the password file moments ago: it went since.
+            # check_before_binding read the password file moments ago: it went since. A member
+            # keeps its settings until a reload reads a configuration that works.
             logger.error('Cannot join the cluster: %s', exc)
-            settings = None
+            return
         if settings is None:
             if self.membership is not None:
+                # Not joined: the thread removes the record and ends by itself.
                 self.membership.stop()
                 self.membership = None
                 self.cluster_changed = True
@@ -774,7 +776,7 @@ class Arbiter:
         if self.pickup is not None:
             self.pickup.stop()
         if self.membership is not None:
-            # Its record goes now: `cluster` stops listing this member at once.
+            # Its record goes now (joined in cleanup): `cluster` stops listing this member at once.
             self.membership.stop()
         # A reload's preparation may be checking modules in disposable processes: not past the stop.
         kill_running()
@@ -828,6 +830,8 @@ class Arbiter:
     def cleanup(self):
         """Removes the runtime files `info` and the CLI rely on; the pidfile goes last, in launch."""
         self.metrics.stop()
+        if self.membership is not None:
+            self.membership.join()
         for generation in self.generations.values():
             if generation.metrics_listener is not None:
                 generation.metrics_listener.close()
