@@ -212,8 +212,8 @@ HELP = {
         [(0, 'every member deploys the same services from the same modules'),
          (1, 'they differ, a member has not listed its services yet, or no member is registered'),
          64, 66, (69, "the cluster's Redis cannot be reached or refuses the password"),
-         (77, "permission denied: DIR's server.conf or password_file cannot be read"),
-         (78, 'DIR has no [cluster] redis_url, or its configuration is bad')]),
+         (78, 'DIR has no [cluster] redis_url, or its configuration (password_file included) is bad '
+              'or cannot be read')]),
 }
 
 TOP_LEVEL_EPILOG = ('Run "zato-daemon COMMAND --help" for what a command does, an example and\n'
