@@ -4,6 +4,7 @@ a free port in a temporary directory, and kill it at the end."""
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -286,3 +287,20 @@ def test_a_unix_socket_url(redis_server, server_factory):
                                            'heartbeat_ttl = 3\n')
     status, data = wait_until(lambda: members_are(server.server_dir, ['local']))
     assert status == 0 and data['redis_url'] == f'unix://{redis.socket}'
+
+
+def redis_clients(port):
+    """The pids holding a TCP connection to 127.0.0.1:port, as ss sees them."""
+    output = subprocess.run(['ss', '-Htnp', 'state', 'established', 'dst', f'127.0.0.1:{port}'], capture_output=True,
+                            text=True, check=True).stdout
+    return {int(pid) for pid in re.findall(r'pid=(\d+)', output)}
+
+
+@pytest.mark.skipif(shutil.which('ss') is None, reason='ss (iproute2) is not installed')
+def test_only_the_master_holds_a_connection_to_redis(redis_server, server_factory):
+    redis = redis_server()
+    server = server_factory('a', workers=2, sections=cluster_section(redis.port, 'host-a'))
+    wait_until(lambda: members_are(server.server_dir, ['host-a']))
+    # Workers forked after the master connected (a reload starts new ones) hold no copy of it.
+    assert zato_daemon('reload', server.server_dir).returncode == 0
+    assert redis_clients(redis.port) == {server.pid}

@@ -11,6 +11,7 @@ functions and a small state machine, tested case by case; `Membership` executes 
 """
 
 import json
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -203,6 +204,23 @@ class Membership:
         """At the master's exit: waits for the key's removal, at most `timeout`."""
         if self._thread is not None:
             self._thread.join(timeout)
+
+    def close_in_child(self):
+        """In a worker just forked: its copies of the Redis sockets are closed, without the
+        shutdown redis-py's disconnect does, which would cut the master's connection too.
+        Otherwise each worker would hold the master's connection open after the master closed
+        it (a Redis restart, a reload). redis-py keeps its connections in private attributes:
+        whatever is not found there stays open, as it would without this."""
+        client = self._client
+        pool = getattr(client, 'connection_pool', None)
+        connections = [*getattr(pool, '_available_connections', ()), *getattr(pool, '_in_use_connections', ())]
+        for connection in connections:
+            sock = getattr(connection, '_sock', None)
+            if sock is not None:
+                try:
+                    os.close(sock.detach())
+                except OSError:
+                    pass
 
     # ---- the thread
 

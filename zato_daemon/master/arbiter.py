@@ -559,6 +559,8 @@ class Arbiter:
             for fd in self.status_fds.values():
                 os.close(fd)
             self.metrics.close_in_child()
+            if self.membership is not None:
+                self.membership.close_in_child()
             signal.set_wakeup_fd(-1)
             if self.dump_trigger is not None:
                 self.dump_trigger.discard_after_fork()
