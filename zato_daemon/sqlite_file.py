@@ -1,7 +1,8 @@
 """A SQLite file a store holds open, against the file at its path: deleted files noticed and recreated.
 
-Used by both databases of the state directory, the troubleshooting store (store.py) and the
-cache database (zato_daemon/cache/shared.py); it imports nothing else of the package.
+Used, through sqlite_store.Database, by both databases of the state directory: the
+troubleshooting store (zato_daemon/diagnostics/store.py) and the cache database
+(zato_daemon/cache/shared.py). It imports nothing else of the package but the log levels.
 
 Why: a worker's store keeps one connection for the worker's life. When someone deletes the
 file (by hand, a clean-up job), SQLite goes on writing to the deleted inode without an error,
@@ -32,6 +33,7 @@ The first process to open the new file knowing it replaces a deleted one claims 
 import fcntl
 import os
 import sqlite3
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -231,19 +233,37 @@ def claim_report(connection, now):
     not at all.
     """
     try:
-        connection.execute('BEGIN IMMEDIATE')
-        connection.execute(f'CREATE TABLE IF NOT EXISTS {REPORTS_TABLE} (reported_at REAL NOT NULL)')
-        cursor = connection.execute(f'INSERT INTO {REPORTS_TABLE} (reported_at) SELECT ? '
-                                    f'WHERE NOT EXISTS (SELECT 1 FROM {REPORTS_TABLE})', (now,))
-        connection.execute('COMMIT')
+        with transaction(connection):
+            connection.execute(f'CREATE TABLE IF NOT EXISTS {REPORTS_TABLE} (reported_at REAL NOT NULL)')
+            cursor = connection.execute(f'INSERT INTO {REPORTS_TABLE} (reported_at) SELECT ? '
+                                        f'WHERE NOT EXISTS (SELECT 1 FROM {REPORTS_TABLE})', (now,))
     except sqlite3.Error:
+        return True
+    return cursor.rowcount == 1
+
+
+@contextmanager
+def transaction(connection, begin='BEGIN IMMEDIATE'):
+    """`begin` ... COMMIT on a connection opened with isolation_level=None; rolled back on any
+    exception, COMMIT's own included, and the exception raised again.
+
+    BEGIN IMMEDIATE, the default, is for writers: the write lock is taken at BEGIN, where the
+    busy timeout applies, and not at a first write after reads, where in WAL mode SQLite may
+    fail at once (SQLITE_BUSY_SNAPSHOT). 'BEGIN' is for readers: what they select comes from
+    one snapshot.
+    """
+    connection.execute(begin)
+    try:
+        yield connection
+        connection.execute('COMMIT')
+    except BaseException:
+        # COMMIT itself may fail (busy, a full disk): the transaction is then still open.
         if connection.in_transaction:
             try:
                 connection.execute('ROLLBACK')
             except sqlite3.Error:
                 pass
-        return True
-    return cursor.rowcount == 1
+        raise
 
 
 def describe_repair(noticed, ensured):

@@ -1,9 +1,8 @@
 """The SQLite database that carries cache changes between workers and across restarts.
 
-One file, `<state_dir>/caches.sqlite3`, in WAL mode (readers never wait for the writer),
-synchronous=NORMAL (a commit does not wait for fsync; a power cut may lose the last
-moments of a cache, never corrupt it) and a short busy timeout (a waiting worker blocks
-its whole gevent loop, so it gives up early and retries on its next poll).
+One file, `<state_dir>/caches.sqlite3`, opened with the settings of sqlite_store.py: WAL
+mode, synchronous=NORMAL (a power cut may lose the last moments of a cache, never corrupt
+it) and a short busy timeout (a worker gives up early and retries on its next poll).
 
 Tables:
 - cache_definitions: every cache created in this boot, so workers learn of caches created
@@ -31,30 +30,25 @@ Rules:
 Not fork-safe: open one store per process, after fork.
 """
 
-import sqlite3
-from contextlib import contextmanager
 from pathlib import Path
 
 from zato_daemon.cache.definition import CacheDefinition, CacheError
 from zato_daemon.cache.lru import CLEAR, DELETE, EVICT, PENDING, SET, TOUCH, Entry
-from zato_daemon.sqlite_file import REOPEN, FileWatch, connect_existing, ensure_database, report_repair
+from zato_daemon.sqlite_store import (BUSY_TIMEOUT, STORE_ERRORS, WARNING_INTERVAL, Database, FailureReport,
+                                      transaction)
 
 DATABASE_NAME = 'caches.sqlite3'
+# How the log lines name it.
+TITLE = 'Cache database'
 DEFINE = 'define'
 # A definition this worker had, written again to a new database file. Unlike DEFINE, losing
 # to a stored definition is no error: the worker adopts the stored one when it reloads.
 REPUBLISH = 'republish'
 
-BUSY_TIMEOUT = 0.1
 LOG_RETENTION = 60.0
 # Past this many queued changes (the database has been unavailable for long), the queue is
 # dropped with an ERROR and the caches reload once the database is back: memory stays bounded.
 MAX_QUEUED = 100_000
-# While the database keeps failing, the WARNING is repeated this often, not at every poll.
-WARNING_INTERVAL = 60.0
-
-# What a missing, locked, full or broken database raises.
-STORE_ERRORS = (sqlite3.Error, OSError)
 
 NEW, SAME, REPLACED, CONFLICT = 'new', 'same', 'replaced', 'conflict'
 
@@ -129,8 +123,14 @@ class SharedStore:
         self.clock = clock
         self.logger = logger
         self.boot_id = boot_id
-        self.busy_timeout = busy_timeout
-        self.connection = None
+        # Opened lazily, on first use, and again after a failure: a database that cannot be
+        # opened at start only delays synchronisation.
+        self.database = Database(
+            self.path, TITLE, logger, clock, self._prepare, busy_timeout=busy_timeout, repair_words=(
+                'this worker now uses the file there and reloads its in-background caches from it',
+                ' within seconds, and reloads its in-background caches from it. The entries stored before '
+                'are gone, and so are changes a worker made in the second before it moved'))
+        self.failure_report = FailureReport(logger, TITLE, self.path, clock, WARNING_INTERVAL)
         self.outbox = []
         # (cache name, key) -> (cache, key, entry, is_extended): gets, coalesced until the
         # next flush, so that a get never writes to the database itself.
@@ -138,36 +138,22 @@ class SharedStore:
         # (ours, stored) definition pairs whose deferred publishing lost to a stored one.
         self.conflicts = []
         self.needs_reload = False
-        self.failures = 0
-        self._warned_at = None
-        self._watch = FileWatch(self.path, clock)
-        # DELETED or REPLACED: what the watch saw of the open file, and the identities of the
-        # sidecars that file had (FileWatch.leave()), until the new one is open.
-        self._noticed = None
-        self._left = None
 
     # ---- connection
 
-    def _connection(self):
-        # Opened lazily, on first use, and again after a failure: a database that cannot be
-        # opened at start only delays synchronisation. Created only by ensure_database (see
-        # sqlite_file.py: a deleted file's sidecars must go first), and the directory with it.
-        if self.connection is None:
-            ensured = ensure_database(self.path, left=self._left)
-            connection, held = connect_existing(self.path, timeout=self.busy_timeout, isolation_level=None)
-            try:
-                _prepare(connection, self.logger, self.path)
-                with _transaction(connection, 'BEGIN IMMEDIATE'):
-                    self._start_boot(connection)
-            except BaseException:
-                connection.close()
-                raise
-            self.connection = connection
-            self._watch.opened(held)
-            self._left = None
-            if self._noticed is not None or ensured.sidecars_removed:
-                self._report_repair(ensured)
-        return self.connection
+    @property
+    def connection(self):
+        """The open connection to the database, None while there is none."""
+        return self.database.connection
+
+    def _prepare(self, connection):
+        """The schema, and the start of a new boot, in a connection just opened."""
+        with transaction(connection):
+            for statement in SCHEMA.split(';'):
+                if statement.strip():
+                    connection.execute(statement)
+        with transaction(connection):
+            self._start_boot(connection)
 
     def check_file(self):
         """Moves to the file at the path if it is no longer the one open; True if it did.
@@ -190,36 +176,17 @@ class SharedStore:
         What a worker wrote to the deleted file before it noticed (up to a second) is lost
         for the others, as is everything the deleted file held.
         """
-        verdict, action = self._watch.check()
-        if action != REOPEN:
+        if not self.database.moved():
             return False
-        self._noticed = verdict
-        self._left = self._watch.leave()
-        if self.connection is not None:
-            # SQLite neither checkpoints nor deletes the sidecars of a file that has moved,
-            # so closing leaves the new file's -wal and -shm alone.
-            try:
-                self.connection.close()
-            except sqlite3.Error:
-                pass
-            self.connection = None
         self.outbox = [op for op in self.outbox if not _names_an_old_version(op)]
         self.uses = {}
         self.needs_reload = True
         try:
-            self._connection()
+            self.database.connect()
         except STORE_ERRORS as exc:
             # The next use opens it, and reports the repair then.
             self._failed('reopening it', exc)
         return True
-
-    def _report_repair(self, ensured):
-        """One WARNING per new file, by whichever worker opens it first knowing of the repair."""
-        noticed, self._noticed = self._noticed, None
-        report_repair(self.logger, self.connection, self.clock(), noticed, ensured, 'Cache database', self.path,
-                      'this worker now uses the file there and reloads its in-background caches from it',
-                      ' within seconds, and reloads its in-background caches from it. The entries stored before '
-                      'are gone, and so are changes a worker made in the second before it moved')
 
     def _start_boot(self, connection):
         # The first worker of a new boot forgets the previous one: its log, its definitions,
@@ -235,9 +202,7 @@ class SharedStore:
     def close(self):
         """Writes what is queued, if it can, and closes the connection."""
         self.flush()
-        if self.connection is not None:
-            self.connection.close()
-            self.connection = None
+        self.database.close()
 
     # ---- the journal caches call
 
@@ -277,7 +242,17 @@ class SharedStore:
     @property
     def is_failing(self):
         """The last attempt to use the database failed."""
-        return self.failures > 0
+        return self.failure_report.is_failing
+
+    @property
+    def failures(self):
+        """Failed attempts at using the database since the last that worked."""
+        return self.failure_report.failures
+
+    @failures.setter
+    def failures(self, count):
+        # Settable, as it was when the store counted failures itself: tests mark it failing so.
+        self.failure_report.failures = count
 
     # ---- writing
 
@@ -304,7 +279,7 @@ class SharedStore:
             return False
         self.outbox = []
         self.uses = {}
-        self._succeeded()
+        self.failure_report.succeeded()
         return True
 
     def _write_op(self, connection, op, assigned):
@@ -358,7 +333,7 @@ class SharedStore:
             self._failed(f'publishing cache {definition.name!r}', exc)
             self.outbox.append(Op(None, DEFINE, definition=definition, generation=generation))
             return None
-        self._succeeded()
+        self.failure_report.succeeded()
         if outcome == CONFLICT:
             raise CacheError(f'cache {definition.name!r} is already defined differently by another worker '
                              f'(requested vs existing: {"; ".join(definition.differences(stored))})')
@@ -378,7 +353,7 @@ class SharedStore:
         except STORE_ERRORS as exc:
             self._failed('pruning the change log', exc)
             return False
-        self._succeeded()
+        self.failure_report.succeeded()
         return True
 
     # ---- reading
@@ -410,36 +385,22 @@ class SharedStore:
     def _read_with(self, action, read):
         # One deferred transaction: everything `read` selects comes from one snapshot.
         try:
-            with _transaction(self._connection(), 'BEGIN') as connection:
+            with transaction(self.database.connect(), 'BEGIN') as connection:
                 result = read(connection)
         except STORE_ERRORS as exc:
             self._failed(action, exc)
             return None
-        self._succeeded()
+        self.failure_report.succeeded()
         return result
 
     # ---- transactions and failure reports
 
-    @contextmanager
     def _write(self):
-        with _transaction(self._connection(), 'BEGIN IMMEDIATE') as connection:
-            yield connection
+        return transaction(self.database.connect())
 
     def _failed(self, action, exc):
-        self.failures += 1
-        now = self.clock()
-        if self._warned_at is None or now - self._warned_at >= WARNING_INTERVAL:
-            self._warned_at = now
-            self.logger.warning('Cache database %s unavailable while %s (%s: %s); changes apply in this '
-                                'worker and %d queued ones are written when it is back',
-                                self.path, action, type(exc).__name__, exc, len(self.outbox))
-
-    def _succeeded(self):
-        if self.is_failing:
-            self.logger.info('Cache database %s available again after %d failed attempts',
-                                self.path, self.failures)
-            self._warned_at = None
-            self.failures = 0
+        self.failure_report.failed(action, exc, '; changes apply in this worker and %d queued ones are written '
+                                   'when it is back', len(self.outbox))
 
     def _bound_outbox(self):
         if len(self.outbox) + len(self.uses) <= MAX_QUEUED:
@@ -449,35 +410,6 @@ class SharedStore:
         self.outbox = []
         self.uses = {}
         self.needs_reload = True
-
-
-@contextmanager
-def _transaction(connection, begin):
-    connection.execute(begin)
-    try:
-        yield connection
-        connection.execute('COMMIT')
-    except BaseException:
-        # COMMIT itself may fail (busy): the transaction is then still open.
-        if connection.in_transaction:
-            try:
-                connection.execute('ROLLBACK')
-            except sqlite3.Error:
-                pass
-        raise
-
-
-def _prepare(connection, logger, path):
-    mode = connection.execute('PRAGMA journal_mode = WAL').fetchone()[0]
-    if mode.lower() != 'wal':
-        # A filesystem without shared memory (some network mounts) refuses WAL: still
-        # correct, but readers and the writer then wait for each other.
-        logger.warning('Cache database %s: journal mode is %s, not WAL', path, mode)
-    connection.execute('PRAGMA synchronous = NORMAL')
-    with _transaction(connection, 'BEGIN IMMEDIATE'):
-        for statement in SCHEMA.split(';'):
-            if statement.strip():
-                connection.execute(statement)
 
 
 def _publish(connection, definition, generation, now):

@@ -18,10 +18,10 @@ Rules:
    inode, which no reader sees): each flush first compares the file at the path with the one
    open (one stat per batch interval), and reopens it, recreated if missing (sqlite_file.py).
    The first worker to open the new file logs one WARNING (RUNTIME_REPAIRED).
-4. Several workers write the same file: WAL mode (readers never wait), BEGIN IMMEDIATE (a
-   writer waits at most the busy timeout, 100 ms, for another one, since a waiting worker
-   blocks its whole gevent loop) and synchronous=NORMAL (a power cut may lose the last
-   batches, never corrupt the file).
+4. Several workers write the same file, opened with the settings of sqlite_store.py: WAL
+   mode (readers never wait), BEGIN IMMEDIATE (a writer waits at most the busy timeout,
+   100 ms, for another one, since a waiting worker blocks its whole gevent loop) and
+   synchronous=NORMAL (a power cut may lose the last batches, never corrupt the file).
 5. Readers (`list_slow`, `list_samples`: the CLI, built-in services) open the file read-only
    and work while servers write. The file is created 0640 with the state directory's group,
    so the group `zato` may read it; SQLite gives -wal and -shm the same mode and owner.
@@ -42,17 +42,20 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from zato_daemon.sqlite_file import (CHECK_INTERVAL, REOPEN, FileWatch, connect_existing, ensure_database,
-                                     report_repair)
 from zato_daemon.errors import EXIT_UNAVAILABLE, ZatoDaemonError
+from zato_daemon.logs.throttle import Throttle
 from zato_daemon.redaction import redact_text, render_capped
+from zato_daemon.sqlite_file import CHECK_INTERVAL
+from zato_daemon.sqlite_store import (BUSY_TIMEOUT, STORE_ERRORS, WARNING_INTERVAL, Database, FailureReport,
+                                      transaction)
 
 DATABASE_NAME = 'diagnostics.sqlite3'
+# How the log lines name it.
+TITLE = 'Diagnostics database'
 SLOW_TABLE = 'slow_responses'
 SAMPLES_TABLE = 'samples'
 
 BATCH_INTERVAL = 1.0
-BUSY_TIMEOUT = 0.1
 SLOW_KEEP = 100
 SAMPLES_KEEP = 20
 MAX_DB_BYTES = 64 * 1024 * 1024
@@ -73,7 +76,6 @@ MAX_NAME_CHARS = 256
 ERROR_FRAMES = 3
 CLOSE_ATTEMPTS = 5
 READ_TIMEOUT = 1.0
-WARNING_INTERVAL = 60.0
 FILE_MODE = 0o640
 SCHEMA_VERSION = 1
 # The -wal file beside the database is checkpointed into it, and cut back, once it holds
@@ -82,8 +84,6 @@ SCHEMA_VERSION = 1
 WAL_SHARE = 0.25
 MAX_WAL_BYTES = 4 * 1024 * 1024
 
-# What a missing, locked, full, read-only or damaged database raises.
-STORE_ERRORS = (sqlite3.Error, OSError)
 # The stable key order of every row the readers return: the JSON output is diffed.
 ROW_KEYS = ('cid', 'service', 'worker', 'started_at', 'duration_ms', 'status', 'request', 'response', 'error')
 COLUMNS = ', '.join(ROW_KEYS)
@@ -208,25 +208,6 @@ class DiagnosticsReadError(ZatoDaemonError):
     exit_status = EXIT_UNAVAILABLE
 
 
-class _RateLimit:
-    """True at most once per `interval` seconds of `clock`."""
-
-    def __init__(self, clock, interval=WARNING_INTERVAL):
-        self.clock = clock
-        self.interval = interval
-        self.last = None
-
-    def is_due(self):
-        now = self.clock()
-        if self.last is not None and now - self.last < self.interval:
-            return False
-        self.last = now
-        return True
-
-    def reset(self):
-        self.last = None
-
-
 class DiagnosticsStore:
     """One worker's writer to the troubleshooting database, and its queue of unwritten calls.
 
@@ -257,27 +238,28 @@ class DiagnosticsStore:
         self.max_db_bytes = max_db_bytes
         self.logger = logger or logging.getLogger('zato_daemon.diagnostics')
         self.batch_interval = batch_interval
-        self.busy_timeout = busy_timeout
+        self.clock = clock
         self.queue = deque(maxlen=max_queued)
-        self.connection = None
+        # Every flush of run() looks at the file (a batch written to a deleted file is lost),
+        # though its timer may fire a little early: hence half the batch interval. At most a
+        # stat a second. The file is 0640 with the directory's group, whatever the umask: the
+        # group may read it (rule 5); auto_vacuum takes effect only on a database without
+        # tables yet, so it comes first.
+        self.database = Database(
+            self.path, TITLE, self.logger, clock, self._prepare, busy_timeout=busy_timeout, mode=FILE_MODE,
+            pragmas=('auto_vacuum = INCREMENTAL',), check_interval=min(CHECK_INTERVAL, batch_interval) / 2,
+            repair_words=('this worker writes to the file now there',
+                          '. The slow calls and samples it held are gone; new ones are stored there'))
+        self.failure_report = FailureReport(self.logger, TITLE, self.path, clock, WARNING_INTERVAL)
         self.written = 0
         # Rows written, by table (for the metrics), and records dropped before being written.
         self.stored = {SLOW_TABLE: 0, SAMPLES_TABLE: 0}
         self.dropped = 0
-        self.failures = 0
         self._unreported_drops = 0
         self._invalid = 0
         self._is_busy = False
-        self._warnings = _RateLimit(clock)
-        self._drop_reports = _RateLimit(clock)
-        self._bug_reports = _RateLimit(clock)
-        # Every flush of run() looks (a batch written to a deleted file is lost), though its
-        # timer may fire a little early: hence half the batch interval. At most a stat a second.
-        self._watch = FileWatch(self.path, clock, min(CHECK_INTERVAL, batch_interval) / 2)
-        # DELETED or REPLACED: what the watch saw of the open file, and the identities of the
-        # sidecars that file had (FileWatch.leave()), until the new one is open.
-        self._noticed = None
-        self._left = None
+        self._drop_reports = Throttle(WARNING_INTERVAL)
+        self._bug_reports = Throttle(WARNING_INTERVAL)
 
     # ---- the request path
 
@@ -374,8 +356,8 @@ class DiagnosticsStore:
 
     def _insert(self, batch):
         groups = self._rows(batch)
-        connection = self._connection()
-        with _transaction(connection):
+        connection = self.database.connect()
+        with transaction(connection):
             for (table, service), rows in groups.items():
                 connection.executemany(f'INSERT INTO {table} ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)', rows)
                 _trim_service(connection, table, service, self.keep[table])
@@ -417,7 +399,7 @@ class DiagnosticsStore:
         excess = _pragma(connection, 'page_count') - self.max_db_bytes // page_size
         if excess <= 0:
             return
-        with _transaction(connection):
+        with transaction(connection):
             for _ in range(MAX_SHRINK_ROUNDS):
                 if not _shrink_round(connection, self.max_db_bytes * SHRINK_TO):
                     break
@@ -432,90 +414,70 @@ class DiagnosticsStore:
 
     # ---- the connection
 
+    @property
+    def connection(self):
+        """The open connection to the database, None while there is none."""
+        return self.database.connection
+
     def _check_file(self):
         """Reopens the database when the file at the path is no longer the one open.
 
         Before a batch is written: records queued after a deletion go to the new file.
         """
-        verdict, action = self._watch.check()
-        if action != REOPEN:
+        if not self.database.moved():
             return
-        self._noticed = verdict
-        self._left = self._watch.leave()
-        # SQLite neither checkpoints nor deletes the sidecars of a file that has moved, so
-        # closing this connection leaves the new file's -wal and -shm alone.
-        self._disconnect()
         try:
-            self._connection()
+            self.database.connect()
         except STORE_ERRORS as exc:
             # The next flush tries again, and reports the repair once it succeeds.
             self._failed('reopening it', exc)
 
-    def _connection(self):
-        if self.connection is None:
-            wal_bytes = min(MAX_WAL_BYTES, int(self.max_db_bytes * WAL_SHARE))
-            connection, ensured, held = _open(self.path, self.busy_timeout, wal_bytes, self.logger, self._left)
-            try:
-                # Limits may have been lowered since the last start: apply them to every service.
-                with _transaction(connection):
-                    _trim_all(connection, self.keep)
-            except BaseException:
-                connection.close()
-                raise
-            self.connection = connection
-            self._watch.opened(held)
-            self._left = None
-            if self._noticed is not None or ensured.sidecars_removed:
-                self._report_repair(ensured)
-        return self.connection
+    def _prepare(self, connection):
+        """The -wal's bound, the schema and the retention limits, in a connection just opened."""
+        wal_bytes = min(MAX_WAL_BYTES, int(self.max_db_bytes * WAL_SHARE))
+        connection.execute(f'PRAGMA journal_size_limit = {wal_bytes}').fetchall()
+        page_size = _pragma(connection, 'page_size')
+        connection.execute(f'PRAGMA wal_autocheckpoint = {max(1, wal_bytes // page_size)}').fetchall()
+        with transaction(connection):
+            for statement in SCHEMA:
+                connection.execute(statement)
+            if connection.execute('PRAGMA user_version').fetchone()[0] == 0:
+                connection.execute(f'PRAGMA user_version = {SCHEMA_VERSION}')
+        # Limits may have been lowered since the last start: apply them to every service.
+        with transaction(connection):
+            _trim_all(connection, self.keep)
 
     def _disconnect(self):
-        self._watch.forget()
-        if self.connection is not None:
-            try:
-                self.connection.close()
-            except sqlite3.Error:
-                pass
-            self.connection = None
-
-    def _report_repair(self, ensured):
-        """One WARNING per new file, by whichever worker opens it first knowing of the repair."""
-        noticed, self._noticed = self._noticed, None
-        report_repair(self.logger, self.connection, time.time(), noticed, ensured, 'Diagnostics database', self.path,
-                      'this worker writes to the file now there',
-                      '. The slow calls and samples it held are gone; new ones are stored there')
+        self.database.close()
 
     # ---- failure reports
 
+    @property
+    def failures(self):
+        """Failed attempts at using the database since the last that worked."""
+        return self.failure_report.failures
+
     def _failed(self, action, exc):
-        self.failures += 1
         self._is_busy = _is_busy(exc)
         if not self._is_busy:
             self._disconnect()
-        if not self._warnings.is_due():
-            return
-        hint = _hint(exc, self.path)
-        self.logger.warning('Diagnostics database %s unavailable while %s (%s: %s): %s. Services keep answering; '
-                            'records queued: %d, dropped since the last report: %d', self.path, action,
-                            type(exc).__name__, exc, hint, len(self.queue), self._unreported_drops)
-        self._unreported_drops = 0
+        if self.failure_report.failed(action, exc, ': %s. Services keep answering; records queued: %d, dropped '
+                                      'since the last report: %d', _hint(exc, self.path), len(self.queue),
+                                      self._unreported_drops):
+            self._unreported_drops = 0
 
     def _succeeded(self):
         self._is_busy = False
-        if self.failures:
-            self.logger.info('Diagnostics database %s available again after %d failed attempts', self.path,
-                             self.failures)
-            self.failures = 0
-            self._warnings.reset()
+        self.failure_report.succeeded()
 
     def _report_drops(self):
-        if self._unreported_drops and self._drop_reports.is_due():
+        if self._unreported_drops and self._drop_reports.occurred(self.clock()):
             self.logger.warning('Diagnostics store of %s: its queue of %d was full; records dropped (the oldest) '
                                 'since the last report: %d', self.path, self.queue.maxlen, self._unreported_drops)
             self._unreported_drops = 0
 
     def _report_bug(self, what, exc_info=True):
-        if self._bug_reports.is_due():
+        if self._bug_reports.occurred(self.clock()):
             self.logger.error('Diagnostics store of %s %s', self.path, what, exc_info=exc_info)
             self._invalid = 0
 
@@ -612,70 +574,6 @@ def _epoch(since):
 
 
 # ---- SQL helpers
-
-class _transaction:
-    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception, COMMIT's own included."""
-
-    def __init__(self, connection):
-        self.connection = connection
-
-    def __enter__(self):
-        self.connection.execute('BEGIN IMMEDIATE')
-        return self.connection
-
-    def __exit__(self, kind, value, tb):
-        if kind is None:
-            try:
-                self.connection.execute('COMMIT')
-                return False
-            except BaseException:
-                self._rollback()
-                raise
-        self._rollback()
-        return False
-
-    def _rollback(self):
-        # A failed COMMIT (busy, full) leaves the transaction open.
-        if self.connection.in_transaction:
-            try:
-                self.connection.execute('ROLLBACK')
-            except sqlite3.Error:
-                pass
-
-
-def _open(path, busy_timeout, wal_bytes, logger, left=None):
-    """(connection, Ensured, identity): a writing connection to the database, created and
-    prepared if needed, what creating it took, and the identity of the file it has open.
-    `left`: see sqlite_file.ensure_database."""
-    # 0640 with the directory's group, whatever the umask: the group may read it (rule 5).
-    ensured = ensure_database(path, FILE_MODE, left)
-    connection, held = connect_existing(path, timeout=busy_timeout, isolation_level=None)
-    try:
-        _prepare(connection, wal_bytes, logger, path)
-    except BaseException:
-        connection.close()
-        raise
-    return connection, ensured, held
-
-
-def _prepare(connection, wal_bytes, logger, path):
-    # auto_vacuum takes effect only on a database without tables yet, so it comes first.
-    connection.execute('PRAGMA auto_vacuum = INCREMENTAL')
-    mode = connection.execute('PRAGMA journal_mode = WAL').fetchone()[0]
-    if mode.lower() != 'wal':
-        # A filesystem without shared memory (some network mounts) refuses WAL: still
-        # correct, but readers and writers then wait for each other.
-        logger.warning('Diagnostics database %s: journal mode is %s, not WAL', path, mode)
-    connection.execute('PRAGMA synchronous = NORMAL')
-    connection.execute(f'PRAGMA journal_size_limit = {int(wal_bytes)}').fetchall()
-    page_size = _pragma(connection, 'page_size')
-    connection.execute(f'PRAGMA wal_autocheckpoint = {max(1, wal_bytes // page_size)}').fetchall()
-    with _transaction(connection):
-        for statement in SCHEMA:
-            connection.execute(statement)
-        if connection.execute('PRAGMA user_version').fetchone()[0] == 0:
-            connection.execute(f'PRAGMA user_version = {SCHEMA_VERSION}')
-
 
 def _row(call):
     """The row tuple of a Call, in ROW_KEYS order, within the store's own caps."""
