@@ -227,7 +227,14 @@ class Membership:
     def _run(self):
         try:
             while not self._stopped.is_set():
-                wait = self._beat()
+                try:
+                    wait = self._beat()
+                except Exception:
+                    # A bug here must not end the heartbeats silently (the member would vanish
+                    # from the cluster with nothing in the log): said, and tried again.
+                    self.logger.exception('Unexpected error in the cluster thread; trying again in %.3g s',
+                                          self.connection.BACKOFF_MAX)
+                    wait = self.connection.BACKOFF_MAX
                 # A reload or a stop ends the wait early; a stop is seen after the clear,
                 # since stop() sets _stopped first.
                 self._settings_changed.wait(wait)
@@ -248,7 +255,8 @@ class Membership:
             record = member_record(identity.as_dict(settings.host_name), self._known_services, time.time())
             client.set(key, json.dumps(record, sort_keys=True), px=int(settings.heartbeat_ttl * 1000))
             if self._written_key not in (None, key):
-                # host_name or name changed at a reload: the old record goes at once.
+                # host_name or name changed at a reload: the old record goes at once (on
+                # another Redis, it expires there).
                 client.delete(self._written_key)
             self._written_key = key
             with self._lock:
