@@ -76,6 +76,10 @@ MAX_NAME_CHARS = 256
 ERROR_FRAMES = 3
 CLOSE_ATTEMPTS = 5
 READ_TIMEOUT = 1.0
+# A read that meets a database being recreated is tried this many times, this far apart: the
+# workers move to the new file within about a second (sqlite_file.CHECK_INTERVAL).
+READ_ATTEMPTS = 10
+READ_RETRY_PAUSE = 0.25
 FILE_MODE = 0o640
 SCHEMA_VERSION = 1
 # The -wal file beside the database is checkpointed into it, and cut back, once it holds
@@ -511,6 +515,19 @@ def list_samples(db_path, service, limit=SAMPLES_KEEP):
 
 
 def _select(path, table, conditions, params, limit):
+    # A server recreating a deleted database (its -wal and -shm files appear one after the
+    # other) makes a reader's open fail with 'disk I/O error' for a moment: tried again.
+    for _ in range(READ_ATTEMPTS - 1):
+        try:
+            return _select_once(path, table, conditions, params, limit)
+        except DiagnosticsReadError as exc:
+            if 'disk I/O error' not in str(exc):
+                raise
+            time.sleep(READ_RETRY_PAUSE)
+    return _select_once(path, table, conditions, params, limit)
+
+
+def _select_once(path, table, conditions, params, limit):
     where = f' WHERE {" AND ".join(conditions)}' if conditions else ''
     query = f'SELECT {COLUMNS} FROM {table}{where} ORDER BY started_at DESC, id DESC LIMIT ?'
     try:
