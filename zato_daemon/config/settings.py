@@ -470,6 +470,22 @@ SETTINGS = (
         own; a member that stops or dies (kill -9, a host that goes down) is gone from
         zato-daemon cluster within this long. Shorter notices a dead member sooner, at more
         writes to Redis.""")),
+    Setting('server.conf', 'cluster', 'key_file', FilePath(allow_empty=True), 'cluster.key', _doc("""
+        File holding the cluster key that signs and verifies modules deployed to the cluster.
+
+        A module published with zato-daemon deploy carries an HMAC-SHA256 made with this key;
+        a member deploys only modules whose signature verifies with its own copy, so write
+        access to Redis alone does not let anyone run code on the hosts. Every member needs
+        the same key: at least 32 random bytes, e.g. head -c 32 /dev/urandom | base64 >
+        cluster.key; mode 0640, owner root, group zato. A relative path is relative to the
+        server directory. Without the file, this member neither publishes nor accepts
+        cluster deploys, and says so.""")),
+    Setting('server.conf', 'cluster', 'cache_timeout', Seconds(60), '0.5', _doc("""
+        Seconds a call on a cluster cache may wait for Redis before it fails.
+
+        A cache defined as cluster lives in Redis; a get, set or delete that has no answer
+        within this long raises the cache error services already handle, so a slow or
+        unreachable Redis never holds a request longer than this.""")),
     Setting('server.conf', 'misc', 'startup_callable', ListOf(dotted_name()), '', _doc("""
         Callables invoked at startup, by dotted name, in this order.
 
