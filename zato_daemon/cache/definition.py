@@ -17,7 +17,13 @@ IN_BACKGROUND = CACHE.SYNC_METHOD.IN_BACKGROUND.id
 NO_PERSISTENT_STORAGE = CACHE.PERSISTENT_STORAGE.NO_PERSISTENT_STORAGE.id
 SQL = CACHE.PERSISTENT_STORAGE.SQL.id
 
+# Where a cache lives: in each host's memory (and SQLite), or in the cluster's Redis, one
+# for every worker of every member.
+LOCAL = 'local'
+CLUSTER = 'cluster'
+
 SYNC_METHODS = (NO_SYNC, IN_BACKGROUND)
+SCOPES = (LOCAL, CLUSTER)
 PERSISTENT_STORAGES = (NO_PERSISTENT_STORAGE, SQL)
 CACHE_TYPES = (BUILTIN,)
 
@@ -74,7 +80,23 @@ FIELD_RULES = {
     'sync_method': (_one_of(SYNC_METHODS), _choices_text(SYNC_METHODS)),
     'persistent_storage': (_one_of(PERSISTENT_STORAGES), _choices_text(PERSISTENT_STORAGES)),
     'cache_type': (_one_of(CACHE_TYPES), _choices_text(CACHE_TYPES)),
+    'scope': (_one_of(SCOPES), _choices_text(SCOPES)),
 }
+
+
+def _scope_problems(values):
+    """Fields a cluster cache contradicts: it is one for every worker and member already, and
+    what survives a restart of Redis is Redis' own persistence, not the state directory."""
+    if values.get('scope') != CLUSTER:
+        return []
+    problems = []
+    if values.get('sync_method') == NO_SYNC:
+        problems.append(f'sync_method: {NO_SYNC!r} contradicts scope {CLUSTER!r} (one cache for every worker '
+                        'and member); leave sync_method out')
+    if values.get('persistent_storage') == SQL:
+        problems.append(f'persistent_storage: {SQL!r} contradicts scope {CLUSTER!r} (the entries live in Redis, '
+                        'which keeps them as its own persistence says); leave persistent_storage out')
+    return problems
 
 
 def _problems(values):
@@ -102,7 +124,8 @@ class CacheDefinition:
     """One cache's configuration. Frozen and validated on construction.
 
     Defaults: active, not the default cache, 10000 entries of at most 10000 bytes each,
-    both extend-expiry flags on, synchronised in the background, not persistent.
+    both extend-expiry flags on, synchronised in the background, not persistent, local.
+    `scope` is ours, not the seed's: 'cluster' keeps the cache in the cluster's Redis.
     """
 
     name: str
@@ -116,9 +139,11 @@ class CacheDefinition:
     sync_method: str = IN_BACKGROUND
     persistent_storage: str = NO_PERSISTENT_STORAGE
     cache_type: str = BUILTIN
+    scope: str = LOCAL
 
     def __post_init__(self):
-        problems = _problems(asdict(self))
+        values = asdict(self)
+        problems = _problems(values) or _scope_problems(values)
         if problems:
             _raise_invalid(self.name, problems)
 
@@ -135,6 +160,8 @@ class CacheDefinition:
             problems.append('name: required, expected a non-empty string')
         known = {name: value for name, value in request.items() if name in FIELD_RULES}
         problems.extend(_problems(known))
+        if not problems:
+            problems = _scope_problems(known)
         if problems:
             _raise_invalid(request.get('name'), problems)
         return cls(**known)
@@ -158,14 +185,19 @@ class CacheDefinition:
                 for name in FIELD_RULES if getattr(self, name) != getattr(other, name)]
 
     @property
+    def is_cluster(self):
+        """The cache lives in the cluster's Redis: nothing of it in memory or SQLite here."""
+        return self.scope == CLUSTER
+
+    @property
     def is_synced(self):
         """Changes travel to the other workers through the database's change log."""
-        return self.sync_method == IN_BACKGROUND
+        return self.sync_method == IN_BACKGROUND and not self.is_cluster
 
     @property
     def is_persistent(self):
-        """Entries survive a restart of the server."""
-        return self.persistent_storage == SQL
+        """Entries survive a restart of the server (in the state directory)."""
+        return self.persistent_storage == SQL and not self.is_cluster
 
     @property
     def uses_table(self):
@@ -176,3 +208,19 @@ class CacheDefinition:
 def default_definition():
     """The cache every registry has from the start: per-worker memory, the default one."""
     return CacheDefinition(name=DEFAULT_CACHE_NAME, is_default=True, sync_method=NO_SYNC)
+
+
+def check_configured_scopes(caches, has_cluster):
+    """The first `[caches]` line (name -> fields) that asks for a cluster cache on a server
+    without [cluster] redis_url, as (name, one-line reason); None when there is none. Pure."""
+    if has_cluster:
+        return None
+    for name, fields in caches.items():
+        if fields.get('scope') == CLUSTER:
+            return name, NO_CLUSTER
+    return None
+
+
+# Why a cluster cache cannot be made here: the same words from [caches] and from create.
+NO_CLUSTER = (f'scope {CLUSTER!r} needs the cluster\'s Redis: set [cluster] redis_url in server.conf, '
+              f'or make the cache {LOCAL!r}')

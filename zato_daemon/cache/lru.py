@@ -25,8 +25,7 @@ import math
 import time
 from collections import OrderedDict
 
-from zato_daemon.cache.definition import CacheError
-from zato_daemon.metrics.counting import CacheCounts
+from zato_daemon.cache.backend import CacheBackend
 
 # The kinds of change a journal records, in change-log order.
 SET = 'set'
@@ -42,8 +41,6 @@ PENDING = math.inf
 # get in another worker just before the deadline may have extended it, and the extension
 # arrives up to one poll later. Unsynchronised caches drop expired entries at once.
 SYNC_GRACE = 5.0
-
-_encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(',', ':'))
 
 
 class Entry:
@@ -66,7 +63,7 @@ class Entry:
                 f'version={self.version!r})')
 
 
-class Cache:
+class Cache(CacheBackend):
     """A named LRU cache with expiry, size limits and an optional journal.
 
     Runs in one worker. Not thread-safe: gevent greenlets of one worker never interleave
@@ -74,20 +71,14 @@ class Cache:
     """
 
     def __init__(self, definition, clock=time.time, journal=None):
-        self.definition = definition
-        self.name = definition.name
-        self.clock = clock
+        super().__init__(definition, clock)
         self.journal = journal
         self.entries = OrderedDict()
         # The change-log id this cache's contents are known to be current with, as of
         # its last load; the registry skips older changes for it.
         self.position = 0
-        self.needs_load = False
         self._grace = SYNC_GRACE if definition.is_synced else 0.0
         self._new_version = PENDING if definition.is_synced else 0
-        # Hits, misses and evictions (metrics/counting.CacheCounts); the registry hands the
-        # worker's own, kept by name across a cache deleted and created again.
-        self.stats = CacheCounts()
 
     # ---- the API services use
 
@@ -97,7 +88,7 @@ class Cache:
         A use: the key becomes the most recently used, and with extend_expiry_on_get
         its deadline moves to now plus its expiry period.
         """
-        _check_key(self.name, key)
+        self.check_key(key)
         entry = self.entries.get(key)
         if entry is None:
             self.stats.misses += 1
@@ -119,7 +110,7 @@ class Cache:
         CacheError for a non-string key, a value that is not JSON or is over max_item_size,
         or a bad expiry.
         """
-        _check_key(self.name, key)
+        self.check_key(key)
         text = self.encode(key, value)
         now = self.clock()
         expires_at, period = self._deadline(key, expiry, now)
@@ -136,7 +127,7 @@ class Cache:
         In a synchronised cache the delete is sent to the other workers even when this
         worker did not have the key: another one may have it already.
         """
-        _check_key(self.name, key)
+        self.check_key(key)
         entry = self.entries.pop(key, None)
         self._record(DELETE, key, entry)
         self._commit()
@@ -163,24 +154,8 @@ class Cache:
         entry = self.entries.get(key) if isinstance(key, str) else None
         return entry is not None and not entry.is_expired(self.clock())
 
-    def __iter__(self):
-        return iter(self.keys())
-
     def __repr__(self):
         return f'<Cache {self.name!r} {self.definition.sync_method} entries={len(self.entries)}>'
-
-    def encode(self, key, value):
-        """The compact JSON text of a value; CacheError if not JSON or over max_item_size."""
-        try:
-            text = _encoder.encode(value)
-        except (TypeError, ValueError) as exc:
-            raise CacheError(f'cache {self.name!r}: value of key {key!r} is not JSON-serializable: {exc}') from None
-        size = len(text.encode('utf-8'))
-        limit = self.definition.max_item_size
-        if size > limit:
-            raise CacheError(f'cache {self.name!r}: value of key {key!r} is {size} bytes of JSON, '
-                             f'over max_item_size {limit}')
-        return text
 
     # ---- local bookkeeping
 
@@ -204,9 +179,7 @@ class Cache:
             if self.definition.extend_expiry_on_set:
                 return now + previous.expiry, previous.expiry
             return previous.expires_at, previous.expiry
-        if isinstance(expiry, bool) or not isinstance(expiry, (int, float)) or not 0 <= expiry < math.inf:
-            raise CacheError(f'cache {self.name!r}: expiry of key {key!r} must be a number of seconds '
-                             f'(0 for none), got {expiry!r}')
+        self.check_expiry(key, expiry)
         if expiry == 0:
             return None, None
         return now + expiry, expiry
@@ -290,7 +263,3 @@ class Cache:
         for key in [key for key, entry in self.entries.items() if entry.version < version]:
             del self.entries[key]
 
-
-def _check_key(cache_name, key):
-    if not isinstance(key, str):
-        raise CacheError(f'cache {cache_name!r}: keys are strings, got {type(key).__name__} {key!r}')

@@ -53,8 +53,9 @@ def test_the_six_services_deploy_as_built_ins():
 
 
 def test_create_with_the_seeds_request(call):
-    assert call('zato.cache.builtin.create', SEED_REQUEST) == (200, SEED_REQUEST)
-    assert call('zato.cache.builtin.create', SEED_REQUEST) == (200, SEED_REQUEST)
+    answer = dict(SEED_REQUEST, scope='local')
+    assert call('zato.cache.builtin.create', SEED_REQUEST) == (200, answer)
+    assert call('zato.cache.builtin.create', SEED_REQUEST) == (200, answer)
     status, payload = call('zato.cache.builtin.create', dict(SEED_REQUEST, max_size=1))
     assert status == 400 and 'already exists with a different definition' in payload['error']
 

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from zato_daemon.cache.definition import CacheDefinition, CacheError, default_definition
+from zato_daemon.cache.definition import (NO_CLUSTER, CacheDefinition, CacheError, check_configured_scopes,
+                                          default_definition)
 from zato_daemon.common import CACHE, SERVER_STARTUP
 from zato_daemon.errors import ZatoDaemonError
 
@@ -42,7 +43,8 @@ def test_zato_constants_are_read_only():
 
 def test_the_seed_request_is_a_valid_definition():
     definition = CacheDefinition.from_request(SEED_REQUEST)
-    assert definition.as_dict() == SEED_REQUEST
+    # The seed's fields, and ours: where the cache lives.
+    assert definition.as_dict() == dict(SEED_REQUEST, scope='local')
     assert definition.is_synced and not definition.is_persistent and definition.uses_table
 
 
@@ -51,7 +53,8 @@ def test_omitted_fields_get_defaults():
     assert definition.as_dict() == {
         'cluster_id': None, 'name': 'c', 'is_active': True, 'is_default': False, 'max_size': 10000,
         'max_item_size': 10000, 'extend_expiry_on_get': True, 'extend_expiry_on_set': True,
-        'sync_method': 'in-background', 'persistent_storage': 'no-persistent-storage', 'cache_type': 'builtin'}
+        'sync_method': 'in-background', 'persistent_storage': 'no-persistent-storage', 'cache_type': 'builtin',
+        'scope': 'local'}
 
 
 def test_one_error_lists_every_invalid_field():
@@ -106,7 +109,7 @@ def test_json_round_trip_is_canonical():
     definition = CacheDefinition.from_request(SEED_REQUEST)
     text = definition.to_json()
     assert CacheDefinition.from_json(text) == definition
-    assert list(json.loads(text)) == sorted(SEED_REQUEST)
+    assert list(json.loads(text)) == sorted([*SEED_REQUEST, 'scope'])
 
 
 def test_differences_name_each_field():
@@ -119,3 +122,45 @@ def test_the_implicit_default_cache_is_per_worker_memory():
     definition = default_definition()
     assert definition.name == 'default' and definition.is_default
     assert not definition.uses_table
+
+
+def test_scope_is_local_by_default_and_cluster_on_request():
+    assert CacheDefinition(name='c').scope == 'local' and not CacheDefinition(name='c').is_cluster
+    cluster = CacheDefinition.from_request({'name': 'c', 'scope': 'cluster'})
+    assert cluster.is_cluster
+    # Nothing of it in memory or SQLite: no change log, no table, whatever sync_method says.
+    assert not cluster.is_synced and not cluster.is_persistent and not cluster.uses_table
+    assert CacheDefinition.from_json(cluster.to_json()) == cluster
+
+
+def test_a_definition_stored_before_scope_existed_is_local():
+    stored = json.dumps(dict(SEED_REQUEST))
+    assert CacheDefinition.from_json(stored).scope == 'local'
+
+
+@pytest.mark.parametrize('scope', ['Cluster', 'redis', '', None, True])
+def test_scope_is_one_of_two_words(scope):
+    with pytest.raises(CacheError) as info:
+        CacheDefinition.from_request({'name': 'c', 'scope': scope})
+    assert str(info.value) == f"invalid cache definition 'c': scope: expected one of 'local', 'cluster', got {scope!r}"
+
+
+def test_a_cluster_cache_refuses_what_contradicts_it():
+    with pytest.raises(CacheError) as info:
+        CacheDefinition.from_request({'name': 'c', 'scope': 'cluster', 'sync_method': 'no-sync',
+                                      'persistent_storage': 'sql'})
+    message = str(info.value)
+    assert message.startswith("invalid cache definition 'c': sync_method: 'no-sync' contradicts scope 'cluster'")
+    assert "; persistent_storage: 'sql' contradicts scope 'cluster'" in message
+    with pytest.raises(CacheError, match='persistent_storage'):
+        CacheDefinition(name='c', scope='cluster', persistent_storage='sql')
+    # Local caches keep every combination they had.
+    assert CacheDefinition(name='c', sync_method='no-sync', persistent_storage='sql').is_persistent
+
+
+def test_configured_cluster_caches_need_a_cluster():
+    caches = {'a': {'max_size': 5}, 'b': {'scope': 'cluster'}}
+    assert check_configured_scopes(caches, has_cluster=True) is None
+    assert check_configured_scopes({'a': {'scope': 'local'}}, has_cluster=False) is None
+    name, reason = check_configured_scopes(caches, has_cluster=False)
+    assert name == 'b' and reason == NO_CLUSTER and '[cluster] redis_url' in reason
