@@ -1,7 +1,7 @@
 """The `zato-daemon` command line.
 
 Commands: start, stop, reload, dump, info, top, invoke, check-config, slow, samples, hash,
-verify and cluster; `zato-daemon COMMAND --help` describes each, with an example and its exit statuses.
+verify, cluster, deploy and undeploy; `zato-daemon COMMAND --help` describes each, with an example and its exit statuses.
 
 `main()` is the one place that turns exceptions into exit statuses (errors.py holds them,
 README.md documents them); nothing imports this module. Which pid is a directory's master
@@ -27,7 +27,7 @@ from zato_daemon.config.settings import find_setting
 from zato_daemon.diagnostics.report import format_samples, format_slow
 from zato_daemon.diagnostics.store import list_samples, list_slow
 from zato_daemon.errors import (EXIT_NOPERM, EXIT_OK, EXIT_SOFTWARE, EXIT_UNAVAILABLE, EXIT_USAGE, AdminCallError,
-                                ConfigError, NoPermission, NotAServerDirectory, NotRunning, UsageError,
+                                ConfigError, DirectoryError, NoPermission, NotAServerDirectory, NotRunning, UsageError,
                                 ZatoDaemonError)
 from zato_daemon.logs import journal
 from zato_daemon.logs.levels import DUMP_WRITTEN, START_FAILED
@@ -56,6 +56,9 @@ TOP_CALL_TIMEOUT = 2.0
 TOP_FIRST_VIEW_WAIT = 3.0
 # --once prints as wide as the terminal, or this wide into a pipe or a file.
 TOP_ONCE_WIDTH = 100
+
+# How long deploy and undeploy wait for every member's outcome.
+DEPLOY_TIMEOUT = 30.0
 
 # ---- help: what each command does, an example, its exit statuses
 
@@ -214,6 +217,33 @@ HELP = {
          64, 66, (69, "the cluster's Redis cannot be reached or refuses the password"),
          (78, 'DIR has no [cluster] redis_url, or its configuration (password_file included) is bad '
               'or cannot be read')]),
+    'deploy': Help(
+        'Deploy modules to every member of the cluster of DIR, or to the server of DIR alone.',
+        """With a cluster ([cluster] redis_url): each FILE is signed with the cluster key
+        ([cluster] key_file) and published to Redis, where it stays as the latest version of
+        its name (a member that was away takes it when it returns). Every member verifies the
+        signature with its own key and puts the module in its pickup directory, which checks
+        it in a disposable process as any pickup file; the command prints one line per live
+        member and module. Without a cluster: each FILE is moved into DIR's pickup directory
+        (atomically) and the command waits for the running server's outcome.""",
+        ['zato-daemon deploy /etc/zato-daemon services/crm.py',
+         'zato-daemon deploy /etc/zato-daemon crm.py billing.py --timeout 60 --json'],
+        [(0, 'every live member deployed every module within --timeout'),
+         (1, 'a member refused one (its reason shown), reported nothing in time, or no member is live'),
+         (64, 'bad command line, or a FILE that cannot be read, is not UTF-8 or not a .py file name'), 66,
+         (69, "the cluster's Redis cannot be reached; without a cluster, no server runs in DIR"),
+         (78, 'no usable cluster key file, or a bad configuration; without a cluster, hot deploy is off')]),
+    'undeploy': Help(
+        'Remove modules from every member of the cluster of DIR, or from the server of DIR alone.',
+        """Publishes a signed removal of each NAME (a pickup file name, e.g. crm.py) as deploy
+        publishes a module: every member removes that file from its pickup directory, now or
+        when it returns; without a cluster the file goes from DIR's pickup directory. Prints
+        one line per live member and name.""",
+        ['zato-daemon undeploy /etc/zato-daemon crm.py'],
+        [(0, 'every live member removed every module within --timeout'),
+         (1, 'a member refused, reported nothing in time, or no member is live'),
+         64, 66, (69, "the cluster's Redis cannot be reached; without a cluster, no server runs in DIR"),
+         (78, 'no usable cluster key file, or a bad configuration; without a cluster, hot deploy is off')]),
 }
 
 TOP_LEVEL_EPILOG = ('Run "zato-daemon COMMAND --help" for what a command does, an example and\n'
@@ -221,7 +251,7 @@ TOP_LEVEL_EPILOG = ('Run "zato-daemon COMMAND --help" for what a command does, a
                     'exit status:\n' + '\n'.join(f'  {code:<3} {meaning}' for code, meaning in (
                         (0, STATUS_MEANINGS[0]),
                         (1, 'invoke: the service failed; verify: the module is not that file; '
-                            'cluster: the members differ'),
+                            'cluster: the members differ; deploy, undeploy: a member did not'),
                         *((code, STATUS_MEANINGS[code]) for code in (64, 66, 69, 70)),
                         (73, 'a directory or file the server must write cannot be written'),
                         (77, STATUS_MEANINGS[77]),
@@ -280,7 +310,24 @@ def build_parser():
     verify.add_argument('service', metavar='SERVICE')
     verify.add_argument('file', metavar='FILE')
     command('cluster').add_argument('--json', action='store_true', help='print JSON')
+    for name, operand, text in (('deploy', 'files', 'a module to deploy (a .py file)'),
+                                ('undeploy', 'names', 'the pickup file name of a module to remove')):
+        sub = command(name, 'required')
+        sub.add_argument(operand, nargs='+', metavar=operand[:-1].upper(), help=text)
+        sub.add_argument('--timeout', type=_positive_seconds, default=DEPLOY_TIMEOUT, metavar='S',
+                         help=f'wait this long for every member\'s outcome (default {DEPLOY_TIMEOUT:g})')
+        sub.add_argument('--json', action='store_true', help='print JSON')
     return parser
+
+
+def _positive_seconds(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f'{text!r} is not a number of seconds from 0 to 3600')
+    return value
 
 
 def main(argv=None):
@@ -791,6 +838,58 @@ def command_cluster(args):
     return EXIT_OK if view.compare(members).consistent else 1
 
 
+def command_deploy(args):
+    """Publishes to the cluster, or, for a single host, uses the local pickup directory."""
+    from zato_daemon.cluster import deploy_command
+    items = ([deploy_command.read_item(path) for path in args.files] if args.command == 'deploy'
+             else [deploy_command.undeploy_item(name) for name in args.names])
+    server_dir, _ = _locate(args.server_dir, tolerate_permission=True)
+    config = load_config(args.server_dir)
+    redaction.configure(config.server_config.logging.secret_names)
+    from zato_daemon.cluster.settings import from_config
+    settings = from_config(config)
+    if settings is None:
+        hosts = _deploy_locally(server_dir, config, items, args.timeout)
+    else:
+        hosts = _deploy_to_cluster(config, settings, items, args.timeout)
+    status, lines, data = deploy_command.report(hosts, items)
+    print(json.dumps(data, indent=2, sort_keys=True) if args.json else '\n'.join(lines))
+    return status
+
+
+def _deploy_to_cluster(config, settings, items, timeout):
+    from zato_daemon.cluster import connection, deploy_command
+    from zato_daemon.cluster.modules import KEY_FILE_KEY, read_key
+    key_file = config.server_config.cluster.key_file
+    if not key_file:
+        raise ConfigError(f'[cluster] key_file is empty in {config.server_config.path}: a cluster deploy is signed '
+                          'with the cluster key', key=KEY_FILE_KEY)
+    key = read_key(config.resolve_path(key_file))
+    client = connection.connect(settings)
+    try:
+        return deploy_command.to_cluster(client, settings, key, items, timeout)
+    except connection.REDIS_ERRORS as exc:
+        raise ClusterUnreachable(f'cannot publish to cluster {settings.name}: '
+                                 f'{connection.describe_error(exc, settings)}') from None
+    finally:
+        client.close()
+
+
+def _deploy_locally(server_dir, config, items, timeout):
+    from zato_daemon.cluster import deploy_command
+    from zato_daemon.cluster.settings import machine_name
+    if not config.server_config.component_enabled.hot_deploy:
+        raise ConfigError(f'hot deploy is off in {config.server_config.path} ([component_enabled] hot_deploy): '
+                          'nothing would take the file; turn it on and reload')
+    server_dir, pid = _require_master(server_dir.base)
+    paths = paths_in_use(server_dir, pid)
+    try:
+        return deploy_command.to_pickup(paths, machine_name(), items, timeout)
+    except OSError as exc:
+        raise DirectoryError(f'cannot write to the pickup directory {paths.pickup_dir}: {exc.strerror or exc}') \
+            from None
+
+
 class ClusterUnreachable(ZatoDaemonError):
     """The cluster's Redis does not answer, or refuses us."""
 
@@ -811,4 +910,6 @@ COMMANDS = {
     'hash': command_hash,
     'verify': command_verify,
     'cluster': command_cluster,
+    'deploy': command_deploy,
+    'undeploy': command_deploy,
 }

@@ -132,6 +132,23 @@ def read_members(client, cluster):
     return sorted((record for record in records if record is not None), key=lambda record: record['host_name'])
 
 
+def close_in_child(client):
+    """In a worker just forked: its copies of a client's Redis sockets are closed, without the
+    shutdown redis-py's disconnect does, which would cut the master's connection too.
+    Otherwise each worker would hold the master's connection open after the master closed
+    it (a Redis restart, a reload). redis-py keeps its connections in private attributes:
+    whatever is not found there stays open, as it would without this."""
+    pool = getattr(client, 'connection_pool', None)
+    connections = [*getattr(pool, '_available_connections', ()), *getattr(pool, '_in_use_connections', ())]
+    for connection in connections:
+        sock = getattr(connection, '_sock', None)
+        if sock is not None:
+            try:
+                os.close(sock.detach())
+            except OSError:
+                pass
+
+
 @dataclass
 class Identity:
     """What the master says about itself in its record, beside the services."""
@@ -206,21 +223,7 @@ class Membership:
             self._thread.join(timeout)
 
     def close_in_child(self):
-        """In a worker just forked: its copies of the Redis sockets are closed, without the
-        shutdown redis-py's disconnect does, which would cut the master's connection too.
-        Otherwise each worker would hold the master's connection open after the master closed
-        it (a Redis restart, a reload). redis-py keeps its connections in private attributes:
-        whatever is not found there stays open, as it would without this."""
-        client = self._client
-        pool = getattr(client, 'connection_pool', None)
-        connections = [*getattr(pool, '_available_connections', ()), *getattr(pool, '_in_use_connections', ())]
-        for connection in connections:
-            sock = getattr(connection, '_sock', None)
-            if sock is not None:
-                try:
-                    os.close(sock.detach())
-                except OSError:
-                    pass
+        close_in_child(self._client)
 
     # ---- the thread
 

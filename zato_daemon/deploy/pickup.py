@@ -19,6 +19,7 @@ ends a probe, and every worker, respawned or not, serves the same code for a nam
 """
 
 import dataclasses
+import json
 import os
 import threading
 import time
@@ -35,6 +36,11 @@ from zato_daemon.logs.throttle import Throttle
 from zato_daemon.services.registry import sha256_of
 
 CONFIGURED_HOLDER = 'a module configured in server.conf'
+# In the deployed directory, beside the manifest: the pickup files refused now, with the
+# content's hash and the reason, for `zato-daemon deploy` and cluster deploys to report.
+# The manifest says what was accepted; this says what was not.
+REFUSALS_NAME = 'refused.json'
+DEPLOYED, UNDEPLOYED, REFUSED = 'deployed', 'undeployed', 'refused'
 
 
 def is_pickup_file(name):
@@ -66,6 +72,31 @@ class Refusal:
     sha256: str
     result: ProbeResult
     is_clash: bool
+    reason: str = ''
+
+
+def local_outcome(entries, refusals, name, sha256):
+    """What became of pickup file `name` at content `sha256` (None: undeployed, the file
+    removed): (DEPLOYED|UNDEPLOYED|REFUSED, reason), or None while the pickup thread has not
+    decided yet. `entries`: the manifest's {name: Entry}; `refusals`: read_refusals'. Pure."""
+    entry = entries.get(name)
+    if sha256 is None:
+        return (UNDEPLOYED, '') if entry is None else None
+    if entry is not None and entry.sha256 == sha256:
+        return DEPLOYED, ''
+    refusal = refusals.get(name)
+    if refusal is not None and refusal.get('sha256') == sha256:
+        return REFUSED, refusal.get('reason', '')
+    return None
+
+
+def read_refusals(deployed_dir):
+    """{file name: {'sha256', 'reason'}} of the files refused now; {} when there is none to read."""
+    try:
+        refusals = json.loads((deployed_dir / REFUSALS_NAME).read_text(encoding='utf-8'))
+    except (OSError, ValueError):
+        return {}
+    return refusals if isinstance(refusals, dict) else {}
 
 
 class PickupDeployer:
@@ -104,6 +135,7 @@ class PickupDeployer:
         self.entries = {}           # file name -> Entry: the last-good set
         self._seen = {}             # file name -> signature of the version last looked at
         self._refused = {}          # file name -> Refusal
+        self._written_refusals = None  # what refused.json holds, as last written
         self._scan_failures = Throttle()
         self._probe_failures = Throttle()
         self._errors = Throttle()
@@ -173,6 +205,20 @@ class PickupDeployer:
         self._recheck_held_names = False
         if changed or self._must_save or not manifest_path(self.paths.deployed_dir).exists():
             self._save()
+        self._save_refusals()
+
+    def _save_refusals(self):
+        """refused.json, when the refusals changed (after the manifest: a reader that sees a
+        refusal gone sees the acceptance that replaced it)."""
+        refusals = {name: {'sha256': refusal.sha256, 'reason': refusal.reason}
+                    for name, refusal in sorted(self._refused.items())}
+        if refusals == self._written_refusals:
+            return
+        try:
+            write_atomically(self.paths.deployed_dir / REFUSALS_NAME, json.dumps(refusals, sort_keys=True).encode())
+        except OSError:
+            return  # tried again at the next scan; only reports depend on it
+        self._written_refusals = refusals
 
     def _take_settings(self):
         with self._settings_lock:
@@ -284,8 +330,9 @@ class PickupDeployer:
         verdict = judge(result, self._holders(excluding=name))
         if verdict.accepted:
             return self._accept(name, source, sha256, result.services)
-        self._refused[name] = Refusal(sha256, result, verdict.is_clash)
         path = self.paths.pickup_dir / name
+        self._refused[name] = Refusal(sha256, result, verdict.is_clash,
+                                      str(ServiceDeployError(verdict.reason, path, verdict.line)))
         previous = self.entries.get(name)
         keeps = (f'the version accepted before (sha256 {previous.sha256}) keeps serving' if previous is not None
                  else 'nothing of it is deployed')
@@ -386,7 +433,8 @@ class PickupDeployer:
             verdict = judge(result, self._configured_holders())
             if verdict.is_clash:
                 del self.entries[name]
-                self._refused[name] = Refusal(entry.sha256, result, True)
+                self._refused[name] = Refusal(entry.sha256, result, True,
+                                              str(ServiceDeployError(verdict.reason, entry.source)))
                 self.logger.error('Refused to deploy %s; it leaves the workers', ServiceDeployError(
                     verdict.reason, entry.source), extra=DEPLOY_REFUSED.extra)
                 self.on_outcome('refused')
@@ -441,6 +489,7 @@ class PickupDeployer:
         """The starting set: the manifest's entries whose copy matches, or the copies of an earlier version."""
         self._is_loaded = True
         self._recheck_held_names = True
+        self._written_refusals = None
         self._must_save = True
         deployed_dir = self.paths.deployed_dir
         try:

@@ -219,10 +219,32 @@ CLUSTER_UNREACHABLE = _event('CLUSTER_UNREACHABLE', logging.WARNING, 'c31cd86aae
     tries again after 1 s, doubling to every 30 s, says nothing more while it fails, and
     logs CLUSTER_JOINED when it succeeds; zato-daemon info shows the state and the last
     error meanwhile.''')
+CLUSTER_DEPLOY_ACCEPTED = _event('CLUSTER_DEPLOY_ACCEPTED', logging.INFO, '37f6891237cb4919a259cb6b5124fa4b',
+                                 'zato-daemon took a module deployed to its cluster', '''
+    A module published with zato-daemon deploy (or removed with zato-daemon undeploy)
+    carried a signature that verifies with this member's cluster key ([cluster] key_file).
+    The master wrote it into the pickup directory (or removed it from there), where it is
+    checked in a disposable process like any pickup file: DEPLOY_REFUSED follows if it
+    does not import cleanly. The command that published it reports each member's outcome.
+    Nothing to do.''')
+CLUSTER_DEPLOY_REFUSED = _event('CLUSTER_DEPLOY_REFUSED', logging.ERROR, 'e35038d7e5d840979d2be6e7f91ab23d',
+                                'zato-daemon could not take a module deployed to its cluster', '''
+    A module published to the cluster verified, but this member could not write it into
+    (or remove it from) its pickup directory; the entry gives the path and the error. The
+    version it had keeps serving. Fix the directory (permissions, space) and deploy again.''')
+CLUSTER_SIGNATURE_REFUSED = _event('CLUSTER_SIGNATURE_REFUSED', logging.ERROR, '6c5f3382c34e4af9962c866ce7f76195',
+                                   'zato-daemon refused a cluster module whose signature does not verify', '''
+    A module record in the cluster's Redis did not verify with this member's cluster key
+    ([cluster] key_file): signed with another key, altered after it was signed, or written
+    by something else than zato-daemon deploy. Nothing of it was written or run. If every
+    member refuses it, whoever has write access to Redis wrote it: check who can reach
+    Redis. If only this member refuses, its key file differs from the publisher's: give
+    every member the same key and deploy again.''')
 
 EVENTS = (SERVER_READY, SERVER_STOPPED, SERVER_HALTED, START_FAILED, RELOAD_COMPLETE, RELOAD_REFUSED,
           RELOAD_FAILED, WORKER_EXITED, WORKER_BOOT_FAILED, WORKER_BOOT_TIMEOUT, WORKERS_KILLED,
           SERVICE_FAILED, DEPLOY_FAILED, SERVICE_DEPLOYED, WORKER_HUNG, DUMP_WRITTEN, SLOW_RESPONSE,
           ACCEPT_FAILED, CONNECTIONS_LIMITED, WORKER_RECYCLED, WORKER_MEMORY_RECYCLED, DEPLOY_REFUSED,
           PICKUP_SCAN_FAILED, SPAWN_FAILED, STARTUP_CALLABLE_FAILED, RUNTIME_REPAIRED,
-          CLUSTER_JOINED, CLUSTER_UNREACHABLE)
+          CLUSTER_JOINED, CLUSTER_UNREACHABLE, CLUSTER_DEPLOY_ACCEPTED, CLUSTER_DEPLOY_REFUSED,
+          CLUSTER_SIGNATURE_REFUSED)

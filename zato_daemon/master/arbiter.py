@@ -123,6 +123,9 @@ class Arbiter:
         # This member's heartbeat in the cluster's Redis (cluster/membership.py); None for a
         # single host, whose master then never imports redis.
         self.membership = None
+        # The thread taking modules deployed to the cluster (cluster/deploy.py), beside it.
+        self.cluster_deployer = None
+        self.cluster_key_problem = None
         self.cluster_changed = False
         self.cluster_admin_socket = server_dir.admin_socket
         # The listening socket came from systemd (socket activation): kept across reloads
@@ -425,7 +428,11 @@ class Arbiter:
                 self.membership.stop()
                 self.membership = None
                 self.cluster_changed = True
+            if self.cluster_deployer is not None:
+                self.cluster_deployer.stop()
+                self.cluster_deployer = None
             return
+        self.follow_cluster_deploys(config, settings)
         identity = self.cluster_identity()
         if self.membership is not None:
             self.membership.update(settings, identity)
@@ -440,6 +447,34 @@ class Arbiter:
             return
         # `info` shows the cluster from now on, its state 'unknown' until the first heartbeat.
         self.cluster_changed = True
+
+    def follow_cluster_deploys(self, config, settings):
+        """Starts or updates the thread taking modules deployed to the cluster (cluster/deploy.py)."""
+        from zato_daemon.cluster.deploy import ClusterDeployer
+        from zato_daemon.cluster.modules import read_key
+        key_path = config.resolve_path(config.server_config.cluster.key_file) \
+            if config.server_config.cluster.key_file else None
+        try:
+            key = read_key(key_path) if key_path is not None else None
+            problem = None if key_path is not None else '[cluster] key_file is empty'
+        except ZatoDaemonError as exc:
+            key, problem = None, str(exc)
+        if problem is not None and problem != self.cluster_key_problem:
+            # Once per start, and again only when the reason changes at a reload.
+            logger.warning('This member neither publishes nor accepts cluster deploys: %s', problem)
+        self.cluster_key_problem = problem
+        hot_deploy = config.pickup_config.hot_deploy
+        enabled = config.server_config.component_enabled.hot_deploy
+        # The pickup thread sees a file within a poll_interval and probes it for at most import_timeout.
+        outcome_wait = hot_deploy.import_timeout + 2 * hot_deploy.poll_interval + 5
+        if self.cluster_deployer is not None:
+            self.cluster_deployer.update(settings, key, self.server_dir, enabled, outcome_wait)
+            return
+        deployer = ClusterDeployer(settings, key, self.server_dir, enabled, outcome_wait, logger)
+        try:
+            self.cluster_deployer = deployer.start()
+        except RuntimeError as exc:
+            logger.error('Cannot start the thread that takes cluster deploys: %s', exc)
 
     def cluster_identity(self):
         from zato_daemon.cluster.membership import Identity
@@ -561,6 +596,8 @@ class Arbiter:
             self.metrics.close_in_child()
             if self.membership is not None:
                 self.membership.close_in_child()
+            if self.cluster_deployer is not None:
+                self.cluster_deployer.close_in_child()
             signal.set_wakeup_fd(-1)
             if self.dump_trigger is not None:
                 self.dump_trigger.discard_after_fork()
@@ -780,6 +817,8 @@ class Arbiter:
         if self.membership is not None:
             # Its record goes now (joined in cleanup): `cluster` stops listing this member at once.
             self.membership.stop()
+        if self.cluster_deployer is not None:
+            self.cluster_deployer.stop()
         # A reload's preparation may be checking modules in disposable processes: not past the stop.
         kill_running()
         # The socket stops accepting once the workers close their copies too: new
@@ -834,6 +873,8 @@ class Arbiter:
         self.metrics.stop()
         if self.membership is not None:
             self.membership.join()
+        if self.cluster_deployer is not None:
+            self.cluster_deployer.join()
         for generation in self.generations.values():
             if generation.metrics_listener is not None:
                 generation.metrics_listener.close()
