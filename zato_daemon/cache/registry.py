@@ -11,6 +11,10 @@ When the file is deleted or replaced while the server runs, each worker moves to
 the path within about a second, writes its definitions there again and reloads its
 in-background caches from it (shared.SharedStore.check_file says why that is consistent).
 
+A cache of scope 'cluster' lives in the cluster's Redis instead (cluster/cache.py): the
+registry makes it through the worker's RedisLink, publishes its definition like any other,
+and neither loads nor syncs it.
+
 A registry always has a cache named 'default' (no-sync, memory only) that is the default
 until a cache is created with is_default; the last one created with is_default wins.
 """
@@ -18,7 +22,7 @@ until a cache is created with is_default; the last one created with is_default w
 import logging
 import time
 
-from zato_daemon.cache.definition import (BUILTIN, DEFAULT_CACHE_NAME, CacheDefinition, CacheError,
+from zato_daemon.cache.definition import (BUILTIN, DEFAULT_CACHE_NAME, NO_CLUSTER, CacheDefinition, CacheError,
                                           default_definition)
 from zato_daemon.cache.lru import CLEAR, DELETE, EVICT, SET, TOUCH, Cache, Entry
 from zato_daemon.cache.shared import BUSY_TIMEOUT, DEFINE, GAP, WARNING_INTERVAL, SharedStore
@@ -68,11 +72,14 @@ class CacheRegistry:
             reload or respawn): a new one empties non-persistent caches. None never empties.
         generation: the worker generation; a newer one may redefine a cache (after a reload).
         busy_timeout: seconds a write waits for the database lock before queueing instead.
+        cluster: what makes cluster caches (cluster/cache.RedisLink, or anything with
+            `cache(definition)` and `close()`); None: this server has no cluster.
     """
 
     def __init__(self, state_dir=None, clock=time.time, logger=None, boot_id=None, generation=0,
-                 busy_timeout=BUSY_TIMEOUT):
+                 busy_timeout=BUSY_TIMEOUT, cluster=None):
         self.clock = clock
+        self.cluster = cluster
         self.logger = logger or logging.getLogger(LOGGER_NAME)
         self.generation = generation
         self.caches = {}
@@ -113,6 +120,8 @@ class CacheRegistry:
         if name in self._created:
             raise CacheError(f'cache {name!r} already exists with a different definition '
                              f'(requested vs existing: {"; ".join(definition.differences(existing.definition))})')
+        if definition.is_cluster and self.cluster is None:
+            raise CacheError(f'cache {name!r}: {NO_CLUSTER}')
         if definition.uses_table and self.store is None:
             raise CacheError(f'cache {name!r}: sync_method {definition.sync_method!r} and '
                              f'persistent_storage {definition.persistent_storage!r} need a state directory')
@@ -164,7 +173,7 @@ class CacheRegistry:
     def _install(self, definition):
         # The store is the journal of every cache whose entries live in the table too.
         journal = self.store if self.store is not None and definition.uses_table else None
-        cache = Cache(definition, self.clock, journal)
+        cache = self.cluster.cache(definition) if definition.is_cluster else Cache(definition, self.clock, journal)
         if self.counts is not None:
             cache.stats = self.counts.cache(definition.name)
         if journal is not None:
@@ -187,6 +196,11 @@ class CacheRegistry:
         """
         existing = self.caches.get(definition.name)
         if existing is not None and existing.definition == definition:
+            return False
+        if definition.is_cluster and self.cluster is None:
+            # A worker of a reload that left the cluster, in a boot whose older workers made it.
+            self.logger.warning('Cache %r was created by another worker as a cluster cache; this worker has no '
+                                '[cluster] redis_url and goes without it', definition.name)
             return False
         if existing is not None and existing is not self._placeholder:
             self.logger.warning('Cache %r was redefined by another worker (new vs old: %s)', definition.name,
@@ -313,3 +327,5 @@ class CacheRegistry:
         """Writes queued changes if it can and closes the database; the worker calls it at exit."""
         if self.store is not None:
             self.store.close()
+        if self.cluster is not None:
+            self.cluster.close()

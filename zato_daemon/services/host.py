@@ -9,8 +9,10 @@ import logging
 import os
 import time
 
+from zato_daemon.cache.definition import check_configured_scopes
 from zato_daemon.cache.registry import CacheRegistry
-from zato_daemon.errors import EXIT_SOFTWARE
+from zato_daemon.cluster.cache import RedisLink
+from zato_daemon.errors import EXIT_SOFTWARE, ServiceDeployError
 from zato_daemon.forks import in_forked_child
 from zato_daemon.logs.context import CURRENT_CALL
 from zato_daemon.services.base import Request, Response
@@ -44,7 +46,8 @@ class ServiceHost:
         self.store = ServiceStore()
         # boot_id tells a restart of the server (caches without persistence start empty)
         # from a new worker of the same server (they are kept); see cache/registry.py.
-        self.caches = CacheRegistry(server_dir.state, boot_id=boot_id, generation=generation)
+        self.caches = CacheRegistry(server_dir.state, boot_id=boot_id, generation=generation,
+                                    cluster=cluster_link(config))
         self.new_cid = CidGenerator()
         self.dumps_json = _json_dumper(config.sio_config)
 
@@ -84,6 +87,18 @@ class ServiceHost:
     def invoke(self, name, payload=None, cid=None):
         """Runs a service and returns its response payload."""
         return self.call(name, payload, cid).payload
+
+
+def cluster_link(config):
+    """What makes this worker's cluster caches: a RedisLink (its client made, and redis-py
+    imported, on the first call on one), or None on a single host. Raises ServiceDeployError,
+    which fails the worker's boot with exit 78, for a [caches] line asking for a cluster cache
+    on a server without a cluster."""
+    has_cluster = bool(config.server_config.cluster.redis_url)
+    problem = check_configured_scopes(config.server_config.caches, has_cluster)
+    if problem is not None:
+        raise ServiceDeployError(f'[caches] {problem[0]}: {problem[1]}')
+    return RedisLink(config) if has_cluster else None
 
 
 def _json_dumper(sio_config):
