@@ -1,8 +1,10 @@
 """Built-in services `zato.cache.builtin.*`: create, get, set, delete, list and clear.
 
 They work on `self.server.caches`, the worker's CacheRegistry. Every request is a JSON object;
-`cache` names the cache and defaults to the default cache. A CacheError (a bad definition,
-key, value, expiry or cache name, an unknown or missing field) propagates: it is an HttpError
+`cache` names the cache and defaults to the default cache. A cache of scope 'cluster' answers
+the same as a local one, from the cluster's Redis. A CacheError (a bad definition, key, value,
+expiry or cache name, an unknown or missing field, a cluster cache on a server without a
+cluster, or its Redis not answering within [cluster] cache_timeout) propagates: it is an HttpError
 with status 400, so a client gets a 400 with the message, and a startup callable's
 `server.invoke()` raises it instead of returning an error it could overlook.
 """

@@ -20,6 +20,7 @@ from zato_daemon.cache.definition import CacheDefinition, CacheError
 from zato_daemon.cache.registry import CacheRegistry
 from zato_daemon.cluster.cache import RedisLink, key_prefix
 from zato_daemon.config.load import load_config
+from zato_daemon.metrics.counting import WorkerCounts
 
 pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason='redis-server is not installed (make test-tools)')
 
@@ -225,6 +226,12 @@ def test_the_registry_makes_cluster_caches_only_with_a_cluster(tmp_path, links):
     assert registries[1]['reg:shared'].get('k') == 'v'
     listed = {entry['name']: entry for entry in registries[1].list()}
     assert listed['reg:shared']['size'] == 1 and listed['reg:shared']['scope'] == 'cluster'
+    # Counted in the worker's metrics by cache name, as local caches are.
+    counts = WorkerCounts()
+    registries[1].count_with(counts)
+    registries[1]['reg:shared'].get('k')
+    registries[1]['reg:shared'].get('absent')
+    assert counts.cache('reg:shared').as_list() == [1, 1, 0]
     # The poll and its pruning never ask Redis for a cluster cache.
     for registry in registries:
         registry.poll()
