@@ -167,21 +167,27 @@ class RedisLink:
 
     def run(self, cache_name, operation, script, keys, args):
         """Runs one of the scripts; raises CacheError when Redis cannot answer in time."""
+        client = self.client(cache_name, operation)
         try:
-            client = self._connect()
             return self._scripts[script](keys=keys, args=args, client=client)
         except self._errors as exc:
-            raise CacheError(f'cache {cache_name!r}: {operation} failed: '
-                             f'{self._connection.describe_error(exc, self.settings)}') from None
+            raise self._failed(cache_name, operation, self._connection.describe_error(exc, self.settings)) from None
 
     def exists(self, cache_name, key):
+        """Whether a key is there (`in`): not a use, no script."""
+        client = self.client(cache_name, 'contains')
         try:
-            return bool(self._connect().exists(key))
+            return bool(client.exists(key))
         except self._errors as exc:
-            raise CacheError(f'cache {cache_name!r}: in failed: '
-                             f'{self._connection.describe_error(exc, self.settings)}') from None
+            raise self._failed(cache_name, 'contains', self._connection.describe_error(exc, self.settings)) from None
 
-    def _connect(self):
+    @staticmethod
+    def _failed(cache_name, operation, why):
+        return CacheError(f'cache {cache_name!r}: {operation} failed: {why}')
+
+    def client(self, cache_name, operation):
+        """The client, made on the first call; CacheError (naming the cache and the operation)
+        when the settings cannot be read."""
         if self._client is not None:
             return self._client
         # Here, not at import: only a server that uses a cluster cache loads redis-py.
@@ -190,9 +196,9 @@ class RedisLink:
             settings = cluster_settings.from_config(self.config)
         except ZatoDaemonError as exc:
             # The password file went since start: every call says so until it is back.
-            raise CacheError(f'cannot reach the cluster\'s Redis: {exc}') from None
+            raise self._failed(cache_name, operation, exc) from None
         if settings is None:
-            raise CacheError('this server has no [cluster] redis_url')
+            raise self._failed(cache_name, operation, 'this server has no [cluster] redis_url')
         client = connection.connect(settings)
         # connect() gives the membership's time limit; a cache call has its own, shorter one.
         # The pool makes its connections from these options, later, so this applies to all.

@@ -63,7 +63,7 @@ def pair(links, request):
 
 
 def redis_of(cache):
-    return cache.link._connect()
+    return cache.link.client(cache.name, 'inspect')
 
 
 def pttl(cache, key):
@@ -256,3 +256,23 @@ def test_a_worker_imports_redis_only_on_its_first_cluster_cache_call(tmp_path):
             'print(before, "redis" in sys.modules)\n')
     result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=REPO_ROOT, check=True)
     assert result.stdout.split() == ['CacheError', 'False', 'True']
+
+
+def test_a_password_file_gone_fails_each_call_until_it_is_back(tmp_path):
+    server = RedisServer(tmp_path / 'redis', free_port(), password=PASSWORD).start()
+    try:
+        directory = tmp_path / 'server'
+        directory.mkdir()
+        (directory / 'server.conf').write_text(f'[cluster]\nredis_url = redis://127.0.0.1:{server.port}/0\n'
+                                               'name = unit\npassword_file = pw\n')
+        (directory / 'pw').write_text(PASSWORD + '\n')
+        config = load_config(directory)
+        (directory / 'pw').unlink()
+        cache = RedisLink(config).cache(CacheDefinition(name='pw', scope='cluster'))
+        with pytest.raises(CacheError, match=r"^cache 'pw': get failed: \[cluster\] password_file: cannot read "):
+            cache.get('k')
+        (directory / 'pw').write_text(PASSWORD + '\n')
+        cache.set('k', 1)
+        assert cache.get('k') == 1
+    finally:
+        server.stop()
