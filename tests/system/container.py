@@ -335,10 +335,13 @@ class Container:
     method but start() needs a started container.
     """
 
-    def __init__(self, base, name=None, private_network=True, workdir_parent='/var/tmp'):
+    def __init__(self, base, name=None, private_network=True, workdir_parent='/var/tmp', network_namespace=None):
         self.base = Path(base)
         self.name = name or f'zato-test-{os.getpid()}-{secrets.token_hex(3)}'
         self.private_network = private_network
+        # A network namespace to run in (/run/netns/NAME) instead of a private one: a host of
+        # the LAN that tests/system/hosts.py makes.
+        self.network_namespace = network_namespace
         self.workdir = _scratch_dir(workdir_parent)
         self.root = self.workdir / 'root'
         self.console_log = self.workdir / 'console.log'
@@ -375,7 +378,9 @@ class Container:
     def _boot(self):
         command = ['systemd-nspawn', '--quiet', '-D', str(self.root), '--boot', '--register=no', '--keep-unit',
                    f'--machine={self.name}', '--link-journal=no', '--console=read-only']
-        if self.private_network:
+        if self.network_namespace:
+            command.append(f'--network-namespace-path={self.network_namespace}')
+        elif self.private_network:
             command.append('--private-network')
         with open(self.console_log, 'wb') as console:
             self.nspawn = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=console,
