@@ -145,10 +145,25 @@ def test_without_a_cluster_deploy_uses_the_local_pickup_directory(server_factory
     server = server_factory('single')
     status, data = deploy(server, module_file(tmp_path, 5))
     assert status == 0 and [outcome['outcome'] for outcome in hosts_of(data).values()] == ['deployed'], data
-    assert version_served(server) == 5
+    # Accepted into the manifest: the worker follows it within a moment.
+    wait_until(lambda: version_served(server) == 5, message='version 5 served')
     status, data = deploy(server, module_file(tmp_path, 6, BROKEN))
     assert status == 1, data
     [outcome] = hosts_of(data).values()
     assert outcome['outcome'] == 'refused' and 'deployed.py' in outcome['reason']
     assert version_served(server) == 5
     assert not any(name.endswith('.tmp') for name in os.listdir(server.server_dir / 'pickup'))
+    result = zato_daemon('undeploy', server.server_dir, 'deployed.py', '--timeout', '40', timeout=90)
+    assert result.returncode == 0 and 'undeployed' in result.stdout, result.stdout + result.stderr
+    wait_until(lambda: version_served(server) == 404, message='undeployed')
+
+
+def test_an_unreachable_redis_is_69_and_a_bad_file_64(server_factory, tmp_path):
+    from tests.integration.helpers import free_port
+    server = server_factory('away', start=False, sections=cluster_section(free_port(), 'host-away'))
+    (server.server_dir / 'cluster.key').write_bytes(KEY)
+    (server.server_dir / 'cluster.key').chmod(0o600)
+    result = zato_daemon('deploy', server.server_dir, module_file(tmp_path, 7))
+    assert result.returncode == 69 and 'cannot publish to cluster test' in result.stderr, result.stderr
+    result = zato_daemon('deploy', server.server_dir, module_file(tmp_path, 8, name='_private.py'))
+    assert result.returncode == 64 and 'not a pickup file name' in result.stderr, result.stderr

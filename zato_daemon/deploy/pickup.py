@@ -214,8 +214,12 @@ class PickupDeployer:
                     for name, refusal in sorted(self._refused.items())}
         if refusals == self._written_refusals:
             return
+        path = self.paths.deployed_dir / REFUSALS_NAME
         try:
-            write_atomically(self.paths.deployed_dir / REFUSALS_NAME, json.dumps(refusals, sort_keys=True).encode())
+            if refusals:
+                write_atomically(path, json.dumps(refusals, sort_keys=True).encode())
+            else:
+                path.unlink(missing_ok=True)  # none refused: the directory holds the set alone
         except OSError:
             return  # tried again at the next scan; only reports depend on it
         self._written_refusals = refusals
