@@ -60,6 +60,15 @@ def _apply_clear(cache, row):
 APPLY = {SET: _apply_set, DELETE: _apply_delete, EVICT: _apply_evict, TOUCH: _apply_touch, CLEAR: _apply_clear}
 
 
+def _listed(cache):
+    listed = cache.definition.as_dict()
+    try:
+        listed['size'] = len(cache)
+    except CacheError as exc:
+        listed.update(size=None, error=str(exc))
+    return listed
+
+
 class CacheRegistry:
     """The caches of one worker: create, look up, list, and poll for other workers' changes.
 
@@ -166,9 +175,10 @@ class CacheRegistry:
         return sorted(self.caches)
 
     def list(self):
-        """Every cache's definition fields plus `size` (live entries in this worker), by name."""
-        return [dict(self.caches[name].definition.as_dict(), size=len(self.caches[name]))
-                for name in self.names()]
+        """Every cache's definition fields plus `size` (live entries in this worker; in Redis for
+        a cluster cache), by name. A cluster cache whose Redis does not answer has size None
+        and `error` saying why: the other caches are listed all the same."""
+        return [_listed(self.caches[name]) for name in self.names()]
 
     def _install(self, definition):
         # The store is the journal of every cache whose entries live in the table too.

@@ -4,8 +4,9 @@ Keys, under `zato:<cluster>:cache:<name>:` (the name percent-encoded, so that no
 can reach another cache's keys):
 - `entry:<key>`: a hash, `v` the value's compact JSON text (the same text a local cache keeps,
   measured against max_item_size the same way) and `p` its expiry period in ms; the key
-  itself expires at its deadline (PEXPIREAT; PEXPIRETIME reads it back, Redis 7): Redis' own expiry, so a value
-  expired is gone for every reader at once, whatever happens to the writer.
+  itself expires at its deadline (PEXPIREAT; PEXPIRETIME, Redis 7, reads it back): Redis'
+  own expiry, so a value expired is gone for every reader at once, whatever happens to the
+  writer.
 - `lru`: a sorted set of keys by last use (Redis' clock, µs): max_size trims its lowest.
 - `deadlines`: a sorted set of keys by deadline, to drop expired keys from `lru` before
   counting (an expired key must not push a live one out).
@@ -37,12 +38,16 @@ local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 -- Recency in microseconds: two uses a millisecond apart must not tie.
 local used = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+-- Numbers go to Redis as integer text: Lua's own conversion may write 1.7e+15.
+local function int(number)
+    return string.format('%d', number)
+end
 local function purge()
-    local gone = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
+    local gone = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', int(now))
     for _, member in ipairs(gone) do
         redis.call('ZREM', KEYS[1], member)
     end
-    redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+    redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', int(now))
 end
 """
 
@@ -52,11 +57,11 @@ local found = redis.call('HMGET', KEYS[3], 'v', 'p')
 if not found[1] then
     return false
 end
-redis.call('ZADD', KEYS[1], used, ARGV[1])
+redis.call('ZADD', KEYS[1], int(used), ARGV[1])
 if ARGV[2] == '1' and found[2] then
     local deadline = now + tonumber(found[2])
-    redis.call('PEXPIREAT', KEYS[3], deadline)
-    redis.call('ZADD', KEYS[2], deadline, ARGV[1])
+    redis.call('PEXPIREAT', KEYS[3], int(deadline))
+    redis.call('ZADD', KEYS[2], int(deadline), ARGV[1])
 end
 return found[1]
 """
@@ -81,14 +86,14 @@ elseif ARGV[3] ~= '0' then
 end
 redis.call('DEL', KEYS[3])
 if period then
-    redis.call('HSET', KEYS[3], 'v', ARGV[2], 'p', period)
-    redis.call('PEXPIREAT', KEYS[3], deadline)
-    redis.call('ZADD', KEYS[2], deadline, ARGV[1])
+    redis.call('HSET', KEYS[3], 'v', ARGV[2], 'p', int(period))
+    redis.call('PEXPIREAT', KEYS[3], int(deadline))
+    redis.call('ZADD', KEYS[2], int(deadline), ARGV[1])
 else
     redis.call('HSET', KEYS[3], 'v', ARGV[2])
     redis.call('ZREM', KEYS[2], ARGV[1])
 end
-redis.call('ZADD', KEYS[1], used, ARGV[1])
+redis.call('ZADD', KEYS[1], int(used), ARGV[1])
 purge()
 local evicted = 0
 local excess = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[5])

@@ -193,6 +193,19 @@ def test_redis_refusing_is_a_cache_error_with_the_url_redacted(tmp_path):
     assert cache.stats.misses == 0
 
 
+def test_a_list_of_caches_names_a_cluster_cache_it_cannot_size(tmp_path):
+    with socket.socket() as holder:
+        holder.bind(('127.0.0.1', 0))
+        registry = CacheRegistry(tmp_path / 'state',
+                                 cluster=RedisLink(config_for(tmp_path / 'server', holder.getsockname()[1])))
+        registry.create({'name': 'remote', 'scope': 'cluster'})
+        listed = {entry['name']: entry for entry in registry.list()}
+    assert listed['default']['size'] == 0 and 'error' not in listed['default']
+    assert listed['remote']['size'] is None
+    assert listed['remote']['error'].startswith("cache 'remote': keys failed: redis://127.0.0.1:")
+    registry.close()
+
+
 def test_a_redis_that_stops_answering_fails_the_call_within_cache_timeout(tmp_path):
     server = RedisServer(tmp_path / 'redis', free_port()).start()
     try:
