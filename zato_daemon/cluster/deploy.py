@@ -34,10 +34,12 @@ HOT_DEPLOY_OFF_REASON = 'hot deploy is off on this member ([hot_deploy] in serve
 
 
 class Pending:
-    """A module written to (or removed from) the pickup directory, waiting for the pickup thread."""
+    """A module written to (or removed from) the pickup directory, waiting for the pickup thread.
+    `publications`: every publication waiting for it (a name published twice in a row: the
+    first command waits on the version that replaced its own, and hears what became of it)."""
 
-    def __init__(self, publication, name, sha256, deadline):
-        self.publication, self.name, self.sha256, self.deadline = publication, name, sha256, deadline
+    def __init__(self, publications, name, sha256, deadline):
+        self.publications, self.name, self.sha256, self.deadline = publications, name, sha256, deadline
 
 
 class ClusterDeployer:
@@ -173,12 +175,13 @@ class ClusterDeployer:
         text = client.hget(modules.modules_key(settings.name), name)
         if text is None:
             return  # gone since (Redis emptied): nothing to deploy
-        record = self._verified(client, settings, key, name, text)
+        record = self._verified(client, settings, key, name, text, also=publication)
         if record is not None:
-            self._apply(client, settings, paths, outcome_wait, record)
+            self._apply(client, settings, paths, outcome_wait, record, also=publication)
 
-    def _verified(self, client, settings, key, name, text):
-        """The record, or None after refusing it: one ERROR per record, and its outcome reported."""
+    def _verified(self, client, settings, key, name, text, also=None):
+        """The record, or None after refusing it: one ERROR per record, and its outcome reported
+        (to publication `also` too: the stream entry's, if the hash holds a newer one)."""
         try:
             record = modules.load_record(text, name)
             modules.verify(key, record)
@@ -190,12 +193,14 @@ class ClusterDeployer:
                 self._refused_records.add(marker)
                 self.logger.error('Refused the module %r published to cluster %s: %s; nothing written',
                                   name, settings.name, exc, extra=levels.CLUSTER_SIGNATURE_REFUSED.extra)
-            if modules.is_publication_id(publication):
-                self._report(client, settings, publication, modules.SIGNATURE_REFUSED, str(exc))
+            for target in {publication, also} - {None}:
+                if modules.is_publication_id(target):
+                    self._report(client, settings, target, modules.SIGNATURE_REFUSED, str(exc))
             return None
 
-    def _apply(self, client, settings, paths, outcome_wait, record):
-        name, publication = record['name'], record['publication']
+    def _apply(self, client, settings, paths, outcome_wait, record, also=None):
+        name = record['name']
+        publications = {record['publication'], also} - {None}
         path = paths.pickup_dir / name
         try:
             if record['kind'] == modules.MODULE:
@@ -215,12 +220,18 @@ class ClusterDeployer:
             reason = f'cannot write {path}: {exc.strerror or exc}'
             self.logger.error('Refused the module %s published to cluster %s by %s: %s', name, settings.name,
                               record['host'], reason, extra=levels.CLUSTER_DEPLOY_REFUSED.extra)
-            self._report(client, settings, publication, modules.REFUSED, reason)
+            for publication in publications:
+                self._report(client, settings, publication, modules.REFUSED, reason)
             return
         what = f'sha256 {sha256}' if sha256 else 'undeploy'
         self.logger.info('Took %s (%s) published to cluster %s by %s; the pickup directory checks it', name, what,
                          settings.name, record['host'], extra=levels.CLUSTER_DEPLOY_ACCEPTED.extra)
-        self._pending[name] = Pending(publication, name, sha256, time.monotonic() + outcome_wait)
+        previous = self._pending.get(name)
+        if previous is not None:
+            # Replaced before the pickup thread decided: the earlier publications hear what
+            # became of the version that replaced theirs.
+            publications |= previous.publications
+        self._pending[name] = Pending(publications, name, sha256, time.monotonic() + outcome_wait)
 
     def _report_pending(self, client, settings, paths):
         if not self._pending:
@@ -237,7 +248,8 @@ class ClusterDeployer:
                 continue
             if outcome is None:
                 outcome = (modules.REFUSED, 'the pickup directory decided nothing in time (is hot deploy on?)')
-            self._report(client, settings, pending.publication, *outcome)
+            for publication in sorted(pending.publications):
+                self._report(client, settings, publication, *outcome)
             del self._pending[name]
 
     @staticmethod

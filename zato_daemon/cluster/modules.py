@@ -145,6 +145,9 @@ def load_record(text, expected_name):
         raise RecordError(problem)
     if not is_publication_id(record['publication']):
         raise RecordError('its publication id is not one')
+    # Not signed, and shown in log lines: no control character may forge one.
+    if not record['host'].isprintable() or len(record['host']) > 255:
+        raise RecordError('its publishing host is not a printable name')
     return record
 
 

@@ -66,6 +66,7 @@ def test_a_tombstone_verifies():
     (modules.dump_record(dict(record(), kind='script')), 'unknown kind'),
     (modules.dump_record(record(name='billing.py')), 'stored under'),
     (modules.dump_record(dict(record(), publication='../x')), 'publication'),
+    (modules.dump_record(dict(record(), host='h\nERROR forged')), 'host'),
 ])
 def test_what_is_not_a_record_is_refused_saying_why(text, message):
     with pytest.raises(modules.RecordError, match=message):
