@@ -106,7 +106,7 @@ def report(hosts, items):
     status = 0 if hosts else 1
     lines, data = [], {}
     if not hosts:
-        lines.append('no live member: nobody took it')
+        lines.append('no live member now: stored in the cluster, members deploy it when they join')
     for item in items:
         item_status, rows = modules.summarize(hosts, item.outcomes)
         status = max(status, item_status)
