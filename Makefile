@@ -17,7 +17,7 @@ DEB_TOOLS := build-essential devscripts lintian
 # tests start redis-server themselves.
 TEST_TOOLS := tmux redis-server
 # What booting the system tests' Debian 12 container needs.
-SYSTEM_TEST_PACKAGES := systemd-container debootstrap debian-archive-keyring gpgv wget
+SYSTEM_TEST_PACKAGES := systemd-container debootstrap debian-archive-keyring gpgv wget iproute2
 # `make deb DEB_VERSION=0.1.0+test1` builds the tree under another version (upgrade tests).
 DEB_VERSION ?=
 RUN_DIR := .run/server
