@@ -139,6 +139,11 @@ return live
 """
 
 
+# Seconds. Deadlines are ms since the epoch in Redis (an int64) and in Lua (a double, exact
+# to 2**53): 100 years keeps both exact, where any finite number of seconds would not.
+MAX_EXPIRY = 100 * 365 * 86400
+
+
 def key_prefix(cluster_name, cache_name):
     """`zato:<cluster>:cache:<name>:`; the name percent-encoded (':' and '%' among others),
     so that a name holding ':entry:' cannot collide with another cache's entries."""
@@ -261,6 +266,9 @@ class ClusterCache(CacheBackend):
         self.check_key(key)
         text = self.encode(key, value)
         expiry = self.check_expiry(key, expiry)
+        if expiry is not None and expiry > MAX_EXPIRY:
+            raise CacheError(f'cache {self.name!r}: expiry of key {key!r} is over {MAX_EXPIRY} seconds (100 years), '
+                             'the most a cluster cache keeps a deadline for; 0 never expires')
         # Redis counts in ms; a positive expiry below 1 ms still expires (1 ms), never "never".
         milliseconds = '' if expiry is None else str(max(1, round(expiry * 1000)) if expiry else 0)
         evicted = self._run('set', 'set', key, [key, text, milliseconds, _flag(self.definition.extend_expiry_on_set),

@@ -173,6 +173,8 @@ def test_a_value_over_max_item_size_or_not_json_is_refused_and_nothing_stored(pa
         first.set(1, 'v')
     with pytest.raises(CacheError, match='expiry'):
         first.set('k', 1, expiry=-1)
+    with pytest.raises(CacheError, match=r"expiry of key 'k' is over 3153600000 seconds \(100 years\)"):
+        first.set('k', 1, expiry=1e300)
     assert second.keys() == []
 
 
