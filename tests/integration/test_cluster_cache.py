@@ -129,10 +129,14 @@ def test_a_redis_that_stops_answering_fails_cache_calls_in_time_and_nothing_else
 
 def test_a_cluster_cache_on_a_single_host_is_refused(tmp_path, server_factory):
     server_dir = write_server_dir(tmp_path / 'single', free_port(), sections='[caches]\nshared = scope=cluster\n')
+    checked = zato_daemon('check-config', server_dir)
+    assert (checked.returncode, checked.stderr.strip()) == (
+        78, "zato-daemon: [caches] shared: scope 'cluster' needs the cluster's Redis: set [cluster] redis_url in "
+            "server.conf, or make the cache 'local'")
     result = zato_daemon('start', server_dir)
     assert result.returncode == 78
-    assert "[caches] shared: scope 'cluster' needs the cluster's Redis: set [cluster] redis_url" in (
-        result.stderr + (server_dir / 'logs' / 'server.log').read_text())
+    # Refused before anything is bound or forked, as every configuration error is.
+    assert "[caches] shared: scope 'cluster' needs the cluster's Redis: set [cluster] redis_url" in result.stderr
     single = server_factory('created')
     result = invoke(single, 'zato.cache.builtin.create', {'name': 'late', 'scope': 'cluster'})
     assert result.returncode == 1 and 'answered 400' in result.stderr

@@ -209,14 +209,8 @@ class RedisLink:
             raise self._failed(cache_name, operation, exc) from None
         if settings is None:
             raise self._failed(cache_name, operation, 'this server has no [cluster] redis_url')
-        client = connection.connect(settings)
-        # connect() gives the membership's time limit; a cache call has its own, shorter one.
-        # The pool makes its connections from these options, later, so this applies to all.
-        options = client.connection_pool.connection_kwargs
-        options['socket_timeout'] = self.timeout
-        if 'socket_connect_timeout' in options:
-            options['socket_connect_timeout'] = self.timeout
-        options['client_name'] = 'zato-daemon-cache'
+        client = connection.connect(settings, self.timeout)
+        client.connection_pool.connection_kwargs['client_name'] = 'zato-daemon-cache'
         self._connection = connection
         self._errors = connection.REDIS_ERRORS
         self.settings = settings

@@ -6,6 +6,12 @@ request path never touches it. redis-py's own sockets, with a time limit on conn
 every reply, so that no call waits on a Redis that stopped answering for longer than TIMEOUT.
 """
 
+# Imported before redis, in the master's main thread (arbiter.follow_cluster imports this module
+# before it starts a thread): redis-py 5 imports `secrets` lazily when it makes a client, and a
+# worker forked while a thread of the master held that module's import lock hung for ever on
+# its own first `import secrets`.
+import secrets  # noqa: F401
+
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -26,16 +32,17 @@ BACKOFF_MAX = 30.0
 REDIS_ERRORS = (redis.RedisError, OSError)
 
 
-def connect(settings):
-    """A client of the cluster's Redis (it connects on its first command, not here)."""
+def connect(settings, timeout=TIMEOUT):
+    """A client of the cluster's Redis (it connects on its first command, not here); `timeout`
+    bounds connecting and every reply."""
     # No retries inside redis-py (newer versions retry three times by default): one attempt
     # takes at most TIMEOUT, and the caller's back-off decides when to try again.
-    options = {'socket_timeout': TIMEOUT, 'decode_responses': True, 'client_name': 'zato-daemon',
+    options = {'socket_timeout': timeout, 'decode_responses': True, 'client_name': 'zato-daemon',
                'retry': Retry(NoBackoff(), 0)}
     if not settings.url.lower().startswith('unix:'):
         # redis-py 4.3 (Debian 12) takes no connect timeout for Unix sockets; connecting to
         # one fails or succeeds at once.
-        options['socket_connect_timeout'] = TIMEOUT
+        options['socket_connect_timeout'] = timeout
     if settings.password is not None:
         options['password'] = settings.password
     return redis.Redis.from_url(settings.url, **options)

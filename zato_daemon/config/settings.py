@@ -143,9 +143,11 @@ SECTIONS = (
         max_item_size (bytes of JSON), extend_expiry_on_get, extend_expiry_on_set,
         sync_method (no-sync: each worker its own; in-background: a change is seen by every
         worker within 100 ms), persistent_storage (no-persistent-storage, or sql: kept in the
-        state directory across restarts), is_active, cache_type (builtin). Omitted fields take
-        their defaults; every worker creates the caches before it deploys services. Services
-        use them as self.caches['name'] (self.cache is the default one). For example:
+        state directory across restarts), is_active, cache_type (builtin), scope (local: this
+        host's; cluster: kept in the cluster's Redis, shared by every member and worker; needs
+        [cluster] redis_url). Omitted fields take their defaults; every worker creates the
+        caches before it deploys services. Services use them as self.caches['name']
+        (self.cache is the default one). For example:
         sessions = max_size=50000, sync_method=in-background, persistent_storage=sql"""),
         key_validator=service_name(), value_validator=CacheFields()),
     SectionSpec('server.conf', 'diagnostics', 'Sample and slow calls kept for troubleshooting.'),

@@ -422,6 +422,9 @@ class Arbiter:
             # keeps its settings until a reload reads a configuration that works.
             logger.error('Cannot join the cluster: %s', exc)
             return
+        if settings is not None:
+            # Here, in the main thread, before any cluster thread: see cluster/connection.py.
+            from zato_daemon.cluster import connection  # noqa: F401
         if settings is None:
             if self.membership is not None:
                 # Not joined: the thread removes the record and ends by itself.

@@ -10,9 +10,11 @@ import os
 from dataclasses import dataclass
 
 from zato_daemon import preflight
+from zato_daemon.cache.definition import check_configured_scopes
 from zato_daemon.cluster import settings as cluster_settings
 from zato_daemon.config import load_config
 from zato_daemon.deploy.probe import vet_configured
+from zato_daemon.errors import ConfigError
 from zato_daemon.logs.setup import check_server_log, configure_logging
 from zato_daemon.master.arbiter import Arbiter, bind_metrics
 from zato_daemon.paths import ServerDir, ServerPaths
@@ -94,6 +96,10 @@ def check_before_binding(config, paths):
     every reload: a password file gone refuses it)."""
     preflight.check(config, paths)
     cluster_settings.from_config(config)
+    refused = check_configured_scopes(config.server_config.caches, bool(config.server_config.cluster.redis_url))
+    if refused is not None:
+        name, reason = refused
+        raise ConfigError(reason, key=f'[caches] {name}')
     return vet_configured(config, paths)
 
 
