@@ -60,3 +60,28 @@ def describe_error(exc, settings):
     redis-py's messages name host and port, never the password; redacted all the same."""
     text = ' '.join(str(exc).split()) or type(exc).__name__
     return redaction.redact_text(f'{shown_url(settings.url)}: {type(exc).__name__}: {text}')
+
+
+class ClientHolder:
+    """One thread's client, made on first use and made again when the settings change (a
+    reload moved the cluster). The membership and deploy threads each hold one."""
+
+    def __init__(self):
+        self.client = None
+        self.settings = None
+
+    def client_for(self, settings):
+        if self.client is not None and self.settings != settings:
+            self.close()
+        if self.client is None:
+            self.client = connect(settings)
+            self.settings = settings
+        return self.client
+
+    def close(self):
+        if self.client is not None:
+            try:
+                self.client.close()
+            except REDIS_ERRORS:
+                pass
+            self.client = None

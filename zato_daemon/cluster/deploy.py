@@ -55,8 +55,7 @@ class ClusterDeployer:
         self._config = (settings, key, paths, hot_deploy, outcome_wait)
         self._stopped = threading.Event()
         self._thread = None
-        self._client = None
-        self._client_settings = None
+        self._redis = connection.ClientHolder()
         self._synced = False
         self._last_id = None
         self._delay = None
@@ -84,7 +83,7 @@ class ClusterDeployer:
             self._thread.join(timeout)
 
     def close_in_child(self):
-        close_in_child(self._client)
+        close_in_child(self._redis.client)
 
     # ---- the thread
 
@@ -97,12 +96,12 @@ class ClusterDeployer:
                     # A bug must not end cluster deploys silently.
                     self.logger.exception('Unexpected error in the cluster deploy thread; trying again in %.3g s',
                                           self.connection.BACKOFF_MAX)
-                    self._close_client()
+                    self._redis.close()
                     wait = self.connection.BACKOFF_MAX
                 if wait:
                     self._stopped.wait(wait)
         finally:
-            self._close_client()
+            self._redis.close()
 
     def _step(self):
         """One pass: connect and catch up if needed, report what the pickup thread decided,
@@ -112,7 +111,7 @@ class ClusterDeployer:
             must_sync = not self._synced
             self._synced = True
         try:
-            client = self._client_for(settings)
+            client = self._redis.client_for(settings)
             if must_sync:
                 self._last_id = self._latest_id(client, settings)
                 if key is not None and hot_deploy:
@@ -131,7 +130,7 @@ class ClusterDeployer:
             # The heartbeat thread says that Redis cannot be reached (CLUSTER_UNREACHABLE);
             # this one catches up once it can again.
             self.logger.debug('Cluster deploys wait for Redis: %s', self.connection.describe_error(exc, settings))
-            self._close_client()
+            self._redis.close()
             with self._lock:
                 self._synced = False
             self._delay = self.connection.next_delay(self._delay)
@@ -257,23 +256,6 @@ class ClusterDeployer:
         key = modules.outcome_key(settings.name, publication)
         client.hset(key, settings.host_name, json.dumps({'outcome': outcome, 'reason': reason}))
         client.expire(key, modules.OUTCOME_TTL)
-
-    def _client_for(self, settings):
-        if self._client is not None and self._client_settings != settings:
-            self._close_client()
-        if self._client is None:
-            # XREAD blocks for READ_BLOCK: the reply may take that much longer than the usual limit.
-            self._client = self.connection.connect(settings)
-            self._client_settings = settings
-        return self._client
-
-    def _close_client(self):
-        if self._client is not None:
-            try:
-                self._client.close()
-            except self.connection.REDIS_ERRORS:
-                pass
-            self._client = None
 
 
 def _field(text, name):

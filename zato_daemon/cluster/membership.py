@@ -186,8 +186,7 @@ class Membership:
         self._stopped = threading.Event()
         self._settings_changed = threading.Event()
         self._thread = None
-        self._client = None
-        self._client_settings = None
+        self._redis = connection.ClientHolder()
         self._written_key = None
         self._known_services = None
 
@@ -223,7 +222,7 @@ class Membership:
             self._thread.join(timeout)
 
     def close_in_child(self):
-        close_in_child(self._client)
+        close_in_child(self._redis.client)
 
     # ---- the thread
 
@@ -254,7 +253,7 @@ class Membership:
             self._known_services = services
         key = member_key(settings.name, settings.host_name)
         try:
-            client = self._client_for(settings)
+            client = self._redis.client_for(settings)
             record = member_record(identity.as_dict(settings.host_name), self._known_services, time.time())
             client.set(key, json.dumps(record, sort_keys=True), px=int(settings.heartbeat_ttl * 1000))
             if self._written_key not in (None, key):
@@ -266,7 +265,7 @@ class Membership:
                 event = self.link.succeeded(time.time())
             wait = heartbeat_interval(settings.heartbeat_ttl)
         except self.connection.REDIS_ERRORS as exc:
-            self._close_client()
+            self._redis.close()
             error = self.connection.describe_error(exc, settings)
             with self._lock:
                 event = self.link.failed(time.time(), error, self.connection.next_delay)
@@ -286,29 +285,13 @@ class Membership:
                                 'doubling to %.3g s', settings.name, self.link.last_error, self.link.delay,
                                 self.connection.BACKOFF_MAX, extra=event.extra)
 
-    def _client_for(self, settings):
-        if self._client is not None and self._client_settings != settings:
-            self._close_client()
-        if self._client is None:
-            self._client = self.connection.connect(settings)
-            self._client_settings = settings
-        return self._client
-
-    def _close_client(self):
-        if self._client is not None:
-            try:
-                self._client.close()
-            except self.connection.REDIS_ERRORS:
-                pass
-            self._client = None
-
     def _leave(self):
         """At stop: this member's key goes now rather than when it expires (best effort: a
         Redis that does not answer lets it expire)."""
         try:
-            if self._client is not None and self._written_key is not None:
-                self._client.delete(self._written_key)
+            if self._redis.client is not None and self._written_key is not None:
+                self._redis.client.delete(self._written_key)
         except self.connection.REDIS_ERRORS:
             pass
         finally:
-            self._close_client()
+            self._redis.close()
