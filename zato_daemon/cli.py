@@ -138,6 +138,20 @@ HELP = {
         command that shows them.""",
         ['zato-daemon dump /srv/crm'],
         [(0, 'the dump was requested'), 66, (69, 'no server runs in DIR'), 77]),
+    'diagnose': Help(
+        'Take several dumps of the server of DIR and say what is wrong: stuck, blocked, waiting, leaking.',
+        """Has every process of the server dump --dumps times, --interval seconds apart
+        (as `dump` does, to server.log and the journal too), then compares the dumps of
+        each process: greenlets and threads stuck on the same stack in every dump (with
+        the service, cid and age of their call), a greenlet keeping the hub from running,
+        waits on gevent locks, semaphores, events and queues grouped by object with the
+        holder where it can be known (wait cycles reported as deadlocks), greenlet counts
+        per spawn site that rose in every dump, and every call in flight, oldest first.
+        Most important first, one line per finding, then details; --json for scripts.""",
+        ['zato-daemon diagnose /srv/crm', 'zato-daemon diagnose /srv/crm --dumps 5 --interval 1 --json'],
+        [(0, 'nothing was found'), (1, 'something was found: see the report'),
+         (64, 'bad command line'), 66,
+         (69, 'no server runs in DIR, or a process did not write its dumps in time'), 77]),
     'info': Help(
         'Show the pids, version, directories, address, uptime and services of the server of DIR.',
         """Asks a worker through the admin socket: master and worker pids, version,
@@ -251,7 +265,8 @@ TOP_LEVEL_EPILOG = ('Run "zato-daemon COMMAND --help" for what a command does, a
                     'exit status:\n' + '\n'.join(f'  {code:<3} {meaning}' for code, meaning in (
                         (0, STATUS_MEANINGS[0]),
                         (1, 'invoke: the service failed; verify: the module is not that file; '
-                            'cluster: the members differ; deploy, undeploy: a member did not'),
+                            'cluster: the members differ; deploy, undeploy: a member did not; '
+                            'diagnose: something was found'),
                         *((code, STATUS_MEANINGS[code]) for code in (64, 66, 69, 70)),
                         (73, 'a directory or file the server must write cannot be written'),
                         (77, STATUS_MEANINGS[77]),
@@ -287,6 +302,8 @@ def build_parser():
     command('stop')
     command('reload')
     command('dump')
+    from zato_daemon.dump import diagnose
+    diagnose.add_arguments(command('diagnose'))
     command('info').add_argument('--json', action='store_true', help='print JSON')
     top_command = command('top')
     top_command.add_argument('--once', action='store_true', help='print one view and exit, without curses')
@@ -573,6 +590,12 @@ def command_dump(args):
     print(f'zato-daemon: dump requested from master pid {pid} and its workers; they are in {log_path}, and in '
           f'the journal:\n  journalctl -o cat MESSAGE_ID={DUMP_WRITTEN.message_id} --since "{since}"')
     return EXIT_OK
+
+
+def command_diagnose(args):
+    from zato_daemon.dump import diagnose
+    server_dir, pid = _require_master(args.server_dir)
+    return diagnose.run(args, server_dir, pid, paths_in_use(server_dir, pid))
 
 
 def command_info(args):
@@ -901,6 +924,7 @@ COMMANDS = {
     'stop': command_stop,
     'reload': command_reload,
     'dump': command_dump,
+    'diagnose': command_diagnose,
     'info': command_info,
     'top': command_top,
     'invoke': command_invoke,
