@@ -241,10 +241,23 @@ CLUSTER_SIGNATURE_REFUSED = _event('CLUSTER_SIGNATURE_REFUSED', logging.ERROR, '
     Redis. If only this member refuses, its key file differs from the publisher's: give
     every member the same key and deploy again.''')
 
+DUMP_FAILED = _event('DUMP_FAILED', logging.WARNING, '184a80d0c20c40a4b4776f054b51cc74',
+                     'zato-daemon could not write part of a dump', '''
+    A dump of the process @ZATO_DUMP_PID@ could not be written to one of its places
+    (server.log, the journal, or the dump record `zato-daemon diagnose` reads); the entry
+    names which and the error. The other places still got it: each is written on its own.
+    A full or read-only disk and a missing logs directory are the usual causes.''')
+CLUSTER_DUMP_REQUESTED = _event('CLUSTER_DUMP_REQUESTED', logging.INFO, '0032c47bec0a4b71909f873ad27a0b02',
+                                'zato-daemon dumps because its cluster asked', f'''
+    zato-daemon dump DIR --cluster, run on some member, asked every member of the cluster
+    to dump its threads and greenlets. This member did: its dump entries (MESSAGE_ID
+    {DUMP_WRITTEN.message_id}) follow, and the command printed where to find them on each host.
+    Nothing to do.''')
+
 EVENTS = (SERVER_READY, SERVER_STOPPED, SERVER_HALTED, START_FAILED, RELOAD_COMPLETE, RELOAD_REFUSED,
           RELOAD_FAILED, WORKER_EXITED, WORKER_BOOT_FAILED, WORKER_BOOT_TIMEOUT, WORKERS_KILLED,
           SERVICE_FAILED, DEPLOY_FAILED, SERVICE_DEPLOYED, WORKER_HUNG, DUMP_WRITTEN, SLOW_RESPONSE,
           ACCEPT_FAILED, CONNECTIONS_LIMITED, WORKER_RECYCLED, WORKER_MEMORY_RECYCLED, DEPLOY_REFUSED,
           PICKUP_SCAN_FAILED, SPAWN_FAILED, STARTUP_CALLABLE_FAILED, RUNTIME_REPAIRED,
           CLUSTER_JOINED, CLUSTER_UNREACHABLE, CLUSTER_DEPLOY_ACCEPTED, CLUSTER_DEPLOY_REFUSED,
-          CLUSTER_SIGNATURE_REFUSED)
+          CLUSTER_SIGNATURE_REFUSED, DUMP_FAILED, CLUSTER_DUMP_REQUESTED)
