@@ -25,6 +25,8 @@ STATUS_FILE_NAME = 'master.json'
 # The master's per-second view of its metrics, for `zato-daemon top` (metrics/live.py).
 METRICS_SNAPSHOT_NAME = 'metrics.json'
 SERVER_LOG_NAME = 'server.log'
+# One JSON record per dump, what `zato-daemon diagnose` compares (dump/record.py).
+DUMP_RECORDS_NAME = 'dumps'
 DIAGNOSTICS_DATABASE_NAME = 'diagnostics.sqlite3'
 EXTLIB = 'extlib'
 
@@ -71,6 +73,10 @@ class ServerDir:
     @property
     def metrics_snapshot(self):
         return self.runtime / METRICS_SNAPSHOT_NAME
+
+    @property
+    def dump_records(self):
+        return self.runtime / DUMP_RECORDS_NAME
 
     @property
     def deployed_dir(self):
