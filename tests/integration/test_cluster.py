@@ -130,6 +130,7 @@ def test_members_with_the_same_services_agree_and_a_stopped_one_leaves_at_once(r
     # A graceful stop removes the record: no waiting for the 30 s TTL.
     second.stop()
     assert wait_until(lambda: members_are(first.server_dir, ['host-a']), timeout=10)[0] == 0
+    assert second.log().count('Left cluster test as host-b: removed its record') == 1
 
 
 def test_a_module_deployed_on_one_member_only_is_a_difference(redis_server, server_factory):
@@ -285,6 +286,8 @@ def test_a_reload_joins_moves_and_leaves_the_cluster(redis_server, server_factor
                               timeout=10)
     assert status == 1
     assert json.loads(zato_daemon('info', single.server_dir, '--json', check=True).stdout)['cluster'] is None
+    # Said once, naming the member it was at the time.
+    assert single.log().count('Left cluster test as host-z: removed its record') == 1
 
 
 def test_a_unix_socket_url(redis_server, server_factory):

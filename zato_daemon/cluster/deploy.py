@@ -158,7 +158,7 @@ class ClusterDeployer:
         to_write, to_remove = modules.catch_up(records, local)
         if to_write or to_remove:
             self.logger.info('Catching up with cluster %s: %d module(s) to deploy, %d to remove', settings.name,
-                             len(to_write), len(to_remove))
+                             len(to_write), len(to_remove), extra=levels.CLUSTER_CATCHING_UP.extra)
         for name in to_write + to_remove:
             self._apply(client, settings, paths, outcome_wait, records[name])
 

@@ -288,10 +288,18 @@ class Membership:
     def _leave(self):
         """At stop: this member's key goes now rather than when it expires (best effort: a
         Redis that does not answer lets it expire)."""
+        settings = self._settings
+        if self._written_key is None:
+            self._redis.close()
+            return  # never registered: nothing to leave
+        how = f'its record expires within {settings.heartbeat_ttl:g} s (Redis does not answer)'
         try:
-            if self._redis.client is not None and self._written_key is not None:
+            if self._redis.client is not None:
                 self._redis.client.delete(self._written_key)
+                how = 'removed its record'
         except self.connection.REDIS_ERRORS:
             pass
         finally:
             self._redis.close()
+        self.logger.info('Left cluster %s as %s: %s', settings.name, settings.host_name, how,
+                         extra=levels.CLUSTER_LEFT.extra)

@@ -254,10 +254,23 @@ CLUSTER_DUMP_REQUESTED = _event('CLUSTER_DUMP_REQUESTED', logging.INFO, '0032c47
     {DUMP_WRITTEN.message_id}) follow, and the command printed where to find them on each host.
     Nothing to do.''')
 
+CLUSTER_LEFT = _event('CLUSTER_LEFT', logging.INFO, '954d26a5e46a42c1b7d9f2b857b5f155',
+                      'zato-daemon left its cluster', '''
+    This member stopped, or a reload emptied [cluster] redis_url: it removed its record from the cluster's Redis, so zato-daemon cluster no
+    longer lists it; when Redis did not answer, the record expires after heartbeat_ttl
+    instead. Modules deployed to the cluster stay in its pickup directory and keep serving.''')
+CLUSTER_CATCHING_UP = _event('CLUSTER_CATCHING_UP', logging.INFO, '6609f8f6ee8d4dd0875f0c2deddae996',
+                             'zato-daemon is taking the cluster deploys it missed', '''
+    At start, or after Redis could not be reached, this member compared the latest version of
+    every module kept in the cluster's Redis with its pickup directory, and found modules to
+    deploy or remove (deployed or undeployed while it was away). The entry gives their
+    numbers; CLUSTER_DEPLOY_ACCEPTED follows for each. Nothing to do.''')
+
 EVENTS = (SERVER_READY, SERVER_STOPPED, SERVER_HALTED, START_FAILED, RELOAD_COMPLETE, RELOAD_REFUSED,
           RELOAD_FAILED, WORKER_EXITED, WORKER_BOOT_FAILED, WORKER_BOOT_TIMEOUT, WORKERS_KILLED,
           SERVICE_FAILED, DEPLOY_FAILED, SERVICE_DEPLOYED, WORKER_HUNG, DUMP_WRITTEN, SLOW_RESPONSE,
           ACCEPT_FAILED, CONNECTIONS_LIMITED, WORKER_RECYCLED, WORKER_MEMORY_RECYCLED, DEPLOY_REFUSED,
           PICKUP_SCAN_FAILED, SPAWN_FAILED, STARTUP_CALLABLE_FAILED, RUNTIME_REPAIRED,
           CLUSTER_JOINED, CLUSTER_UNREACHABLE, CLUSTER_DEPLOY_ACCEPTED, CLUSTER_DEPLOY_REFUSED,
-          CLUSTER_SIGNATURE_REFUSED, DUMP_FAILED, CLUSTER_DUMP_REQUESTED)
+          CLUSTER_SIGNATURE_REFUSED, DUMP_FAILED, CLUSTER_DUMP_REQUESTED,
+          CLUSTER_LEFT, CLUSTER_CATCHING_UP)
