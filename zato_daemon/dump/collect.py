@@ -106,6 +106,7 @@ class ThreadInfo:
     is_current: bool            # the thread that collected this dump; its frames are not taken
     frames: tuple
     frames_cut: int = 0         # outer frames beyond Limits.max_frames
+    running_greenlet: int = None  # main thread: the address of the greenlet running in it, when known
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,10 @@ class GreenletInfo:
     spawned_at: tuple           # FrameInfo without variables, outermost first; None when unknown
     frames: tuple
     frames_cut: int = 0
+    is_hub: bool = False        # a gevent hub
+    call: tuple = None          # the service call it runs: (cid, service, started wall time), or None
+    waits_on: object = None     # waits.Wait, or None
+    holds: tuple = ()           # waits.Held of the objects it holds
 
 
 @dataclass(frozen=True)
@@ -135,6 +140,8 @@ class Dump:
     threads: tuple
     greenlets: tuple
     duration: float             # seconds spent collecting
+    heartbeat_age: float = None  # seconds since the worker's hub last sent a heartbeat; None in the master
+    objects: tuple = ()         # waits.WaitObject of the lock-like objects greenlets wait on or hold
 
 
 def collect(main_thread_ident, role, server_dir, dump_id=None, include_greenlets=True, limits=DEFAULT_LIMITS):
