@@ -15,7 +15,7 @@ Each operation is one Lua script, so it is atomic across every worker and member
 one round trip. Time is Redis' (TIME), never a member's: hosts' clocks may differ.
 
 A worker opens its own client on the first call on a cluster cache (the master's connection
-is closed in workers after fork; see membership.close_in_child), through connection.py and
+is closed in workers after fork; see thread.close_in_child), through connection.py and
 with `[cluster] cache_timeout` as the time limit to connect and for each reply. gevent's
 patched sockets make the wait cooperative. A call that fails (Redis down, slow, refusing
 the password) raises CacheError naming the cache, the operation and the URL, redacted.

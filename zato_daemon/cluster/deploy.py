@@ -13,12 +13,11 @@ reads the whole modules hash and catches up before it follows the stream again.
 """
 
 import json
-import threading
 import time
 import uuid
 
 from zato_daemon.cluster import modules
-from zato_daemon.cluster.membership import close_in_child
+from zato_daemon.cluster.thread import ClusterThread
 from zato_daemon.deploy.manifest import ManifestError, read_manifest, write_atomically
 from zato_daemon.deploy.pickup import local_outcome, read_refusals
 from zato_daemon.logs import levels
@@ -42,20 +41,16 @@ class Pending:
         self.publications, self.name, self.sha256, self.deadline = publications, name, sha256, deadline
 
 
-class ClusterDeployer:
+class ClusterDeployer(ClusterThread):
     """The master's thread taking cluster deploys. `key` is the cluster key, or None (the
     member then refuses every publication, saying why); `paths` the ServerPaths (pickup and
     deployed directories); `outcome_wait` how long the pickup thread may take to decide."""
 
+    THREAD_NAME = 'zato-daemon: cluster deploy'
+
     def __init__(self, settings, key, paths, hot_deploy, outcome_wait, logger):
-        from zato_daemon.cluster import connection
-        self.connection = connection
-        self.logger = logger
-        self._lock = threading.Lock()
+        super().__init__(logger)
         self._config = (settings, key, paths, hot_deploy, outcome_wait)
-        self._stopped = threading.Event()
-        self._thread = None
-        self._redis = connection.ClientHolder()
         self._synced = False
         self._last_id = None
         self._delay = None
@@ -64,44 +59,16 @@ class ClusterDeployer:
 
     # ---- from the master's loop
 
-    def start(self):
-        self._thread = threading.Thread(target=self._run, name='zato-daemon: cluster deploy', daemon=True)
-        self._thread.start()
-        return self
-
     def update(self, settings, key, paths, hot_deploy, outcome_wait):
         """At a reload; the next pass reconnects if the cluster changed, and catches up."""
         with self._lock:
             self._config = (settings, key, paths, hot_deploy, outcome_wait)
             self._synced = False
 
-    def stop(self):
-        self._stopped.set()
-
     def join(self, timeout=READ_BLOCK + 2 * 2.0):
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def close_in_child(self):
-        close_in_child(self._redis.client)
+        super().join(timeout)
 
     # ---- the thread
-
-    def _run(self):
-        try:
-            while not self._stopped.is_set():
-                try:
-                    wait = self._step()
-                except Exception:
-                    # A bug must not end cluster deploys silently.
-                    self.logger.exception('Unexpected error in the cluster deploy thread; trying again in %.3g s',
-                                          self.connection.BACKOFF_MAX)
-                    self._redis.close()
-                    wait = self.connection.BACKOFF_MAX
-                if wait:
-                    self._stopped.wait(wait)
-        finally:
-            self._redis.close()
 
     def _step(self):
         """One pass: connect and catch up if needed, report what the pickup thread decided,

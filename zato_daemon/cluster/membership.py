@@ -11,12 +11,11 @@ functions and a small state machine, tested case by case; `Membership` executes 
 """
 
 import json
-import os
-import threading
 import time
 from dataclasses import dataclass
 
 from zato_daemon.admin import call_service
+from zato_daemon.cluster.thread import ClusterThread
 from zato_daemon.errors import ZatoDaemonError
 from zato_daemon.logs import levels
 
@@ -132,23 +131,6 @@ def read_members(client, cluster):
     return sorted((record for record in records if record is not None), key=lambda record: record['host_name'])
 
 
-def close_in_child(client):
-    """In a worker just forked: its copies of a client's Redis sockets are closed, without the
-    shutdown redis-py's disconnect does, which would cut the master's connection too.
-    Otherwise each worker would hold the master's connection open after the master closed
-    it (a Redis restart, a reload). redis-py keeps its connections in private attributes:
-    whatever is not found there stays open, as it would without this."""
-    pool = getattr(client, 'connection_pool', None)
-    connections = [*getattr(pool, '_available_connections', ()), *getattr(pool, '_in_use_connections', ())]
-    for connection in connections:
-        sock = getattr(connection, '_sock', None)
-        if sock is not None:
-            try:
-                os.close(sock.detach())
-            except OSError:
-                pass
-
-
 @dataclass
 class Identity:
     """What the master says about itself in its record, beside the services."""
@@ -163,7 +145,7 @@ class Identity:
                 'started_at': self.started_at}
 
 
-class Membership:
+class Membership(ClusterThread):
     """The master's thread: writes this member's record every heartbeat_interval while Redis
     answers, and after a growing delay while it does not; removes it at stop.
 
@@ -172,79 +154,39 @@ class Membership:
     rewrites master.json, which `info` reads).
     """
 
+    THREAD_NAME = 'zato-daemon: cluster'
+
     def __init__(self, settings, identity, services, logger, on_change=lambda: None):
-        # Imported here: a server without a cluster never imports redis (connection.py does).
-        from zato_daemon.cluster import connection
-        self.connection = connection
-        self.logger = logger
+        super().__init__(logger)
         self.services = services
         self.on_change = on_change
         self.link = Link()
         self._settings = settings
         self._identity = identity
-        self._lock = threading.Lock()
-        self._stopped = threading.Event()
-        self._settings_changed = threading.Event()
-        self._thread = None
-        self._redis = connection.ClientHolder()
         self._written_key = None
         self._known_services = None
 
     # ---- from the master's loop
-
-    def start(self):
-        """Starts the thread; raises RuntimeError when no thread can be started."""
-        self._thread = threading.Thread(target=self._run, name='zato-daemon: cluster', daemon=True)
-        self._thread.start()
-        return self
 
     def update(self, settings=None, identity=None):
         """At a reload: new [cluster] settings or a new listening address, used from the next heartbeat."""
         with self._lock:
             self._settings = settings or self._settings
             self._identity = identity or self._identity
-        self._settings_changed.set()
+        self.wake()
 
     def status(self):
         """For master.json and `info`: the cluster, this member and the link; nothing secret."""
         with self._lock:
             return dict(self._settings.describe(), **self.link.as_dict())
 
-    def stop(self):
-        """Tells the thread to stop; it removes this member's key on its way out. Returns at
-        once: the master's loop never waits on Redis."""
-        self._stopped.set()
-        self._settings_changed.set()
-
     def join(self, timeout=STOP_TIMEOUT):
         """At the master's exit: waits for the key's removal, at most `timeout`."""
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def close_in_child(self):
-        close_in_child(self._redis.client)
+        super().join(timeout)
 
     # ---- the thread
 
-    def _run(self):
-        try:
-            while not self._stopped.is_set():
-                try:
-                    wait = self._beat()
-                except Exception:
-                    # A bug here must not end the heartbeats silently (the member would vanish
-                    # from the cluster with nothing in the log): said, and tried again.
-                    self.logger.exception('Unexpected error in the cluster thread; trying again in %.3g s',
-                                          self.connection.BACKOFF_MAX)
-                    wait = self.connection.BACKOFF_MAX
-                # A reload or a stop ends the wait early; a stop is seen after the clear,
-                # since stop() sets _stopped first.
-                self._settings_changed.wait(wait)
-                self._settings_changed.clear()
-        finally:
-            self._leave()
-
-    def _beat(self):
+    def _step(self):
         """Writes the record once; returns how long to wait before the next."""
         with self._lock:
             settings, identity = self._settings, self._identity
@@ -285,7 +227,7 @@ class Membership:
                                 'doubling to %.3g s', settings.name, self.link.last_error, self.link.delay,
                                 self.connection.BACKOFF_MAX, extra=event.extra)
 
-    def _leave(self):
+    def _finish(self):
         """At stop: this member's key goes now rather than when it expires (best effort: a
         Redis that does not answer lets it expire)."""
         settings = self._settings

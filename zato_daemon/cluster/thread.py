@@ -1,0 +1,97 @@
+"""The life of a master thread that talks to the cluster's Redis: start, a loop of steps, stop.
+
+Each cluster thread (membership.py's heartbeat, deploy.py's deploy reader, and any later one)
+is one of these with its own `_step()`; the master's loop only starts, wakes and stops them
+and never waits on Redis. A step that raises something unforeseen is logged with its
+traceback and tried again after the longest back-off, so a bug never ends a thread silently
+(a member vanishing from its cluster, or deploys no longer taken, with nothing in the log).
+"""
+
+import os
+import threading
+
+
+class ClusterThread:
+    """Subclasses give `THREAD_NAME` and `_step()`, which returns how long to wait before
+    the next step (0: at once); `_finish()` runs in the thread on its way out."""
+
+    THREAD_NAME = 'zato-daemon: cluster'
+
+    def __init__(self, logger):
+        # Imported here: a server without a cluster never imports redis (connection.py does).
+        from zato_daemon.cluster import connection
+        self.connection = connection
+        self.logger = logger
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._wake = threading.Event()
+        self._thread = None
+        self._redis = connection.ClientHolder()
+
+    # ---- from the master's loop
+
+    def start(self):
+        """Starts the thread; raises RuntimeError when no thread can be started."""
+        self._thread = threading.Thread(target=self._run, name=self.THREAD_NAME, daemon=True)
+        self._thread.start()
+        return self
+
+    def wake(self):
+        """Ends the current wait: the next step runs now (a reload changed the settings)."""
+        self._wake.set()
+
+    def stop(self):
+        """Tells the thread to stop after its current step; returns at once."""
+        self._stopped.set()
+        self._wake.set()
+
+    def join(self, timeout):
+        """At the master's exit: waits for the thread's end, at most `timeout`."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def close_in_child(self):
+        """In a process forked from the master: the inherited connection is the parent's."""
+        close_in_child(self._redis.client)
+
+    # ---- the thread
+
+    def _run(self):
+        try:
+            while not self._stopped.is_set():
+                try:
+                    wait = self._step()
+                except Exception:
+                    self.logger.exception('Unexpected error in the thread %r; trying again in %.3g s',
+                                          self.THREAD_NAME, self.connection.BACKOFF_MAX)
+                    self._redis.close()
+                    wait = self.connection.BACKOFF_MAX
+                if wait:
+                    # A stop is seen after the clear, since stop() sets _stopped first.
+                    self._wake.wait(wait)
+                    self._wake.clear()
+        finally:
+            self._finish()
+
+    def _step(self):
+        raise NotImplementedError
+
+    def _finish(self):
+        self._redis.close()
+
+
+def close_in_child(client):
+    """In a worker just forked: its copies of a client's Redis sockets are closed, without the
+    shutdown redis-py's disconnect does, which would cut the master's connection too.
+    Otherwise each worker would hold the master's connection open after the master closed
+    it (a Redis restart, a reload). redis-py keeps its connections in private attributes:
+    whatever is not found there stays open, as it would without this."""
+    pool = getattr(client, 'connection_pool', None)
+    connections = [*getattr(pool, '_available_connections', ()), *getattr(pool, '_in_use_connections', ())]
+    for connection in connections:
+        sock = getattr(connection, '_sock', None)
+        if sock is not None:
+            try:
+                os.close(sock.detach())
+            except OSError:
+                pass
