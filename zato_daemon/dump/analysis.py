@@ -1,0 +1,486 @@
+"""From successive dump records (record.py's format) to findings: what is stuck, blocked, waiting, leaking.
+
+Pure: records in, findings out, no I/O and no clock (the records' own times are the clock).
+diagnose.py takes the dumps and prints what `analyse()` returns.
+
+Each finding is decided per process on every record of it that the run took, in time order:
+- deadlock: a cycle of greenlets, each waiting (in every dump) on an object the next one holds;
+- hub_blocked: the same non-hub greenlet running in the main thread in every dump, or a
+  heartbeat older than HEARTBEAT_LIMIT: nothing else in that worker runs meanwhile;
+- stuck: a greenlet (by address) or a thread (by ident) on the same stack in every dump;
+- lock_wait: greenlets waiting on the same gevent lock, event or queue in every dump, grouped
+  by object, with its holder when the dump knows it;
+- growth: the greenlets spawned at one place, counted in every dump, rising every time;
+- in_flight: every call in progress in the last dump, oldest first (not a problem by itself).
+Greenlets and threads in a known idle place (IDLE_FRAMES: the hub, the server's own
+housekeeping loops, a keep-alive connection waiting for its next request) are never findings,
+so an idle server reports nothing. A greenlet is named once, under its most severe finding.
+"""
+
+import os
+import re
+
+DEADLOCK = 'deadlock'
+HUB_BLOCKED = 'hub_blocked'
+STUCK = 'stuck'
+LOCK_WAIT = 'lock_wait'
+GROWTH = 'growth'
+IN_FLIGHT = 'in_flight'
+# Most important first: the order of the report.
+SEVERITY = (DEADLOCK, HUB_BLOCKED, STUCK, LOCK_WAIT, GROWTH, IN_FLIGHT)
+# Kinds that make `diagnose` exit 1; calls in flight alone are normal.
+PROBLEMS = frozenset(SEVERITY) - {IN_FLIGHT}
+
+# A worker's hub sends a heartbeat every second (worker/channel.py HEARTBEAT_INTERVAL); three
+# missed ones is not a busy moment any more.
+HEARTBEAT_LIMIT = 3.0
+
+# Where a greenlet or a thread waits when there is nothing to do: (file name ending, function).
+# Matched against the innermost frame that is not the stdlib's, gevent's, greenlet's or
+# redis-py's (is_library), or, for a stack made of those alone, against any of its frames.
+# Line numbers are left out on purpose: they move with every edit of these files.
+IDLE_FRAMES = frozenset({
+    # gevent's own: the hub's loop (the main thread's stack while nothing runs), its thread pool.
+    ('gevent/hub.py', 'Hub.run'),
+    ('gevent/threadpool.py', '_WorkerGreenlet._worker'),
+    ('gevent/threadpool.py', 'ThreadPool._worker'),
+    # A worker's housekeeping greenlets, each sleeping between two rounds.
+    ('zato_daemon/cache/registry.py', 'CacheRegistry.run'),
+    ('zato_daemon/deploy/follower.py', 'ManifestFollower.run'),
+    ('zato_daemon/diagnostics/store.py', 'DiagnosticsStore.run'),
+    ('zato_daemon/http/balance.py', 'Slot.keep_fresh'),
+    ('zato_daemon/http/server.py', 'HttpServer.close_expired_connections'),
+    ('zato_daemon/http/server.py', 'HttpServer.drain'),
+    ('zato_daemon/worker/process.py', 'Worker.send_heartbeats'),
+    ('zato_daemon/worker/process.py', 'Worker.send_reports'),
+    ('zato_daemon/worker/process.py', 'Worker.watch_master'),
+    # The worker's main greenlet, waiting for the stop request.
+    ('zato_daemon/worker/process.py', 'Worker.serve'),
+    # A connection between two requests (a keep-alive client), or lingering after an answer;
+    # one serving a call is in HttpServer._answer, deeper.
+    ('zato_daemon/http/server.py', 'HttpServer._exchange'),
+    ('zato_daemon/http/server.py', '_Receiver.__call__'),
+    ('zato_daemon/http/server.py', 'HttpServer.answer_and_linger'),
+    # The master's threads: its main loop, hot deploy, /metrics, the cluster's two threads.
+    ('zato_daemon/master/arbiter.py', 'Arbiter.wait_for_events'),
+    ('zato_daemon/deploy/pickup.py', 'PickupDeployer._run'),
+    ('socketserver.py', 'BaseServer.serve_forever'),
+    ('zato_daemon/cluster/membership.py', 'MembershipThread._run'),
+    ('zato_daemon/cluster/deploy.py', 'ClusterDeployer._run'),
+    ('zato_daemon/cluster/deploy.py', 'ClusterDeployer._step'),
+})
+
+# The stdlib (not its site- or dist-packages), and the libraries the server itself waits in.
+_STDLIB = re.compile(r'/python3(?:\.\d+)?/(?!(?:site|dist)-packages/)')
+_LIBRARIES = re.compile(r'/(?:site|dist)-packages/(?:gevent|greenlet|redis)/')
+
+
+def is_library(file):
+    """True for a frame of the stdlib, gevent, greenlet or redis-py: code the application calls
+    into and waits in, never where its own problem is."""
+    return file.startswith('<') or bool(_STDLIB.search(file) or _LIBRARIES.search(file))
+
+
+def _is_idle_frame(frame):
+    file, function = frame['file'], frame['function']
+    return any(function == idle_function and file.endswith('/' + ending) for ending, idle_function in IDLE_FRAMES)
+
+
+def is_idle(frames):
+    """True when a stack (outermost first) waits in a known idle place of IDLE_FRAMES."""
+    for frame in reversed(frames):
+        if _is_idle_frame(frame):
+            return True
+        if not is_library(frame['file']):
+            return False  # the innermost frame of the application's own code decides
+    return False
+
+
+def innermost_own(frames):
+    """(frame, callee function or None): the innermost frame outside the libraries, and the
+    function it called into; the innermost frame when every one is a library's. (None, None)
+    for an empty stack."""
+    for index in range(len(frames) - 1, -1, -1):
+        if not is_library(frames[index]['file']):
+            callee = frames[index + 1]['function'] if index + 1 < len(frames) else None
+            return frames[index], callee
+    return (frames[-1], None) if frames else (None, None)
+
+
+def where(frames):
+    """'in socket.recv at client.py:88', or 'at spin.py:12 in Spin.handle' when that frame is
+    the innermost; '' for an empty stack."""
+    frame, callee = innermost_own(frames)
+    if frame is None:
+        return ''
+    place = f'{os.path.basename(frame["file"])}:{frame["line"]}'
+    return f'in {callee} at {place}' if callee else f'at {place} in {frame["function"]}'
+
+
+def seconds(value):
+    """'6 s', '0.4 s', '41 s', '2 min 5 s' for a report line."""
+    if value < 10:
+        return f'{value:.1f} s'.replace('.0 s', ' s')
+    if value < 120:
+        return f'{value:.0f} s'
+    return f'{int(value // 60)} min {int(value % 60)} s'
+
+
+# ---- one process's records
+
+class Process:
+    """The records of one pid, in time order, with lookups the rules share."""
+
+    def __init__(self, records):
+        self.records = sorted(records, key=lambda record: record['time'])
+        self.last = self.records[-1]
+        self.pid = self.last['pid']
+        self.role = self.last['role']
+        self.span = self.last['time'] - self.records[0]['time']
+        self.greenlets = [{greenlet['address']: greenlet for greenlet in record['greenlets']}
+                          for record in self.records]
+        self.hub_addresses = {greenlet['address'] for by_address in self.greenlets
+                              for greenlet in by_address.values() if greenlet.get('is_hub')}
+
+    def stack(self, record, fingerprint):
+        return record['stacks'].get(fingerprint, [])
+
+    def in_every_dump(self, address):
+        """The greenlet `address` in each record (a list), or None when a record lacks it."""
+        found = [by_address.get(address) for by_address in self.greenlets]
+        return None if any(greenlet is None for greenlet in found) else found
+
+    def running_greenlet(self, record):
+        """The greenlet running in the main thread when `record` was taken, or None."""
+        for thread in record['threads']:
+            if thread.get('is_main'):
+                address = thread.get('running_greenlet')
+                return None if address is None else {'address': address, 'thread': thread}
+        return None
+
+    def describe_greenlet(self, greenlet):
+        """'greenlet 0x7f… serving crm.get, cid 1a2b' or 'greenlet 0x7f… (runs app.loop)'."""
+        call = greenlet.get('call')
+        if call:
+            return f'greenlet {greenlet["address"]:#x} serving {call["service"]}, cid {call["cid"]}'
+        runs = greenlet.get('runs')
+        return f'greenlet {greenlet["address"]:#x}' + (f' (runs {runs})' if runs else '')
+
+
+def _is_candidate(process, greenlet):
+    """A greenlet that may be a finding at all: not the hub, not dead or never started."""
+    return not greenlet.get('is_hub') and greenlet['address'] not in process.hub_addresses and \
+        greenlet.get('state') in ('suspended', 'running')
+
+
+def _call_fields(greenlet):
+    call = greenlet.get('call') or {}
+    return {'service': call.get('service'), 'cid': call.get('cid'), 'call_age': call.get('age')}
+
+
+def _frame_fields(frames):
+    frame, callee = innermost_own(frames)
+    return {'file': frame['file'] if frame else None, 'line': frame['line'] if frame else None,
+            'function': frame['function'] if frame else None, 'callee': callee, 'where': where(frames)}
+
+
+# ---- the rules, one process at a time
+
+def persistent_waits(process):
+    """{greenlet address: object id} for greenlets waiting on the same object in every dump,
+    outside idle places."""
+    waits = {}
+    if len(process.records) < 2:
+        return waits
+    for greenlet in process.last['greenlets']:
+        wait = greenlet.get('waits_on')
+        if not wait or not _is_candidate(process, greenlet):
+            continue
+        everywhere = process.in_every_dump(greenlet['address'])
+        if everywhere is None or any((seen.get('waits_on') or {}).get('object') != wait['object']
+                                     for seen in everywhere):
+            continue
+        if is_idle(process.stack(process.last, greenlet['stack'])):
+            continue
+        waits[greenlet['address']] = wait['object']
+    return waits
+
+
+def holders(process, object_id):
+    """[(greenlet address, exact)] holding `object_id` in the last dump: the object's owner as
+    gevent records it, else the greenlets whose frames hold it."""
+    objects = {item['id']: item for item in process.last.get('objects', [])}
+    item = objects.get(object_id)
+    if item is not None and item.get('owner') is not None:
+        return [(item['owner'], bool(item.get('owner_exact')))]
+    found = []
+    for greenlet in process.last['greenlets']:
+        for held in greenlet.get('holds') or ():
+            if held['object'] == object_id:
+                found.append((greenlet['address'], bool(held.get('exact'))))
+    return found
+
+
+def find_cycles(edges):
+    """Every simple cycle of a graph {node: [next nodes]}, each once, starting at its smallest
+    node; sorted. Small graphs only (waiting greenlets of one process)."""
+    cycles = set()
+
+    def walk(start, node, path, on_path):
+        for following in edges.get(node, ()):
+            if following == start:
+                cycles.add(tuple(path))
+            elif following not in on_path and following > start:
+                on_path.add(following)
+                walk(start, following, path + [following], on_path)
+                on_path.discard(following)
+
+    for start in sorted(edges):
+        walk(start, start, [start], {start})
+    return sorted(cycles)
+
+
+def _object_label(process, object_id):
+    objects = {item['id']: item for item in process.last.get('objects', [])}
+    item = objects.get(object_id, {})
+    names = item.get('names') or []
+    kind = item.get('kind') or 'object'
+    return (f'{names[0]} ({kind} at {object_id})' if names else f'{kind} at {object_id}'), item
+
+
+def deadlocks(process, waits):
+    edges = {address: [holder for holder, _ in holders(process, object_id)]
+             for address, object_id in waits.items()}
+    by_address = process.greenlets[-1]
+    findings = []
+    for cycle in find_cycles(edges):
+        steps, parts = [], []
+        for index, address in enumerate(cycle):
+            following = cycle[(index + 1) % len(cycle)]
+            object_id = waits[address]
+            exact = dict(holders(process, object_id)).get(following, False)
+            label, _ = _object_label(process, object_id)
+            greenlet = by_address[address]
+            frames = process.stack(process.last, greenlet['stack'])
+            steps.append({'greenlet': address, **_call_fields(greenlet), **_frame_fields(frames),
+                          'waits_on': object_id, 'object': label, 'held_by': following, 'exact': exact})
+            parts.append(f'{process.describe_greenlet(greenlet)} {where(frames)} waits on {label}, held '
+                         f'{"" if exact else "probably "}by greenlet {following:#x}')
+        findings.append(_finding(DEADLOCK, process, '; '.join(parts), greenlets=list(cycle), cycle=steps))
+    return findings
+
+
+def hub_blocked(process):
+    """The worker's hub kept from running: the same greenlet running in every dump, or the
+    heartbeat missed."""
+    running = [process.running_greenlet(record) for record in process.records]
+    heartbeats = [record.get('heartbeat_age') for record in process.records]
+    oldest = max((age for age in heartbeats if age is not None), default=None)
+    addresses = {item['address'] if item else None for item in running}
+    same = (len(process.records) > 1 and len(addresses) == 1 and None not in addresses
+            and not addresses & process.hub_addresses)
+    late = oldest is not None and oldest > HEARTBEAT_LIMIT
+    if not (same or late):
+        return []
+    # The greenlet named: the one running in every dump, else the one running when the
+    # heartbeat was oldest, if it was not the hub.
+    index = len(process.records) - 1 if same else max(
+        range(len(heartbeats)), key=lambda at: heartbeats[at] if heartbeats[at] is not None else -1)
+    item = running[index]
+    record = process.records[index]
+    frames = process.stack(record, item['thread']['stack']) if item else []
+    greenlet = process.greenlets[index].get(item['address']) if item else None
+    if greenlet is not None and (greenlet.get('is_hub') or greenlet['address'] in process.hub_addresses):
+        greenlet = None
+    who = process.describe_greenlet(greenlet) if greenlet else 'the hub itself'
+    reasons = []
+    if same:
+        reasons.append(f'running in all {len(process.records)} dumps over {seconds(process.span)}')
+    if late:
+        reasons.append(f'no heartbeat for {seconds(oldest)}')
+    summary = f'{who} keeps the CPU {where(frames)}'.rstrip() + f': {", ".join(reasons)}'
+    return [_finding(HUB_BLOCKED, process, summary, greenlets=[greenlet['address']] if greenlet else [],
+                     greenlet=greenlet['address'] if greenlet else None,
+                     **(_call_fields(greenlet) if greenlet else _call_fields({})), **_frame_fields(frames),
+                     heartbeat_age=oldest, stack=frames)]
+
+
+def stuck_greenlets(process, skip):
+    findings = []
+    if len(process.records) < 2:
+        return findings  # one dump cannot show what does not move
+    for greenlet in process.last['greenlets']:
+        address = greenlet['address']
+        if address in skip or not _is_candidate(process, greenlet) or greenlet.get('state') != 'suspended':
+            continue
+        everywhere = process.in_every_dump(address)
+        if everywhere is None or len({seen['stack'] for seen in everywhere}) != 1:
+            continue
+        frames = process.stack(process.last, greenlet['stack'])
+        if not frames or is_idle(frames):
+            continue
+        call = greenlet.get('call')
+        started = f', started {seconds(call["age"])} ago' if call and call.get('age') is not None else ''
+        summary = f'{process.describe_greenlet(greenlet)}, {where(frames)} for at least {seconds(process.span)}' \
+                  f'{started}'
+        findings.append(_finding(STUCK, process, summary, greenlets=[address], subject='greenlet', greenlet=address,
+                                 **_call_fields(greenlet), **_frame_fields(frames), stuck_for=process.span,
+                                 stack=frames))
+    return findings
+
+
+def stuck_threads(process):
+    findings = []
+    if len(process.records) < 2:
+        return findings
+    threads = [{thread['ident']: thread for thread in record['threads']} for record in process.records]
+    for thread in process.last['threads']:
+        ident = thread['ident']
+        # The main thread of a gevent process runs its greenlets: hub_blocked speaks for it.
+        if thread.get('is_current') or (thread.get('is_main') and thread.get('running_greenlet') is not None):
+            continue
+        everywhere = [by_ident.get(ident) for by_ident in threads]
+        if any(seen is None or seen.get('is_current') or seen['stack'] != thread['stack'] for seen in everywhere):
+            continue
+        frames = process.stack(process.last, thread['stack'])
+        if not frames or is_idle(frames):
+            continue
+        name = thread.get('name') or 'unnamed'
+        summary = f'thread {name} (native id {thread.get("native_id")}) {where(frames)} for at least ' \
+                  f'{seconds(process.span)}'
+        findings.append(_finding(STUCK, process, summary, greenlets=[], subject='thread', thread=ident,
+                                 thread_name=thread.get('name'), native_id=thread.get('native_id'),
+                                 **_frame_fields(frames), stuck_for=process.span, stack=frames))
+    return findings
+
+
+def lock_waits(process, waits, skip):
+    """One finding per object some greenlet has waited on in every dump (deadlocked ones aside)."""
+    by_object = {}
+    for address, object_id in waits.items():
+        if address not in skip:
+            by_object.setdefault(object_id, []).append(address)
+    by_address = process.greenlets[-1]
+    findings = []
+    for object_id, waiting in sorted(by_object.items()):
+        label, item = _object_label(process, object_id)
+        found = holders(process, object_id)
+        holder = None
+        if found:
+            address, exact = found[0]
+            held = by_address.get(address)
+            frames = process.stack(process.last, held['stack']) if held else []
+            holder = {'greenlet': address, 'exact': exact, **(_call_fields(held) if held else _call_fields({})),
+                      **_frame_fields(frames)}
+            holder_text = (f'held {"" if exact else "probably "}by '
+                           f'{process.describe_greenlet(held) if held else f"greenlet {address:#x}"}'
+                           + (f' {holder["where"]}' if holder['where'] else ''))
+        else:
+            holder_text = 'holder unknown'
+        waiters = []
+        for address in sorted(waiting, key=lambda at: -((by_address[at].get('call') or {}).get('age') or 0)):
+            greenlet = by_address[address]
+            frames = process.stack(process.last, greenlet['stack'])
+            waiters.append({'greenlet': address, 'operation': greenlet['waits_on'].get('operation'),
+                            **_call_fields(greenlet), **_frame_fields(frames)})
+        operations = sorted({waiter['operation'] for waiter in waiters if waiter['operation']})
+        names = ', '.join(_waiter_text(process, by_address[waiter['greenlet']]) for waiter in waiters)
+        summary = (f'{len(waiters)} waiting{" to " + "/".join(operations) if operations else ""} on {label} '
+                   f'for at least {seconds(process.span)}, {holder_text}: {names}')
+        findings.append(_finding(LOCK_WAIT, process, summary, greenlets=sorted(waiting), object=object_id,
+                                 object_kind=item.get('kind'), object_names=item.get('names') or [],
+                                 state=item.get('state'), holder=holder, waiters=waiters))
+    return findings
+
+
+def _waiter_text(process, greenlet):
+    call = greenlet.get('call')
+    if call:
+        age = f' ({seconds(call["age"])})' if call.get('age') is not None else ''
+        return f'{call["service"]} cid {call["cid"]}{age}'
+    return process.describe_greenlet(greenlet)
+
+
+def growth(process):
+    """Spawn sites whose live, busy greenlets rose from each dump to the next."""
+    if len(process.records) < 2:
+        return []
+    counts = []
+    for record in process.records:
+        per_site = {}
+        for greenlet in record['greenlets']:
+            if not _is_candidate(process, greenlet) or greenlet.get('is_main'):
+                continue
+            if is_idle(process.stack(record, greenlet['stack'])):
+                continue
+            site = spawn_site(greenlet)
+            if site is not None:
+                per_site[site] = per_site.get(site, 0) + 1
+        counts.append(per_site)
+    findings = []
+    for site in sorted(counts[-1]):
+        numbers = [per_site.get(site, 0) for per_site in counts]
+        if all(later > earlier for earlier, later in zip(numbers, numbers[1:])):
+            runs = sorted({greenlet['runs'] for greenlet in process.last['greenlets']
+                           if greenlet.get('runs') and spawn_site(greenlet) == site})
+            summary = f'greenlets spawned at {site}' + (f' running {", ".join(runs)}' if runs else '') + \
+                      f' rose in every dump: {" → ".join(map(str, numbers))} in {seconds(process.span)}'
+            findings.append(_finding(GROWTH, process, summary, greenlets=[], spawn_site=site, runs=runs,
+                                     counts=numbers))
+    return findings
+
+
+def spawn_site(greenlet):
+    """Where a greenlet was spawned, or what it runs when that is unknown (a plain greenlet)."""
+    return greenlet.get('spawn_site') or (f'(runs {greenlet["runs"]})' if greenlet.get('runs') else None)
+
+
+def in_flight(process):
+    calls = sorted(process.last.get('calls') or [], key=lambda call: (-(call.get('age') or 0), call.get('cid') or ''))
+    return [_finding(IN_FLIGHT, process, f'{call["service"]}, cid {call["cid"]}, running for {seconds(call["age"])}',
+                     greenlets=[call['greenlet']] if call.get('greenlet') is not None else [],
+                     service=call['service'], cid=call['cid'], call_age=call['age'], started=call.get('started'),
+                     greenlet=call.get('greenlet'))
+            for call in calls]
+
+
+def _finding(kind, process, summary, greenlets, **fields):
+    return {'kind': kind, 'pid': process.pid, 'role': process.role, 'summary': summary, 'greenlets': greenlets,
+            **fields}
+
+
+def analyse_process(records):
+    """Every finding of one process, most important first. `records`: that pid's, any order."""
+    process = Process(records)
+    waits = persistent_waits(process)
+    found = deadlocks(process, waits)
+    named = {address for finding in found for address in finding['greenlets']}
+    blocked = hub_blocked(process)
+    named.update(address for finding in blocked for address in finding['greenlets'])
+    # A waiter is reported under its lock (with its call and age), not again as stuck;
+    # a holder that does not move is the cause, and stays a stuck finding of its own.
+    waits_found = lock_waits(process, waits, named)
+    waiting = {address for finding in waits_found for address in finding['greenlets']}
+    stuck = stuck_greenlets(process, named | waiting) + stuck_threads(process)
+    return found + blocked + stuck + waits_found + growth(process) + in_flight(process)
+
+
+def analyse(records):
+    """Findings of every process of the records, ordered by SEVERITY, then oldest call first
+    within in_flight, then by process. Returns {'findings', 'processes', 'problems'}."""
+    by_pid = {}
+    for record in records:
+        by_pid.setdefault(record['pid'], []).append(record)
+    findings, processes = [], []
+    for pid in sorted(by_pid, key=lambda pid: (by_pid[pid][0]['role'] != 'master', by_pid[pid][0]['role'], pid)):
+        process_records = sorted(by_pid[pid], key=lambda record: record['time'])
+        findings.extend(analyse_process(process_records))
+        processes.append({'pid': pid, 'role': process_records[-1]['role'], 'dumps': len(process_records),
+                          'first': process_records[0]['time'], 'last': process_records[-1]['time'],
+                          'greenlets': len(process_records[-1]['greenlets']),
+                          'threads': len(process_records[-1]['threads'])})
+    order = {kind: index for index, kind in enumerate(SEVERITY)}
+    findings.sort(key=lambda finding: (order[finding['kind']],
+                                       -(finding.get('call_age') or 0) if finding['kind'] == IN_FLIGHT else 0))
+    return {'findings': findings, 'processes': processes,
+            'problems': sum(finding['kind'] in PROBLEMS for finding in findings)}
