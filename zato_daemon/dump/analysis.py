@@ -65,8 +65,8 @@ IDLE_FRAMES = frozenset({
     ('zato_daemon/master/arbiter.py', 'Arbiter.wait_for_events'),
     ('zato_daemon/deploy/pickup.py', 'PickupDeployer._run'),
     ('socketserver.py', 'BaseServer.serve_forever'),
-    ('zato_daemon/cluster/membership.py', 'MembershipThread._run'),
-    ('zato_daemon/cluster/deploy.py', 'ClusterDeployer._run'),
+    # (ClusterDeployer._step blocks in Redis' XREAD for the next publication.)
+    ('zato_daemon/cluster/thread.py', 'ClusterThread._run'),
     ('zato_daemon/cluster/deploy.py', 'ClusterDeployer._step'),
 })
 
@@ -306,9 +306,11 @@ def hub_blocked(process):
 
 
 def stuck_greenlets(process, skip):
-    findings = []
+    """Greenlets on the same stack in every dump. Those alike (same stack, same service or, without
+    a call, same function) are one finding: 10,000 leaked greenlets are one line, not 10,000."""
     if len(process.records) < 2:
-        return findings  # one dump cannot show what does not move
+        return []  # one dump cannot show what does not move
+    groups = {}
     for greenlet in process.last['greenlets']:
         address = greenlet['address']
         if address in skip or not _is_candidate(process, greenlet) or greenlet.get('state') != 'suspended':
@@ -319,14 +321,39 @@ def stuck_greenlets(process, skip):
         frames = process.stack(process.last, greenlet['stack'])
         if not frames or is_idle(frames):
             continue
-        call = greenlet.get('call')
-        started = f', started {seconds(call["age"])} ago' if call and call.get('age') is not None else ''
-        summary = f'{process.describe_greenlet(greenlet)}, {where(frames)} for at least {seconds(process.span)}' \
-                  f'{started}'
-        findings.append(_finding(STUCK, process, summary, greenlets=[address], subject='greenlet', greenlet=address,
-                                 **_call_fields(greenlet), **_frame_fields(frames), stuck_for=process.span,
-                                 stack=frames))
-    return findings
+        service = (greenlet.get('call') or {}).get('service')
+        key = (greenlet['stack'], service, None if service else greenlet.get('runs'))
+        groups.setdefault(key, []).append(greenlet)
+    return [_stuck_group(process, alike) for alike in groups.values()]
+
+
+def _stuck_group(process, alike):
+    # The oldest call first: its greenlet is the one the finding's single fields describe.
+    alike.sort(key=lambda greenlet: (-((greenlet.get('call') or {}).get('age') or 0), greenlet['address']))
+    first = alike[0]
+    frames = process.stack(process.last, first['stack'])
+    ages = [greenlet['call']['age'] for greenlet in alike if greenlet.get('call') and
+            greenlet['call'].get('age') is not None]
+    if len(alike) == 1:
+        who = process.describe_greenlet(first)
+    else:
+        cids = [greenlet['call']['cid'] for greenlet in alike if greenlet.get('call')]
+        service = (first.get('call') or {}).get('service')
+        who = f'{len(alike)} greenlets' + (f' serving {service}, cids {_some(cids)}' if service else
+                                          f' (runs {first["runs"]})' if first.get('runs') else '')
+    started = ''
+    if ages:
+        started = f', started {seconds(max(ages))} ago' if len(ages) == 1 or min(ages) == max(ages) else \
+            f', started {seconds(min(ages))} to {seconds(max(ages))} ago'
+    summary = f'{who}, {where(frames)} for at least {seconds(process.span)}{started}'
+    return _finding(STUCK, process, summary, greenlets=[greenlet['address'] for greenlet in alike],
+                    subject='greenlet', greenlet=first['address'], count=len(alike), **_call_fields(first),
+                    cids=[greenlet['call']['cid'] for greenlet in alike if greenlet.get('call')],
+                    **_frame_fields(frames), stuck_for=process.span, stack=frames)
+
+
+def _some(items, shown=5):
+    return ', '.join(items[:shown]) + (f' and {len(items) - shown} more' if len(items) > shown else '')
 
 
 def stuck_threads(process):

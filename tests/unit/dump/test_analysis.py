@@ -118,6 +118,18 @@ def test_a_greenlet_on_the_same_stack_in_every_dump_is_stuck_with_its_call():
     assert report['problems'] == 1
 
 
+def test_alike_stuck_greenlets_are_one_finding_with_every_cid():
+    readers = [greenlet(0x8000 + index, serving(app(88, 'Client.get'), *RECV),
+                        call=call('crm.customer.get', f'c{index}', 10.0 * (index + 1))) for index in range(7)]
+    report = analyse(worker_dumps([readers] * 3))
+    stuck = report['findings'][0]
+    assert kinds(report) == [STUCK] + [IN_FLIGHT] * 7
+    assert stuck['summary'] == ('7 greenlets serving crm.customer.get, cids c6, c5, c4, c3, c2 and 2 more, in '
+                                'socket.recv at client.py:88 for at least 6 s, started 10 s to 70 s ago')
+    assert stuck['count'] == 7 and stuck['cids'] == [f'c{index}' for index in range(6, -1, -1)]
+    assert (stuck['greenlet'], stuck['cid'], stuck['call_age']) == (0x8006, 'c6', 70.0)
+
+
 def test_a_greenlet_whose_stack_moved_is_not_stuck():
     moved = greenlet(0x8000, serving(app(90, 'Client.get'), *RECV), call=STUCK_CALL)
     report = analyse(worker_dumps([[stuck_reader()], [moved], [stuck_reader()]]))
@@ -285,8 +297,10 @@ def test_greenlets_rising_at_one_spawn_site_in_every_dump_are_growth_with_the_nu
     assert growth[0]['counts'] == [12, 40, 71]
     assert growth[0]['summary'] == ('greenlets spawned at probe.py:12 in Leak.handle running probe.forever rose in '
                                     'every dump: 12 → 40 → 71 in 6 s')
-    # The first twelve sleep on the same line in every dump: stuck too, each.
-    assert kinds(report).count(STUCK) == 12
+    # The first twelve sleep on the same line in every dump: stuck too, as one finding.
+    stuck = [finding for finding in report['findings'] if finding['kind'] == STUCK]
+    assert [(finding['count'], finding['summary']) for finding in stuck] == [
+        (12, '12 greenlets (runs probe.forever), in sleep at probe.py:15 for at least 6 s')]
 
 
 @pytest.mark.parametrize('counts', [(12, 40, 40), (40, 12, 71), (5, 5, 5)])
