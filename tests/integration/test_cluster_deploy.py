@@ -33,8 +33,8 @@ raise RuntimeError('no database at import')
 '''
 
 
-def member(server_factory, redis, name, key=KEY, start=True):
-    server = server_factory(name, start=False, sections=cluster_section(redis.port, f'host-{name}', ttl=30))
+def member(server_factory, redis, name, key=KEY, start=True, ttl=30):
+    server = server_factory(name, start=False, sections=cluster_section(redis.port, f'host-{name}', ttl=ttl))
     if key is not None:
         path = server.server_dir / 'cluster.key'
         path.write_bytes(key + b'\n')
@@ -64,8 +64,8 @@ def hosts_of(data, name='deployed.py'):
     return data['modules'][name]['hosts']
 
 
-def cluster_of(redis, server_factory, names):
-    servers = [member(server_factory, redis, name) for name in names]
+def cluster_of(redis, server_factory, names, ttl=30):
+    servers = [member(server_factory, redis, name, ttl=ttl) for name in names]
     wait_until(lambda: members_are(servers[0].server_dir, [f'host-{name}' for name in names]), timeout=30,
                message='every member listed')
     return servers
@@ -73,20 +73,32 @@ def cluster_of(redis, server_factory, names):
 
 def test_a_deploy_serves_on_every_member_and_a_broken_one_is_refused_by_each(redis_server, server_factory,
                                                                               tmp_path):
-    servers = cluster_of(redis_server(), server_factory, ['a', 'b'])
+    # Three members: the publisher, and two others that each follow the stream on their own.
+    hosts = ['host-a', 'host-b', 'host-c']
+    # A heartbeat every 2 s (ttl / 3): each lists the deployed module that soon.
+    servers = cluster_of(redis_server(), server_factory, ['a', 'b', 'c'], ttl=6)
     status, data = deploy(servers[0], module_file(tmp_path, 1))
     assert status == 0, data
-    assert {host: outcome['outcome'] for host, outcome in hosts_of(data).items()} == \
-        {'host-a': 'deployed', 'host-b': 'deployed'}
+    assert {host: outcome['outcome'] for host, outcome in hosts_of(data).items()} == dict.fromkeys(hosts, 'deployed')
     for server in servers:
         wait_until(lambda: version_served(server) == 1, message='version 1 served')
 
+    def one_version():
+        answer = members_are(servers[2].server_dir, hosts)
+        row = answer and answer[1]['services'].get('cluster.deployed')
+        return row and row['same'] and answer
+    # Every member lists the module at one SHA-256 at its next heartbeat; `cluster` then exits 0.
+    status, view = wait_until(one_version, timeout=30, message='the module listed for every member')
+    assert status == 0 and view['consistent'] is True, {name: row for name, row in view['services'].items()
+                                                        if not row['same']}
+    assert sorted(view['services']['cluster.deployed']['hashes']) == hosts
+
     status, data = deploy(servers[1], module_file(tmp_path, 2, BROKEN))
     assert status == 1, data
-    for host in ('host-a', 'host-b'):
+    for host in hosts:
         assert hosts_of(data)[host]['outcome'] == 'refused'
         assert 'RuntimeError' in hosts_of(data)[host]['reason'] or 'exited' in hosts_of(data)[host]['reason'], data
-    assert [version_served(server) for server in servers] == [1, 1]
+    assert [version_served(server) for server in servers] == [1, 1, 1]
 
 
 def test_a_record_with_a_bad_signature_is_refused_by_every_member(redis_server, server_factory, tmp_path):
