@@ -493,8 +493,8 @@ def analyse_process(records):
 
 
 def analyse(records):
-    """Findings of every process of the records, ordered by SEVERITY, then oldest call first
-    within in_flight, then by process. Returns {'findings', 'processes', 'problems'}."""
+    """Findings of every process of the records, ordered by SEVERITY, then oldest call first,
+    then by process (the master first). Returns {'findings', 'processes', 'problems'}."""
     by_pid = {}
     for record in records:
         by_pid.setdefault(record['pid'], []).append(record)
@@ -507,7 +507,6 @@ def analyse(records):
                           'greenlets': len(process_records[-1]['greenlets']),
                           'threads': len(process_records[-1]['threads'])})
     order = {kind: index for index, kind in enumerate(SEVERITY)}
-    findings.sort(key=lambda finding: (order[finding['kind']],
-                                       -(finding.get('call_age') or 0) if finding['kind'] == IN_FLIGHT else 0))
+    findings.sort(key=lambda finding: (order[finding['kind']], -(finding.get('call_age') or 0)))
     return {'findings': findings, 'processes': processes,
             'problems': sum(finding['kind'] in PROBLEMS for finding in findings)}

@@ -336,8 +336,9 @@ def test_findings_come_most_important_first_across_processes():
     busy = thread(14, [app(40, 'Exporter.run', 'export.py'), frame(f'{STDLIB}/time.py', 1, 'sleep')], name='exporter')
     report = analyse(master_dumps([busy]) + worker_dumps([greenlets] * 3, objects=[objects] * 3,
                                                           running=[0x8100] * 3, stacks=[SPIN_STACK] * 3))
+    # Within a kind, the oldest call first (a thread serves none).
     assert [(finding['kind'], finding['role']) for finding in report['findings'] if finding['kind'] != IN_FLIGHT] == [
-        (DEADLOCK, 'worker-1'), (HUB_BLOCKED, 'worker-1'), (STUCK, 'master'), (STUCK, 'worker-1')]
+        (DEADLOCK, 'worker-1'), (HUB_BLOCKED, 'worker-1'), (STUCK, 'worker-1'), (STUCK, 'master')]
     assert kinds(report)[-1] == IN_FLIGHT and report['problems'] == 4
 
 
