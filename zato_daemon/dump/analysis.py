@@ -42,8 +42,7 @@ HEARTBEAT_LIMIT = 3.0
 IDLE_FRAMES = frozenset({
     # gevent's own: the hub's loop (the main thread's stack while nothing runs), its thread pool.
     ('gevent/hub.py', 'Hub.run'),
-    ('gevent/threadpool.py', '_WorkerGreenlet._worker'),
-    ('gevent/threadpool.py', 'ThreadPool._worker'),
+    ('gevent/threadpool.py', '_WorkerGreenlet.run'),
     # A worker's housekeeping greenlets, each sleeping between two rounds.
     ('zato_daemon/cache/registry.py', 'CacheRegistry.run'),
     ('zato_daemon/deploy/follower.py', 'ManifestFollower.run'),
@@ -70,6 +69,12 @@ IDLE_FRAMES = frozenset({
     ('zato_daemon/cluster/deploy.py', 'ClusterDeployer._step'),
 })
 
+# Frames that mean work even inside an idle one: a thread pool's worker running a task (a
+# getaddrinfo() that never returns is no idle thread).
+BUSY_FRAMES = frozenset({
+    ('gevent/threadpool.py', '_WorkerGreenlet.__run_task'),
+})
+
 # The stdlib (not its site- or dist-packages), and the libraries the server itself waits in.
 _STDLIB = re.compile(r'/python3(?:\.\d+)?/(?!(?:site|dist)-packages/)')
 _LIBRARIES = re.compile(r'/(?:site|dist)-packages/(?:gevent|greenlet|redis)/')
@@ -81,18 +86,21 @@ def is_library(file):
     return file.startswith('<') or bool(_STDLIB.search(file) or _LIBRARIES.search(file))
 
 
-def _is_idle_frame(frame):
+def _is_in(frame, table):
     file, function = frame['file'], frame['function']
-    return any(function == idle_function and file.endswith('/' + ending) for ending, idle_function in IDLE_FRAMES)
+    return any(function == listed and file.endswith('/' + ending) for ending, listed in table)
 
 
 def is_idle(frames):
-    """True when a stack (outermost first) waits in a known idle place of IDLE_FRAMES."""
+    """True when a stack (outermost first) waits in a known idle place of IDLE_FRAMES: the
+    innermost frame that is the application's own, or listed, decides."""
     for frame in reversed(frames):
-        if _is_idle_frame(frame):
+        if _is_in(frame, BUSY_FRAMES):
+            return False
+        if _is_in(frame, IDLE_FRAMES):
             return True
         if not is_library(frame['file']):
-            return False  # the innermost frame of the application's own code decides
+            return False
     return False
 
 

@@ -76,8 +76,11 @@ def add_arguments(parser):
     parser.add_argument('--json', action='store_true', help='print JSON, with stable keys, for scripts')
 
 
-def run(args, server_dir, pid, paths):
-    """Takes the dumps, analyses them, prints the report; returns 0 (nothing found) or 1."""
+def run(args, server_dir, pid, paths, signal_master=None):
+    """Takes the dumps, analyses them, prints the report; returns 0 (nothing found) or 1.
+
+    `signal_master()` sends the master SIGURG; by default _signal_master(pid)."""
+    signal_master = signal_master or (lambda: _signal_master(pid))
     directory = paths.dump_records
     _check_readable(directory)
     started = time.time()
@@ -86,7 +89,7 @@ def run(args, server_dir, pid, paths):
     for number in range(args.dumps):
         if number:
             _sleep_until(max(not_before, started + number * args.interval))
-        round_records = take_round(server_dir, pid, directory)
+        round_records = take_round(server_dir, pid, directory, signal_master)
         records.extend(round_records)
         # No round sooner than the quiet period after the latest dump began (module docstring).
         not_before = max(record['time'] for record in round_records) + DEFAULT_QUIET_PERIOD + FOLD_MARGIN
@@ -132,7 +135,7 @@ def missing_message(missing, timeout, directory):
             'zato-daemon could write records writes none: restart or reload the server')
 
 
-def take_round(server_dir, master_pid, directory, timeout=ROUND_TIMEOUT):
+def take_round(server_dir, master_pid, directory, signal_master, timeout=ROUND_TIMEOUT):
     """One SIGURG to the master, then its records and its workers': returns the round's records.
 
     Raises DumpsMissing (69) naming the processes that wrote nothing in time. A worker that
@@ -141,7 +144,7 @@ def take_round(server_dir, master_pid, directory, timeout=ROUND_TIMEOUT):
     else's `zato-daemon dump`, a hung worker's own dump), and run() keeps the previous round's
     dumps out of that window."""
     round_start = time.time()
-    _signal_master(master_pid)
+    signal_master()
     since = round_start - DEFAULT_QUIET_PERIOD
     deadline = time.monotonic() + timeout
     found = {}

@@ -63,6 +63,11 @@ def test_library_frames_are_the_stdlib_gevent_greenlet_and_redis(file, expected)
       app(5, 'handle'), *SLEEP], False),
     ([frame(f'{STDLIB}/threading.py', 995, 'Thread._bootstrap'),
       frame(f'{STDLIB}/threading.py', 324, 'Condition.wait')], False),
+    # A thread pool's thread: waiting for a task is idle, running one is not.
+    ([frame(f'{SITE}/gevent/threadpool.py', 216, '_WorkerGreenlet.run'),
+      frame(f'{SITE}/gevent/_threading.py', 1, 'get')], True),
+    ([frame(f'{SITE}/gevent/threadpool.py', 232, '_WorkerGreenlet.run'),
+      frame(f'{SITE}/gevent/threadpool.py', 190, '_WorkerGreenlet.__run_task')], False),
     ([], False),
 ])
 def test_idle_is_decided_by_the_innermost_own_frame(frames, expected):

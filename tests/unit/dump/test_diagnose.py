@@ -70,7 +70,8 @@ def semaphore_scene():
     holder = greenlet(0x8200, serving(app(30, 'Hold.handle', 'probe.py'), *SLEEP),
                       call=call('probe.hold', 'h0ld', 20.0), holds=[{'object': '0x7fa0', 'exact': False}])
     waiter = greenlet(0x8201, serving(app(40, 'Queue.handle', 'probe.py'), *ACQUIRE),
-                      call=call('probe.queue', 'q1', 5.0), waits_on={'object': '0x7fa0', 'operation': 'acquire', 'expression': 'gate'})
+                      call=call('probe.queue', 'q1', 5.0),
+                      waits_on={'object': '0x7fa0', 'operation': 'acquire', 'expression': 'gate'})
     objects = [lock('0x7fa0', ['gate'], owner=None)]
     return master_dumps() + worker_dumps([[holder, waiter, stuck_reader()]] * 3, objects=[objects] * 3)
 
