@@ -9,6 +9,7 @@ is running.py's to say, so every command finds it the same way, pidfile deleted 
 """
 
 import argparse
+import contextlib
 import grp
 import json
 import os
@@ -59,6 +60,9 @@ TOP_ONCE_WIDTH = 100
 
 # How long deploy and undeploy wait for every member's outcome.
 DEPLOY_TIMEOUT = 30.0
+# How long `dump --cluster` waits for every member's answer: each takes a request within
+# about a second of its publication.
+DUMP_TIMEOUT = 10.0
 
 # ---- help: what each command does, an example, its exit statuses
 
@@ -135,9 +139,15 @@ HELP = {
         """Sends SIGURG to the master, which dumps itself and has every worker dump: frames,
         source lines, arguments and locals, secrets redacted, to server.log and one journal
         entry per process, even while a greenlet spins the CPU. Prints the journalctl
-        command that shows them.""",
-        ['zato-daemon dump /srv/crm'],
-        [(0, 'the dump was requested'), 66, (69, 'no server runs in DIR'), 77]),
+        command that shows them. With --cluster, every live member of the cluster of DIR
+        dumps (a request signed with the cluster key, [cluster] key_file, through its
+        Redis): one line per member with its master pid, its server.log and the journalctl
+        command to run on that host; waits --timeout seconds for every answer.""",
+        ['zato-daemon dump /srv/crm', 'zato-daemon dump /etc/zato-daemon --cluster'],
+        [(0, 'the dump was requested; with --cluster, every live member dumped'),
+         (1, 'with --cluster: a member refused or did not answer in time, or no member is live'), 66,
+         (69, "no server runs in DIR; with --cluster, the cluster's Redis cannot be reached"), 77,
+         (78, 'with --cluster: DIR has no [cluster] redis_url or no usable cluster key file')]),
     'diagnose': Help(
         'Take several dumps of the server of DIR and say what is wrong: stuck, blocked, waiting, leaking.',
         """Has every process of the server dump --dumps times, --interval seconds apart
@@ -194,18 +204,24 @@ HELP = {
         'List the stored slow calls of the server of DIR, newest first.',
         """The calls that took longer than their slow threshold, with request and response
         (redacted), read from the diagnostics database: works while the server is stopped
-        too. --json prints them in a stable order.""",
-        ['zato-daemon slow /srv/crm crm.customer.get --since 2026-01-31T08:00'],
+        too. --json prints them in a stable order. With --cluster, every member's, as
+        shipped to the cluster's Redis, with a HOST column (a host key in --json).""",
+        ['zato-daemon slow /srv/crm crm.customer.get --since 2026-01-31T08:00',
+         'zato-daemon slow /etc/zato-daemon --cluster'],
         [0, (64, 'bad command line, or a --since that is not a time'), 66,
-         (69, 'the diagnostics database cannot be read'), 77]),
+         (69, "the diagnostics database cannot be read; with --cluster, the cluster's Redis cannot be reached"), 77,
+         (78, 'with --cluster: DIR has no [cluster] redis_url')]),
     'samples': Help(
         'List the stored sample calls of SERVICE of the server of DIR, newest first.',
         """Samples of the calls of one service, with request and response (redacted), read
         from the diagnostics database: works while the server is stopped too. --json is
-        stable, to diff two environments.""",
-        ['zato-daemon samples /srv/crm crm.customer.get --json'],
+        stable, to diff two environments. With --cluster, every member's, as shipped to the
+        cluster's Redis, with a HOST column (a host key in --json).""",
+        ['zato-daemon samples /srv/crm crm.customer.get --json',
+         'zato-daemon samples /etc/zato-daemon crm.customer.get --cluster'],
         [0, (64, 'bad command line: DIR and SERVICE are both needed'), 66,
-         (69, 'the diagnostics database cannot be read'), 77]),
+         (69, "the diagnostics database cannot be read; with --cluster, the cluster's Redis cannot be reached"), 77,
+         (78, 'with --cluster: DIR has no [cluster] redis_url')]),
     'hash': Help(
         'Print the SHA-256 of local files, as info shows deployed modules.',
         """One `SHA256  FILE` line per file, in the form info and verify use.""",
@@ -265,7 +281,7 @@ TOP_LEVEL_EPILOG = ('Run "zato-daemon COMMAND --help" for what a command does, a
                     'exit status:\n' + '\n'.join(f'  {code:<3} {meaning}' for code, meaning in (
                         (0, STATUS_MEANINGS[0]),
                         (1, 'invoke: the service failed; verify: the module is not that file; '
-                            'cluster: the members differ; deploy, undeploy: a member did not; '
+                            'cluster: the members differ; deploy, undeploy, dump --cluster: a member did not; '
                             'diagnose: something was found'),
                         *((code, STATUS_MEANINGS[code]) for code in (64, 66, 69, 70)),
                         (73, 'a directory or file the server must write cannot be written'),
@@ -301,7 +317,11 @@ def build_parser():
     command('start').add_argument('--fg', action='store_true', help='stay in the foreground, logging to stdout')
     command('stop')
     command('reload')
-    command('dump')
+    dump = command('dump')
+    dump.add_argument('--cluster', action='store_true', help='every live member of the cluster of DIR dumps')
+    dump.add_argument('--timeout', type=_positive_seconds, default=DUMP_TIMEOUT, metavar='S',
+                      help=f'with --cluster: wait this long for every member\'s answer (default {DUMP_TIMEOUT:g})')
+    dump.add_argument('--json', action='store_true', help='with --cluster: print JSON')
     from zato_daemon.dump import diagnose
     diagnose.add_arguments(command('diagnose'))
     command('info').add_argument('--json', action='store_true', help='print JSON')
@@ -317,11 +337,13 @@ def build_parser():
     slow = command('slow')
     slow.add_argument('service', nargs='?', metavar='SERVICE', help='only this service')
     slow.add_argument('--since', metavar='TIME', help='only calls since this ISO 8601 time (UTC unless it says)')
-    slow.add_argument('--json', action='store_true', help='print JSON, in a stable order, to diff environments')
     # DIR is required here: with one operand it is DIR, never a SERVICE taken for it.
     samples = command('samples', 'required')
     samples.add_argument('service', metavar='SERVICE')
-    samples.add_argument('--json', action='store_true', help='print JSON, in a stable order, to diff environments')
+    for sub in (slow, samples):
+        sub.add_argument('--json', action='store_true', help='print JSON, in a stable order, to diff environments')
+        sub.add_argument('--cluster', action='store_true',
+                         help="every member's, from the cluster's Redis, with a host column")
     command('hash', None).add_argument('files', nargs='+', metavar='FILE')
     verify = command('verify', 'required')
     verify.add_argument('service', metavar='SERVICE')
@@ -582,7 +604,10 @@ def command_reload(args):
 
 
 def command_dump(args):
-    """SIGURG to the master, which dumps itself and has every worker dump."""
+    """SIGURG to the master, which dumps itself and has every worker dump; with --cluster,
+    a request through Redis that every member's master takes as if it got the signal."""
+    if args.cluster:
+        return _dump_cluster(args)
     server_dir, pid = _require_master(args.server_dir)
     log_path = paths_in_use(server_dir, pid).server_log
     since = time.strftime('%Y-%m-%d %H:%M:%S')
@@ -747,8 +772,21 @@ def _read_payload(text):
         raise UsageError(f'the payload is not valid JSON: {exc}') from None
 
 
+def _dump_cluster(args):
+    from zato_daemon.cluster import diagnostics_command, dumps
+    config, settings = _cluster_of(args.server_dir)
+    key = _cluster_key(config)
+    with _cluster_client(settings, 'ask cluster {name} to dump') as client:
+        hosts, answers = diagnostics_command.request_dump(client, settings, key, args.timeout)
+    status, lines, data = dumps.summarize(hosts, answers)
+    print(json.dumps(data, indent=2, sort_keys=True) if args.json else '\n'.join(lines))
+    return status
+
+
 def command_slow(args):
     """Reads the diagnostics database directly: it works while the server is stopped too."""
+    if args.cluster:
+        return _cluster_records(args, 'slow', args.service)
     database = _diagnostics_database(args.server_dir)
     _configure_redaction(args.server_dir)
     try:
@@ -760,10 +798,77 @@ def command_slow(args):
 
 
 def command_samples(args):
+    if args.cluster:
+        return _cluster_records(args, 'samples', args.service)
     database = _diagnostics_database(args.server_dir)
     _configure_redaction(args.server_dir)
     print(format_samples(list_samples(database, args.service), as_json=args.json))
     return EXIT_OK
+
+
+def _cluster_records(args, kind, service):
+    """`slow --cluster`, `samples --cluster`: every member's records from Redis, with their host."""
+    from zato_daemon.cluster import diagnostics_command, records
+    from zato_daemon.diagnostics.report import SAMPLE_COLUMNS, SLOW_COLUMNS, format_json, format_table, redacted_rows
+    from zato_daemon.diagnostics.store import SAMPLES_KEEP, SLOW_KEEP, to_epoch
+    try:
+        since = to_epoch(args.since) if getattr(args, 'since', None) else None
+    except ValueError as exc:
+        raise UsageError(f'--since: {exc}') from None
+    _, settings = _cluster_of(args.server_dir)
+    with _cluster_client(settings, 'read the records of cluster {name}') as client:
+        entries = diagnostics_command.read_entries(client, settings, kind, service, since)
+    # Each member's newest, as many as `slow` and `samples` list of one server.
+    per_host = SLOW_KEEP if kind == records.SLOW else SAMPLES_KEEP
+    rows = redacted_rows(records.merge(entries, per_host, service, since))
+    if args.json:
+        print(format_json(rows))
+    elif not rows:
+        print(f'No {"slow responses" if kind == records.SLOW else "samples"} shipped by any member of cluster '
+              f'{settings.name}.')
+    else:
+        columns = SLOW_COLUMNS if kind == records.SLOW else SAMPLE_COLUMNS
+        print(format_table(rows, (columns[0], 'host', *columns[1:])))
+    return EXIT_OK
+
+
+def _cluster_of(base_dir):
+    """(configuration, ClusterSettings) of DIR, the redaction policy configured with its
+    secret names; ConfigError (78) for a single host."""
+    from zato_daemon.cluster.settings import from_config
+    _locate(base_dir, tolerate_permission=True)
+    config = load_config(base_dir)
+    redaction.configure(config.server_config.logging.secret_names)
+    settings = from_config(config)
+    if settings is None:
+        raise ConfigError(f'[cluster] redis_url is empty in {config.server_config.path}: this server is a single '
+                          'host; set it to the Redis of the cluster')
+    return config, settings
+
+
+def _cluster_key(config):
+    """The cluster key [cluster] key_file names; ConfigError (78) without a usable one."""
+    from zato_daemon.cluster.modules import KEY_FILE_KEY, read_key
+    key_file = config.server_config.cluster.key_file
+    if not key_file:
+        raise ConfigError(f'[cluster] key_file is empty in {config.server_config.path}: cluster requests are '
+                          'signed with the cluster key', key=KEY_FILE_KEY)
+    return read_key(config.resolve_path(key_file))
+
+
+@contextlib.contextmanager
+def _cluster_client(settings, what):
+    """A client of the cluster's Redis, closed after; a Redis that cannot be used is
+    ClusterUnreachable (69), saying what could not be done (`what`, {name} the cluster's)."""
+    from zato_daemon.cluster import connection
+    client = connection.connect(settings)
+    try:
+        yield client
+    except connection.REDIS_ERRORS as exc:
+        raise ClusterUnreachable(f'cannot {what.format(name=settings.name)}: '
+                                 f'{connection.describe_error(exc, settings)}') from None
+    finally:
+        client.close()
 
 
 def _configure_redaction(base_dir):

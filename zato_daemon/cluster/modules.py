@@ -155,7 +155,9 @@ def verify(key, record):
     """Raises RecordError unless the record's signature verifies with `key` and its sha256 is
     its source's. Compared in constant time: a forger learns nothing from how long it took."""
     expected = signature(key, record['kind'], record['name'], record['source'])
-    if not hmac.compare_digest(expected, record['signature']):
+    # compare_digest raises TypeError on non-ASCII text: a forged record holding some stopped
+    # the deploy thread's catch-up at every pass instead of being refused.
+    if not record['signature'].isascii() or not hmac.compare_digest(expected, record['signature']):
         raise RecordError('its signature does not verify with this member\'s cluster key')
     if record['sha256'] != sha256_text(record['source']):
         raise RecordError('its sha256 is not that of its source')

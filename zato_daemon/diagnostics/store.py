@@ -502,7 +502,7 @@ def list_slow(db_path, service=None, since=None, limit=SLOW_KEEP):
         params.append(service)
     if since is not None:
         conditions.append('started_at >= ?')
-        params.append(_epoch(since))
+        params.append(to_epoch(since))
     return _select(Path(db_path), SLOW_TABLE, conditions, params, limit)
 
 
@@ -514,39 +514,57 @@ def list_samples(db_path, service, limit=SAMPLES_KEEP):
     return _select(Path(db_path), SAMPLES_TABLE, ['service = ?'], [service], limit)
 
 
-def _select(path, table, conditions, params, limit):
+def list_written_after(db_path, table, after_id, limit):
+    """(the table's highest row id, rows) of the rows of `table` (SLOW_TABLE or
+    SAMPLES_TABLE) written after row `after_id`, oldest first, at most `limit`, each a dict
+    with ROW_KEYS and its 'id'. For a reader that follows the store pass after pass (the
+    cluster's shipping thread): ids grow in the order of writing, and a highest id below
+    `after_id` means the file was recreated. A missing database reads as (0, []).
+    Reads like `list_slow`."""
+    if table not in TABLES:
+        raise ValueError(f'no table {table!r}')
+    return _select(Path(db_path), table, ['id > ?'], [after_id], limit, order='id', with_highest_id=True)
+
+
+def _select(path, table, conditions, params, limit, order='started_at DESC, id DESC', with_highest_id=False):
     # A server recreating a deleted database (its -wal and -shm files appear one after the
     # other) makes a reader's open fail with 'disk I/O error' for a moment: tried again.
     for _ in range(READ_ATTEMPTS - 1):
         try:
-            return _select_once(path, table, conditions, params, limit)
+            return _select_once(path, table, conditions, params, limit, order, with_highest_id)
         except DiagnosticsReadError as exc:
             if 'disk I/O error' not in str(exc):
                 raise
             time.sleep(READ_RETRY_PAUSE)
-    return _select_once(path, table, conditions, params, limit)
+    return _select_once(path, table, conditions, params, limit, order, with_highest_id)
 
 
-def _select_once(path, table, conditions, params, limit):
+def _select_once(path, table, conditions, params, limit, order, with_highest_id):
     where = f' WHERE {" AND ".join(conditions)}' if conditions else ''
-    query = f'SELECT {COLUMNS} FROM {table}{where} ORDER BY started_at DESC, id DESC LIMIT ?'
+    query = f'SELECT {COLUMNS}, id FROM {table}{where} ORDER BY {order} LIMIT ?'
+    empty = (0, []) if with_highest_id else []
     try:
         # Inside the try: a state directory this user may not enter raises PermissionError.
         if not path.exists():
-            return []
+            return empty
         connection = _open_read_only(path)
         try:
+            # One connection, one read transaction: the highest id and the rows agree.
+            connection.execute('BEGIN')
+            highest = connection.execute(f'SELECT MAX(id) FROM {table}').fetchone()[0] if with_highest_id else 0
             rows = connection.execute(query, (*params, limit)).fetchall()
         finally:
             connection.close()
     except sqlite3.OperationalError as exc:
         # A file a worker has just created holds no tables yet.
         if 'no such table' in str(exc):
-            return []
+            return empty
         raise DiagnosticsReadError(f'cannot read {path}: {exc}') from None
     except STORE_ERRORS as exc:
         raise DiagnosticsReadError(f'cannot read {path}: {exc}') from None
-    return [_as_dict(row) for row in rows]
+    if with_highest_id:
+        return highest or 0, [dict(_as_dict(row[:-1]), id=row[-1]) for row in rows]
+    return [_as_dict(row[:-1]) for row in rows]
 
 
 def _open_read_only(path):
@@ -581,7 +599,9 @@ def _iso(epoch):
     return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec='milliseconds').replace('+00:00', 'Z')
 
 
-def _epoch(since):
+def to_epoch(since):
+    """Epoch seconds of `since`: epoch seconds, a datetime or ISO 8601 text (naive meaning
+    UTC). Raises ValueError for text that is not ISO 8601."""
     if isinstance(since, str):
         # ValueError for text that is not ISO 8601: the CLI reports it as a usage error.
         since = datetime.fromisoformat(since)

@@ -125,6 +125,8 @@ class Arbiter:
         self.membership = None
         # The thread taking modules deployed to the cluster (cluster/deploy.py), beside it.
         self.cluster_deployer = None
+        # The thread shipping slow calls and samples and taking dump requests (cluster/diagnostics.py).
+        self.cluster_diagnostics = None
         self.cluster_key_problem = None
         self.cluster_changed = False
         self.cluster_admin_socket = server_dir.admin_socket
@@ -431,11 +433,14 @@ class Arbiter:
                 self.membership.stop()
                 self.membership = None
                 self.cluster_changed = True
-            if self.cluster_deployer is not None:
-                self.cluster_deployer.stop()
-                self.cluster_deployer = None
+            for thread in (self.cluster_deployer, self.cluster_diagnostics):
+                if thread is not None:
+                    thread.stop()
+            self.cluster_deployer = self.cluster_diagnostics = None
             return
-        self.follow_cluster_deploys(config, settings)
+        key = self.cluster_key(config)
+        self.follow_cluster_deploys(config, settings, key)
+        self.follow_cluster_diagnostics(settings, key)
         identity = self.cluster_identity()
         if self.membership is not None:
             self.membership.update(settings, identity)
@@ -451,9 +456,8 @@ class Arbiter:
         # `info` shows the cluster from now on, its state 'unknown' until the first heartbeat.
         self.cluster_changed = True
 
-    def follow_cluster_deploys(self, config, settings):
-        """Starts or updates the thread taking modules deployed to the cluster (cluster/deploy.py)."""
-        from zato_daemon.cluster.deploy import ClusterDeployer
+    def cluster_key(self, config):
+        """The cluster key ([cluster] key_file), or None, saying why once."""
         from zato_daemon.cluster.modules import read_key
         key_path = config.resolve_path(config.server_config.cluster.key_file) \
             if config.server_config.cluster.key_file else None
@@ -464,8 +468,14 @@ class Arbiter:
             key, problem = None, str(exc)
         if problem is not None and problem != self.cluster_key_problem:
             # Once per start, and again only when the reason changes at a reload.
-            logger.warning('This member neither publishes nor accepts cluster deploys: %s', problem)
+            logger.warning('This member neither publishes nor accepts cluster deploys, nor dumps when its cluster '
+                           'asks: %s', problem)
         self.cluster_key_problem = problem
+        return key
+
+    def follow_cluster_deploys(self, config, settings, key):
+        """Starts or updates the thread taking modules deployed to the cluster (cluster/deploy.py)."""
+        from zato_daemon.cluster.deploy import ClusterDeployer
         hot_deploy = config.pickup_config.hot_deploy
         enabled = config.server_config.component_enabled.hot_deploy
         # The pickup thread sees a file within a poll_interval and probes it for at most import_timeout.
@@ -478,6 +488,30 @@ class Arbiter:
             self.cluster_deployer = deployer.start()
         except RuntimeError as exc:
             logger.error('Cannot start the thread that takes cluster deploys: %s', exc)
+
+    def follow_cluster_diagnostics(self, settings, key):
+        """Starts or updates the thread shipping slow calls and samples to the cluster and taking
+        its dump requests (cluster/diagnostics.py)."""
+        from zato_daemon.cluster.diagnostics import ClusterDiagnostics
+        if self.cluster_diagnostics is not None:
+            self.cluster_diagnostics.update(settings, key, self.server_dir)
+            return
+        # DumpTrigger.request() may be called from any thread and returns at once; the dump
+        # thread forwards it to the workers (forward_dump_request), as for SIGURG.
+        diagnostics = ClusterDiagnostics(settings, key, self.server_dir, self.request_dump, self.pid, logger)
+        try:
+            self.cluster_diagnostics = diagnostics.start()
+        except RuntimeError as exc:
+            logger.error('Cannot start the thread that ships diagnostics to the cluster: %s', exc)
+
+    def request_dump(self):
+        if self.dump_trigger is not None:
+            self.dump_trigger.request()
+
+    def cluster_threads(self):
+        """The threads of the cluster running now: none for a single host."""
+        return [thread for thread in (self.membership, self.cluster_deployer, self.cluster_diagnostics)
+                if thread is not None]
 
     def cluster_identity(self):
         from zato_daemon.cluster.membership import Identity
@@ -597,10 +631,8 @@ class Arbiter:
             for fd in self.status_fds.values():
                 os.close(fd)
             self.metrics.close_in_child()
-            if self.membership is not None:
-                self.membership.close_in_child()
-            if self.cluster_deployer is not None:
-                self.cluster_deployer.close_in_child()
+            for thread in self.cluster_threads():
+                thread.close_in_child()
             signal.set_wakeup_fd(-1)
             if self.dump_trigger is not None:
                 self.dump_trigger.discard_after_fork()
@@ -817,11 +849,10 @@ class Arbiter:
         sd.stopping(f'stopping {how}')
         if self.pickup is not None:
             self.pickup.stop()
-        if self.membership is not None:
-            # Its record goes now (joined in cleanup): `cluster` stops listing this member at once.
-            self.membership.stop()
-        if self.cluster_deployer is not None:
-            self.cluster_deployer.stop()
+        # The membership's record goes now (joined in cleanup): `cluster` stops listing this
+        # member at once.
+        for thread in self.cluster_threads():
+            thread.stop()
         # A reload's preparation may be checking modules in disposable processes: not past the stop.
         kill_running()
         # The socket stops accepting once the workers close their copies too: new
@@ -874,10 +905,8 @@ class Arbiter:
     def cleanup(self):
         """Removes the runtime files `info` and the CLI rely on; the pidfile goes last, in launch."""
         self.metrics.stop()
-        if self.membership is not None:
-            self.membership.join()
-        if self.cluster_deployer is not None:
-            self.cluster_deployer.join()
+        for thread in self.cluster_threads():
+            thread.join()
         for generation in self.generations.values():
             if generation.metrics_listener is not None:
                 generation.metrics_listener.close()

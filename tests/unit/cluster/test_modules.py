@@ -147,3 +147,9 @@ def test_the_lines_name_every_host_and_reason():
 def test_complete_once_every_live_member_reported():
     assert not modules.is_complete(['a', 'b'], {'a': {}})
     assert modules.is_complete(['a'], {'a': {}, 'b': {}})
+
+
+def test_a_signature_of_non_ascii_text_is_refused_not_a_type_error():
+    forged = dict(record(), signature='é' * 64)
+    with pytest.raises(modules.RecordError, match='signature'):
+        modules.verify(KEY, forged)
