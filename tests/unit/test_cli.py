@@ -69,6 +69,8 @@ def test_the_top_level_help_lists_every_command_and_the_statuses(capsys):
     (['samples'], 'required: DIR, SERVICE'),
     (['verify', '/srv/a', 'x.y'], 'required: FILE'),
     (['hash'], 'required: FILE'),
+    (['dump', '/srv/a', '--cluster', '--timeout', '0'], "'0' is not a number of seconds"),
+    (['samples', '/srv/a', '--cluster'], 'required: SERVICE'),
 ])
 def test_a_bad_command_line_exits_64_saying_what_is_wrong(capsys, argv, says):
     with pytest.raises(SystemExit) as exited:
@@ -142,3 +144,20 @@ def test_reload_waits_for_the_callables_and_a_boot_plus_a_margin():
 
 def test_reload_with_a_config_that_does_not_load_waits_the_defaults():
     assert reload_wait_limit(None) == 60.0 + 60.0 + cli.RELOAD_MARGIN
+
+
+@pytest.mark.parametrize('argv, expected', [
+    (['dump', '/srv/a'], {'cluster': False, 'timeout': 10.0, 'json': False}),
+    (['dump', '/srv/a', '--cluster', '--timeout', '2.5', '--json'], {'cluster': True, 'timeout': 2.5, 'json': True}),
+    (['slow', '/srv/a', 'crm.get', '--cluster', '--since', '2026-01-31'],
+     {'cluster': True, 'service': 'crm.get', 'since': '2026-01-31'}),
+    (['samples', '/srv/a', 'crm.get', '--cluster', '--json'], {'cluster': True, 'service': 'crm.get', 'json': True}),
+])
+def test_the_cluster_options_of_dump_slow_and_samples(argv, expected):
+    args = cli.build_parser().parse_args(argv)
+    assert {name: getattr(args, name) for name in expected} == expected
+
+
+def test_a_since_that_is_not_a_time_is_64_before_redis_is_asked(capsys, tmp_path):
+    assert main(['slow', str(tmp_path), '--cluster', '--since', 'yesterday']) == 64
+    assert capsys.readouterr().err.startswith('zato-daemon: --since: ')
