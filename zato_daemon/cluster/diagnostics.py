@@ -15,6 +15,7 @@ the last one shipped; the rows are redacted (records.entry_of) before they leave
 
 import json
 import os
+import threading
 import time
 
 from zato_daemon.cluster import dumps, records
@@ -33,6 +34,14 @@ READ_BLOCK = 1.0
 # Dump requests refused are logged at most once per this many seconds, with their count: a
 # flood of forged requests does not flood the journal.
 REFUSAL_REPORT_INTERVAL = 60.0
+
+# SQLite is not fork-safe: a worker forked while this thread is inside SQLite (holding one of
+# its process-wide mutexes) would hang on its own first SQLite call, its diagnostics store's.
+# So the master forks only between two reads of this thread, and waits for one under way
+# (milliseconds; at most the store's read timeout, 1 s, on a database another process locks).
+_sqlite_lock = threading.Lock()
+os.register_at_fork(before=_sqlite_lock.acquire, after_in_parent=_sqlite_lock.release,
+                    after_in_child=_sqlite_lock.release)
 
 
 class ClusterDiagnostics(ClusterThread):
@@ -145,9 +154,11 @@ class ClusterDiagnostics(ClusterThread):
             self._cursor.start_for((info.st_dev, info.st_ino))
             rows = {}
             for kind, table in records.TABLES.items():
-                highest, rows[kind] = list_written_after(database, table, self._cursor.after[kind], SHIP_BATCH)
+                with _sqlite_lock:
+                    highest, rows[kind] = list_written_after(database, table, self._cursor.after[kind], SHIP_BATCH)
                 if self._cursor.restarts(kind, highest):
-                    _, rows[kind] = list_written_after(database, table, 0, SHIP_BATCH)
+                    with _sqlite_lock:
+                        _, rows[kind] = list_written_after(database, table, 0, SHIP_BATCH)
         except (DiagnosticsReadError, OSError) as exc:
             problem = str(exc) if isinstance(exc, DiagnosticsReadError) else f'cannot read {database}: {exc.strerror}'
             if problem != self._store_problem:

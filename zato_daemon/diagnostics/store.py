@@ -520,16 +520,19 @@ def list_written_after(db_path, table, after_id, limit):
     with ROW_KEYS and its 'id'. For a reader that follows the store pass after pass (the
     cluster's shipping thread): ids grow in the order of writing, and a highest id below
     `after_id` means the file was recreated. A missing database reads as (0, []).
-    Reads like `list_slow`."""
+    Reads like `list_slow`, but once: a reader that comes back later needs no retries, and
+    its read takes at most the read timeout."""
     if table not in TABLES:
         raise ValueError(f'no table {table!r}')
-    return _select(Path(db_path), table, ['id > ?'], [after_id], limit, order='id', with_highest_id=True)
+    return _select(Path(db_path), table, ['id > ?'], [after_id], limit, order='id', with_highest_id=True,
+                   attempts=1)
 
 
-def _select(path, table, conditions, params, limit, order='started_at DESC, id DESC', with_highest_id=False):
+def _select(path, table, conditions, params, limit, order='started_at DESC, id DESC', with_highest_id=False,
+            attempts=READ_ATTEMPTS):
     # A server recreating a deleted database (its -wal and -shm files appear one after the
     # other) makes a reader's open fail with 'disk I/O error' for a moment: tried again.
-    for _ in range(READ_ATTEMPTS - 1):
+    for _ in range(attempts - 1):
         try:
             return _select_once(path, table, conditions, params, limit, order, with_highest_id)
         except DiagnosticsReadError as exc:

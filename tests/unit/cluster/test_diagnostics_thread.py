@@ -11,7 +11,7 @@ import pytest
 from zato_daemon.cluster import records
 from zato_daemon.cluster.diagnostics import ClusterDiagnostics
 from zato_daemon.cluster.settings import ClusterSettings
-from zato_daemon.diagnostics.store import DATABASE_NAME, Call, DiagnosticsStore
+from zato_daemon.diagnostics.store import DATABASE_NAME, Call, DiagnosticsStore, list_slow
 
 SETTINGS = ClusterSettings(url='redis://127.0.0.1:1/0', name='test', host_name='host-1', heartbeat_ttl=15.0)
 
@@ -87,3 +87,29 @@ def test_a_broken_database_is_said_once_and_its_recovery_too(thread, db, caplog)
     store_calls(db, 1)
     assert cids(thread._read_store(db)) == ['cid-1']
     assert [record.getMessage() for record in caplog.records][-1].startswith('Shipping slow calls and samples')
+
+
+def test_a_fork_waits_for_a_read_under_way_and_the_child_may_read_at_once(db):
+    # SQLite's process-wide mutexes are copied held into a child forked mid-read: the master
+    # forks its workers only between two reads of the thread.
+    import threading
+    from zato_daemon.cluster import diagnostics
+    store_calls(db, 1)
+    holding, released = threading.Event(), []
+
+    def read_slowly():
+        with diagnostics._sqlite_lock:
+            holding.set()
+            threading.Event().wait(0.2)
+            released.append(True)
+    reader = threading.Thread(target=read_slowly)
+    reader.start()
+    holding.wait(5)
+    pid = os.fork()
+    if pid == 0:
+        # The lock is free in the child, and SQLite answers there.
+        with diagnostics._sqlite_lock:
+            os._exit(0 if [row['cid'] for row in list_slow(db)] == ['cid-1'] else 1)
+    assert released == [True]
+    reader.join()
+    assert os.waitpid(pid, 0)[1] == 0
