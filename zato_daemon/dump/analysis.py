@@ -7,7 +7,8 @@ Each finding is decided per process on every record of it that the run took, in 
 - deadlock: a cycle of greenlets, each waiting (in every dump) on an object the next one holds;
 - hub_blocked: the same non-hub greenlet running in the main thread in every dump, or a
   heartbeat older than HEARTBEAT_LIMIT: nothing else in that worker runs meanwhile;
-- stuck: a greenlet (by address) or a thread (by ident) on the same stack in every dump;
+- stuck: a greenlet (by address) or a thread (by ident) on the same stack in every dump, up to
+  its innermost frame of application code (Process.place);
 - lock_wait: greenlets waiting on the same gevent lock, event or queue in every dump, grouped
   by object, with its holder when the dump knows it;
 - growth: the greenlets spawned at one place, counted in every dump, rising every time;
@@ -40,9 +41,12 @@ HEARTBEAT_LIMIT = 3.0
 # redis-py's (is_library), or, for a stack made of those alone, against any of its frames.
 # Line numbers are left out on purpose: they move with every edit of these files.
 IDLE_FRAMES = frozenset({
-    # gevent's own: the hub's loop (the main thread's stack while nothing runs), its thread pool.
+    # gevent's own: the hub's loop (the main thread's stack while nothing runs), its thread pool
+    # (a thread waiting for a task; the greenlet that started it, parked for good; the resolver
+    # starts one at the first name lookup).
     ('gevent/hub.py', 'Hub.run'),
     ('gevent/threadpool.py', '_WorkerGreenlet.run'),
+    ('gevent/threadpool.py', '_WorkerGreenlet._begin'),
     # A worker's housekeeping greenlets, each sleeping between two rounds.
     ('zato_daemon/cache/registry.py', 'CacheRegistry.run'),
     ('zato_daemon/deploy/follower.py', 'ManifestFollower.run'),
@@ -147,11 +151,29 @@ class Process:
         self.span = self.last['time'] - self.records[0]['time']
         self.greenlets = [{greenlet['address']: greenlet for greenlet in record['greenlets']}
                           for record in self.records]
+        self._places = {}
         self.hub_addresses = {greenlet['address'] for by_address in self.greenlets
                               for greenlet in by_address.values() if greenlet.get('is_hub')}
 
     def stack(self, record, fingerprint):
         return record['stacks'].get(fingerprint, [])
+
+    def place(self, record, fingerprint):
+        """Where a stack is, as far as the application is concerned: its frames up to the innermost
+        of the application's own (all of them when none is).
+
+        What "the same stack in every dump" compares. The libraries' frames inside may differ from
+        one dump to the next while the application waits on the same line: a greenlet sleeping in
+        a loop is caught in gevent.sleep()'s `with loop.timer()` line now and then, and a dump
+        reads a greenlet's state and its frame while the main thread runs on."""
+        place = self._places.get(fingerprint)  # a fingerprint names the same stack in every record
+        if place is None:
+            frames = self.stack(record, fingerprint)
+            own = [index for index, frame in enumerate(frames) if not is_library(frame['file'])]
+            kept = frames[:own[-1] + 1] if own else frames
+            place = tuple((frame['file'], frame['function'], frame['line']) for frame in kept)
+            self._places[fingerprint] = place
+        return place
 
     def in_every_dump(self, address):
         """The greenlet `address` in each record (a list), or None when a record lacks it."""
@@ -324,13 +346,14 @@ def stuck_greenlets(process, skip):
         if address in skip or not _is_candidate(process, greenlet) or greenlet.get('state') != 'suspended':
             continue
         everywhere = process.in_every_dump(address)
-        if everywhere is None or len({seen['stack'] for seen in everywhere}) != 1:
+        if everywhere is None or len({process.place(record, seen['stack'])
+                                      for record, seen in zip(process.records, everywhere)}) != 1:
             continue
         frames = process.stack(process.last, greenlet['stack'])
         if not frames or is_idle(frames):
             continue
         service = (greenlet.get('call') or {}).get('service')
-        key = (greenlet['stack'], service, None if service else greenlet.get('runs'))
+        key = (process.place(process.last, greenlet['stack']), service, None if service else greenlet.get('runs'))
         groups.setdefault(key, []).append(greenlet)
     return [_stuck_group(process, alike) for alike in groups.values()]
 
@@ -375,7 +398,8 @@ def stuck_threads(process):
         if thread.get('is_current') or (thread.get('is_main') and thread.get('running_greenlet') is not None):
             continue
         everywhere = [by_ident.get(ident) for by_ident in threads]
-        if any(seen is None or seen.get('is_current') or seen['stack'] != thread['stack'] for seen in everywhere):
+        if any(seen is None or seen.get('is_current') for seen in everywhere) or len(
+                {process.place(record, seen['stack']) for record, seen in zip(process.records, everywhere)}) != 1:
             continue
         frames = process.stack(process.last, thread['stack'])
         if not frames or is_idle(frames):

@@ -66,6 +66,7 @@ def test_library_frames_are_the_stdlib_gevent_greenlet_and_redis(file, expected)
     # A thread pool's thread: waiting for a task is idle, running one is not.
     ([frame(f'{SITE}/gevent/threadpool.py', 216, '_WorkerGreenlet.run'),
       frame(f'{SITE}/gevent/_threading.py', 1, 'get')], True),
+    ([frame(f'{SITE}/gevent/threadpool.py', 122, '_WorkerGreenlet._begin')], True),
     ([frame(f'{SITE}/gevent/threadpool.py', 232, '_WorkerGreenlet.run'),
       frame(f'{SITE}/gevent/threadpool.py', 190, '_WorkerGreenlet.__run_task')], False),
     ([], False),
@@ -133,6 +134,16 @@ def test_alike_stuck_greenlets_are_one_finding_with_every_cid():
                                 'socket.recv at client.py:88 for at least 6 s, started 10 s to 70 s ago')
     assert stuck['count'] == 7 and stuck['cids'] == [f'c{index}' for index in range(6, -1, -1)]
     assert (stuck['greenlet'], stuck['cid'], stuck['call_age']) == (0x8006, 'c6', 70.0)
+
+
+def test_a_greenlet_waiting_on_the_same_line_is_stuck_whatever_the_library_frames_inside():
+    # gevent.sleep() in a loop: now and then caught on the line of its `with loop.timer()`.
+    def sleeper(line):
+        return greenlet(0x8000, serving(app(30, 'Hold.handle', 'probe.py'),
+                                        frame(f'{SITE}/gevent/hub.py', line, 'sleep')), call=call('probe.hold', 'h0ld', 20.0))
+    report = analyse(worker_dumps([[sleeper(166)], [sleeper(161)], [sleeper(166)]]))
+    assert kinds(report) == [STUCK, IN_FLIGHT]
+    assert report['findings'][0]['line'] == 30
 
 
 def test_a_greenlet_whose_stack_moved_is_not_stuck():
