@@ -79,6 +79,13 @@ BUSY_FRAMES = frozenset({
     ('gevent/threadpool.py', '_WorkerGreenlet.__run_task'),
 })
 
+# The dump trigger's signal handler: it runs in the main thread on top of whatever runs there,
+# often still when the dump is taken. It and what it calls are left out of every stack.
+SIGNAL_HANDLER_FRAMES = frozenset({
+    ('zato_daemon/dump/trigger.py', 'DumpTrigger.handle_signal'),
+    ('zato_daemon/dump/trigger.py', 'DumpTrigger.request'),
+})
+
 # The stdlib (not its site- or dist-packages), and the libraries the server itself waits in.
 _STDLIB = re.compile(r'/python3(?:\.\d+)?/(?!(?:site|dist)-packages/)')
 _LIBRARIES = re.compile(r'/(?:site|dist)-packages/(?:gevent|greenlet|redis)/')
@@ -156,7 +163,12 @@ class Process:
                               for greenlet in by_address.values() if greenlet.get('is_hub')}
 
     def stack(self, record, fingerprint):
-        return record['stacks'].get(fingerprint, [])
+        """The frames of a fingerprint, outermost first, without the dump's own signal handler."""
+        frames = record['stacks'].get(fingerprint, [])
+        for index, frame in enumerate(frames):
+            if _is_in(frame, SIGNAL_HANDLER_FRAMES):
+                return frames[:index]
+        return frames
 
     def place(self, record, fingerprint):
         """Where a stack is, as far as the application is concerned: its frames up to the innermost

@@ -140,7 +140,8 @@ def test_a_greenlet_waiting_on_the_same_line_is_stuck_whatever_the_library_frame
     # gevent.sleep() in a loop: now and then caught on the line of its `with loop.timer()`.
     def sleeper(line):
         return greenlet(0x8000, serving(app(30, 'Hold.handle', 'probe.py'),
-                                        frame(f'{SITE}/gevent/hub.py', line, 'sleep')), call=call('probe.hold', 'h0ld', 20.0))
+                                        frame(f'{SITE}/gevent/hub.py', line, 'sleep')),
+                        call=call('probe.hold', 'h0ld', 20.0))
     report = analyse(worker_dumps([[sleeper(166)], [sleeper(161)], [sleeper(166)]]))
     assert kinds(report) == [STUCK, IN_FLIGHT]
     assert report['findings'][0]['line'] == 30
@@ -196,6 +197,15 @@ def test_the_same_greenlet_running_in_every_dump_blocks_the_hub():
     assert blocked['summary'] == ('greenlet 0x8100 serving probe.spin, cid sp1n keeps the CPU at probe.py:20 in '
                                   'Spin.handle: running in all 3 dumps over 6 s')
     assert (blocked['greenlet'], blocked['file'], blocked['line']) == (0x8100, f'{APP}/probe.py', 20)
+
+
+def test_the_dump_signal_handler_on_top_of_the_spinning_frame_is_left_out():
+    handler = [zd('dump/trigger.py', 121, 'DumpTrigger.handle_signal'),
+               zd('dump/trigger.py', 134, 'DumpTrigger.request')]
+    report = analyse(worker_dumps([[spinner()]] * 3, running=[0x8100] * 3,
+                                  stacks=[SPIN_STACK, SPIN_STACK + handler, SPIN_STACK + handler[:1]]))
+    blocked = report['findings'][0]
+    assert (blocked['kind'], blocked['line'], blocked['where']) == (HUB_BLOCKED, 20, 'at probe.py:20 in Spin.handle')
 
 
 def test_a_late_heartbeat_alone_blocks_the_hub():
