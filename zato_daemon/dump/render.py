@@ -1,4 +1,4 @@
-"""A Dump (collect.py) as text within a byte budget, and the sinks' helpers.
+"""A Dump (collect.py) as text within a byte budget; sink.py writes it out.
 
 Greenlets with identical stacks are printed once, with their count and ids: 10,000 idle
 greenlets are a few blocks, not 10,000 (one block each made 11.8 MB of text). The byte budget then
@@ -7,12 +7,9 @@ silently. Like collect.py this runs in the dump thread: no logging, no locks, no
 """
 
 import datetime
-import os
 from dataclasses import dataclass, field
 
 from zato_daemon.dump.collect import RUNNING
-from zato_daemon.logs.journal import IDENTIFIER
-from zato_daemon.logs.levels import DUMP_WRITTEN, priority_of
 
 DEFAULT_BUDGET_BYTES = 512 * 1024
 # Greenlet ids listed per group; the rest are counted.
@@ -216,40 +213,3 @@ def _frame_line(frame):
 
 def _variables_text(pairs):
     return ', '.join(f'{name}={value}' for name, value in pairs)
-
-
-def summary_line(dump):
-    """One line saying which process wrote which dump; the journal entry's first line."""
-    return (f'zato-daemon {dump.role} (pid {dump.pid}) wrote dump {dump.dump_id}: '
-            f'{dump.counts["threads"]:,} threads, {dump.counts["greenlets"]:,} greenlets')
-
-
-def journal_fields(dump, text):
-    """The fields of the one journal entry a dump becomes, as 'NAME=value' strings.
-
-    MESSAGE is the summary line and the whole text; MESSAGE_ID is DUMP_WRITTEN's, so
-    `journalctl MESSAGE_ID=...` or `journalctl ZATO_DUMP_ID=...` finds it. One entry per
-    dump: line by line, a dump of thousands of lines would run into journald's rate limit
-    (journald.conf RateLimitBurst=, on Debian 12 10,000 entries per 30 s per service, scaled
-    by the free disk space), which drops the interval's further entries, parts of the dump
-    and other records alike. Send it
-    with logs.journal.sendv, which takes entries past the datagram limit.
-    """
-    return [f'MESSAGE={summary_line(dump)}\n{text}', f'PRIORITY={priority_of(DUMP_WRITTEN.level)}',
-            f'MESSAGE_ID={DUMP_WRITTEN.message_id}', f'SYSLOG_IDENTIFIER={IDENTIFIER}',
-            f'ZATO_DUMP_ID={dump.dump_id}', f'ZATO_ROLE={dump.role}', f'ZATO_DUMP_PID={dump.pid}',
-            f'ZATO_SERVER_DIR={dump.server_dir}']
-
-
-def write_text_to_fd(fd, text):
-    """Writes all of `text` as UTF-8 to a file descriptor, looping over partial writes.
-
-    For server.log opened with O_APPEND, and stdout: a plain os.write, so no logging lock is
-    taken. Raises OSError as os.write does (a non-blocking fd that is full included).
-    """
-    data = memoryview(text.encode('utf-8', 'backslashreplace'))
-    while data:
-        written = os.write(fd, data)
-        if written <= 0:
-            raise OSError(f'os.write wrote nothing to fd {fd}')
-        data = data[written:]

@@ -15,17 +15,16 @@ spinning greenlet starves), threading's in the master.
 Theory of operation. install() opens a pipe, starts the dump thread blocked in os.read() on
 it, then sets the handler (a Python-level signal.signal handler: it runs while a greenlet
 spins, which gevent.signal_handler callbacks do not). Each wake-up calls on_dump() once,
-from the dump thread; on_dump collects, renders and writes (collect.py, render.py) and owns
-its errors. uninstall() restores the previous handler and closes the pipe; the thread
-finishes a dump in progress and exits.
+from the dump thread; on_dump collects, renders and writes (sink.py) and reports its own
+failures; one it lets through goes to on_error, and the thread goes on. uninstall()
+restores the previous handler and closes the pipe; the thread finishes a dump in progress
+and exits.
 """
 
 import faulthandler
 import os
 import signal
 import time
-
-from zato_daemon.dump.collect import os_thread_ident
 
 # A pipe holds 64 KiB by default: one read this big takes every pending request at once.
 READ_SIZE = 65536
@@ -39,8 +38,10 @@ class DumpTrigger:
     Args:
         on_dump: called with no arguments in the dump thread, once per wake-up; never
             concurrently with itself. It must not use logging or anything the main thread
-            may hold; exceptions it raises are kept in `last_error` and counted in `failures`.
+            may hold, and reports its own failures (sink.DumpWriter does).
         start_thread: `start_thread(function)` runs `function` in a new OS thread.
+        on_error: `on_error(exception)` for an exception on_dump raised anyway, in the dump
+            thread, under the same rules; without one, a line on stderr (os.write, fd 2).
         signum: the signal to handle, SIGURG by default (its default action is to ignore it).
         faulthandler_file: when set (a file object or an fd), faulthandler also writes an
             immediate traceback of every thread there at each signal, from C, even while the
@@ -52,16 +53,14 @@ class DumpTrigger:
     """
 
     def __init__(self, on_dump, start_thread, signum=signal.SIGURG, faulthandler_file=None,
-                 quiet_period=DEFAULT_QUIET_PERIOD):
+                 quiet_period=DEFAULT_QUIET_PERIOD, on_error=None):
         self.on_dump = on_dump
         self.start_thread = start_thread
+        self.on_error = on_error
         self.signum = signum
         self.faulthandler_file = faulthandler_file
         self.quiet_period = quiet_period
-        self.main_thread_ident = None
         self.dumps = 0
-        self.failures = 0
-        self.last_error = None
         self._read_fd = self._write_fd = None
         self._previous_handler = None
         self._is_serving = False
@@ -75,13 +74,11 @@ class DumpTrigger:
     def install(self):
         """Starts the dump thread and handles the signal. Runs in the main thread, at start.
 
-        Also remembers the main thread's OS ident for collect(): under gevent's patch_all
-        threading.main_thread().ident is a greenlet's. Install after anything else that sets
-        a handler for the same signal: a later signal.signal() replaces faulthandler's too.
+        Install after anything else that sets a handler for the same signal: a later
+        signal.signal() replaces faulthandler's too.
         """
         if self.is_installed:
             raise RuntimeError('the dump trigger is already installed')
-        self.main_thread_ident = os_thread_ident()
         self._read_fd, self._write_fd = os.pipe()
         os.set_blocking(self._write_fd, False)  # a full pipe drops a request instead of blocking the handler
         try:
@@ -174,9 +171,17 @@ class DumpTrigger:
         self.dumps += 1
         try:
             self.on_dump()
-        except Exception as error:  # nowhere safe to log it from here; kept for the caller
-            self.failures += 1
-            self.last_error = error
+        except Exception as error:  # the thread must live on to serve the next dump
+            self._report_error(error)
+
+    def _report_error(self, error):
+        try:
+            if self.on_error is not None:
+                self.on_error(error)
+            else:
+                os.write(2, f'zato-daemon: a dump failed: {type(error).__name__}: {error}\n'.encode('utf-8', 'replace'))
+        except Exception:  # nothing is left to tell
+            pass
 
     def _restore_handler(self):
         # None: the previous handler was not set from Python; SIGURG's default is to ignore it.

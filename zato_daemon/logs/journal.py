@@ -86,15 +86,52 @@ def stream_is_journal(fd):
     return expected == f'{stat.st_dev}:{stat.st_ino}'
 
 
+def entry(message, level, message_id=None, fields=(), formatted=()):
+    """One journal entry as 'NAME=value' strings: the one place entries are built, for log
+    records (JournalHandler), dumps and dump failures (dump/sink.py) and the CLI's events.
+
+    MESSAGE, PRIORITY (the syslog priority of the Python `level`), MESSAGE_ID when there is
+    one, SYSLOG_IDENTIFIER, then `fields`: (NAME, value) pairs, a pair whose value is None or
+    '' left out, then `formatted`: fields made once by format_fields() for many entries.
+    UPPERCASE names only: journald drops the others. Runs in the dump thread too: no logging,
+    no lock.
+    """
+    head = [f'MESSAGE={message}', f'PRIORITY={priority_of(level)}']
+    if message_id:
+        head.append(f'MESSAGE_ID={message_id}')
+    head.append(_IDENTIFIER_FIELD)
+    for name, value in fields:
+        if value is not None and value != '':
+            head.append(f'{name}={value}')
+    head.extend(formatted)
+    return head
+
+
+def format_fields(fields):
+    """(NAME, value) pairs as entry() formats them, for fields that every entry of a process
+    carries: formatted once, not at each record (half of what a record's fields cost)."""
+    return tuple(entry('', 0, fields=fields)[3:])
+
+
+def event_entry(event, message, fields=()):
+    """The entry of an event of logs/levels.py: its level and MESSAGE_ID."""
+    return entry(message, event.level, event.message_id, fields)
+
+
+def process_fields(server_dir, role, worker_number=None):
+    """The fields naming the process an entry comes from, as (NAME, value) pairs."""
+    return (('ZATO_SERVER_DIR', server_dir), ('ZATO_ROLE', role), ('ZATO_WORKER', worker_number))
+
+
+_IDENTIFIER_FIELD = f'SYSLOG_IDENTIFIER={IDENTIFIER}'
+
+
 class JournalHandler(logging.Handler):
     """Sends each record as one journal entry. Used in the master and in every worker."""
 
     def __init__(self, server_dir, role, worker_number=None):
         super().__init__()
-        static = [f'SYSLOG_IDENTIFIER={IDENTIFIER}', f'ZATO_SERVER_DIR={server_dir}', f'ZATO_ROLE={role}']
-        if worker_number is not None:
-            static.append(f'ZATO_WORKER={worker_number}')
-        self._static = static
+        self._process = format_fields(process_fields(server_dir, role, worker_number))
 
     def emit(self, record):
         try:
@@ -111,28 +148,14 @@ class JournalHandler(logging.Handler):
             message = f'{message}\n{"".join(traceback.format_exception(*record.exc_info)).rstrip()}'
         elif record.stack_info:
             message = f'{message}\n{record.stack_info}'
-        fields = [f'MESSAGE={message}', f'PRIORITY={priority_of(record.levelno)}',
-                  f'CODE_FILE={record.pathname}', f'CODE_LINE={record.lineno}', f'CODE_FUNC={record.funcName}',
-                  f'ZATO_LOGGER={record.name}', *self._static]
-        for attribute, name in _OPTIONAL_FIELDS:
-            value = getattr(record, attribute, None)
-            if value:
-                fields.append(f'{name}={value}')
-        return fields
-
-
-# Record attributes that become fields when set: the call context (logs/context.py),
-# an event's MESSAGE_ID (logs/levels.py) and a failed call's redacted input.
-_OPTIONAL_FIELDS = (
-    ('cid', 'ZATO_CID'),
-    ('service', 'ZATO_SERVICE'),
-    ('message_id', 'MESSAGE_ID'),
-    ('zato_input', 'ZATO_INPUT'),
-)
+        return entry(message, record.levelno, getattr(record, 'message_id', None),
+                     (('CODE_FILE', record.pathname), ('CODE_LINE', record.lineno), ('CODE_FUNC', record.funcName),
+                      ('ZATO_LOGGER', record.name), ('ZATO_CID', getattr(record, 'cid', None)),
+                      ('ZATO_SERVICE', getattr(record, 'service', None)),
+                      ('ZATO_INPUT', getattr(record, 'zato_input', None))),
+                     self._process)
 
 
 def send_event(event, message, **fields):
     """Sends one event outside the logging system, e.g. from the CLI before logging is set up."""
-    extra = [f'{name}={value}' for name, value in fields.items()]
-    sendv(f'MESSAGE={message}', f'PRIORITY={priority_of(event.level)}', f'MESSAGE_ID={event.message_id}',
-          f'SYSLOG_IDENTIFIER={IDENTIFIER}', *extra)
+    sendv(*event_entry(event, message, fields.items()))

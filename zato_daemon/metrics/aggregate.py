@@ -28,7 +28,7 @@ from zato_daemon.metrics.counting import STATUS_CLASSES
 
 INF = math.inf
 # Figures a worker reports beside its services, all counters; anything else is ignored.
-WORKER_FIGURES = ('requests', 'slow_stored', 'samples_stored', 'diagnostics_dropped')
+WORKER_FIGURES = ('requests', 'slow_stored', 'samples_stored', 'diagnostics_dropped', 'dump_failures')
 RESTART_REASONS = ('died', 'hung', 'recycled', 'boot_failed')
 RELOAD_RESULTS = ('applied', 'refused', 'failed')
 DEPLOY_RESULTS = ('deployed', 'undeployed', 'refused')
@@ -165,6 +165,7 @@ class MasterCounts:
     deploys: Counter = field(default_factory=Counter)
     dumps: int = 0
     bad_reports: int = 0
+    dump_failures: int = 0
 
 
 @dataclass
@@ -232,7 +233,8 @@ class Aggregate:
                 self.live_cpu[pid] = (number, seconds)
 
     def count(self, what, label=None):
-        """One more of the master's own counts: restarts, reloads, deploys (with a label), dumps."""
+        """One more of the master's own counts: restarts, reloads, deploys (with a label), dumps,
+        dump_failures (from the master's dump thread: the lock is held for an addition only)."""
         with self.lock:
             if label is None:
                 setattr(self.master, what, getattr(self.master, what) + 1)
@@ -248,6 +250,7 @@ class Aggregate:
             per_worker = {pid: (counts.figures.get('requests', 0), counts.in_flight)
                           for pid, counts in self.live.items()}
             master = MasterCounts(Counter(self.master.restarts), Counter(self.master.reloads),
-                                  Counter(self.master.deploys), self.master.dumps, self.master.bad_reports)
+                                  Counter(self.master.deploys), self.master.dumps, self.master.bad_reports,
+                                  self.master.dump_failures)
             return View(totals, per_worker, master, dict(cpu))
 

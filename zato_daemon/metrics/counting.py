@@ -77,6 +77,8 @@ class WorkerCounts:
         self.caches = {}
         # Read from their owners when a report is built: (name, callable) pairs.
         self.sources = []
+        # Parts of this worker's dumps that failed (dump/sink.py); only the dump thread adds.
+        self.dump_failures = 0
         self._reported_calls = {}
 
     def service(self, name):
@@ -91,6 +93,11 @@ class WorkerCounts:
         if counts is None:
             counts = self.caches[name] = CacheCounts()
         return counts
+
+    def dump_failed(self):
+        """One part of a dump failed: install_dump's count_failure, called in the dump thread
+        (a plain increment: no lock, no gevent)."""
+        self.dump_failures += 1
 
     def add_source(self, name, read):
         """`read()` gives a number the report carries under `name` (a count another part keeps)."""
@@ -116,6 +123,7 @@ class WorkerCounts:
             'responses': {STATUS_CLASSES[index - 1]: count for index, count in enumerate(self.responses)
                           if count and index},
             'caches': {name: counts.as_list() for name, counts in self.caches.items()},
+            'dump_failures': self.dump_failures,
         }
         for name, read in self.sources:
             try:

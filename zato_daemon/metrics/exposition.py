@@ -72,6 +72,9 @@ class MetricsCollector:
                        _fixed(DEPLOY_RESULTS, master.deploys))
         yield _counter('zato_dumps', 'Dumps written, by the master and the workers', values=[((), master.dumps)])
         figures = totals.figures
+        yield _counter('zato_dump_failures', 'Parts of dumps that failed (server.log, the journal, stdout, the '
+                       'dump record, collecting, the report to the master), by process', ('process',),
+                       [(('master',), master.dump_failures), (('worker',), figures.get('dump_failures', 0))])
         yield _counter('zato_slow_calls_stored', 'Slow calls written to the diagnostics database',
                        values=[((), figures.get('slow_stored', 0))])
         yield _counter('zato_samples_stored', 'Sample calls written to the diagnostics database',

@@ -1,16 +1,13 @@
-"""Dump data as grouped text within a byte budget; the journal entry; writing to an fd."""
+"""Dump data as grouped text within a byte budget."""
 
 import dataclasses
-import os
 import re
 
 import greenlet
 import pytest
 
-from zato_daemon.dump import render
 from zato_daemon.dump.collect import SUSPENDED, Dump, FrameInfo, GreenletInfo, ThreadInfo, collect, os_thread_ident
-from zato_daemon.dump.render import group_greenlets, journal_fields, render_text, write_text_to_fd
-from zato_daemon.logs.levels import DUMP_WRITTEN
+from zato_daemon.dump.render import group_greenlets, render_text
 
 
 def idle(label):
@@ -105,35 +102,3 @@ def test_a_file_name_that_is_not_utf8_does_not_break_the_text():
     thread = ThreadInfo('t', 1, 1, True, True, False, (FrameInfo('/srv/\udcff.py', 1, 'f', ''),))
     odd = dataclasses.replace(made_up_dump(threads=1, greenlets=0), threads=(thread,))
     assert '/srv/\\udcff.py' in render_text(odd)
-
-
-def test_the_journal_entry():
-    dump = made_up_dump(threads=1, greenlets=1, frames=1)
-    text = render_text(dump)
-    fields = journal_fields(dump, text)
-    names = [field.split('=', 1)[0] for field in fields]
-    assert all(name.isupper() for name in names) and len(set(names)) == len(names)
-    values = dict(field.split('=', 1) for field in fields)
-    assert values['MESSAGE'] == f'zato-daemon worker (pid 4242) wrote dump feedc0de: 1 threads, 1 greenlets\n{text}'
-    assert values['MESSAGE_ID'] == DUMP_WRITTEN.message_id and values['PRIORITY'] == '6'
-    assert (values['SYSLOG_IDENTIFIER'], values['ZATO_DUMP_ID'], values['ZATO_ROLE'], values['ZATO_DUMP_PID'],
-            values['ZATO_SERVER_DIR']) == ('zato-daemon', 'feedc0de', 'worker', '4242', '/srv/zato')
-
-
-def test_write_text_to_fd_goes_on_after_partial_writes(tmp_path, monkeypatch):
-    real_write, calls = os.write, []
-
-    def short_write(fd, data):
-        calls.append(len(data))
-        return real_write(fd, bytes(data[:7]))
-
-    path = tmp_path / 'server.log'
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    monkeypatch.setattr(render.os, 'write', short_write)
-    try:
-        write_text_to_fd(fd, 'déjà vu: ' * 20)
-    finally:
-        monkeypatch.undo()
-        os.close(fd)
-    assert path.read_text() == 'déjà vu: ' * 20
-    assert len(calls) > 20

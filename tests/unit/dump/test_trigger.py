@@ -10,8 +10,9 @@ import time
 import gevent
 import pytest
 
-from zato_daemon.dump.collect import collect
-from zato_daemon.dump.render import render_text, write_text_to_fd
+from zato_daemon.dump.collect import collect, os_thread_ident
+from zato_daemon.dump.render import render_text
+from zato_daemon.dump.sink import write_text_to_fd
 from zato_daemon.dump.trigger import DEFAULT_QUIET_PERIOD, DumpTrigger
 from zato_daemon.redaction import REDACTED
 
@@ -44,7 +45,7 @@ class Recorder:
         self.gate = gate
         self.entered = 0
         self.texts = []
-        self.trigger = None
+        self.main_thread_ident = os_thread_ident()  # made in the main thread, as install_dump does
         self._running = 0
         self.max_running = 0
         self._lock = threading.Lock()
@@ -57,7 +58,7 @@ class Recorder:
         try:
             if self.gate is not None:
                 assert self.gate.wait(10)
-            text = render_text(collect(self.trigger.main_thread_ident, 'worker', self.tmp_path))
+            text = render_text(collect(self.main_thread_ident, 'worker', self.tmp_path))
             # on_text first: tests wait for `texts` and then read what on_text wrote.
             if self.on_text:
                 self.on_text(text)
@@ -74,7 +75,7 @@ def make_trigger(tmp_path):
 
     def make(start_thread=start_with_threading, on_text=None, gate=None, **options):
         recorder = Recorder(tmp_path, on_text, gate)
-        trigger = recorder.trigger = DumpTrigger(recorder, start_thread, **options)
+        trigger = DumpTrigger(recorder, start_thread, **options)
         trigger.install()
         triggers.append(trigger)
         return trigger, recorder
@@ -202,23 +203,42 @@ def test_faulthandler_adds_its_traceback_and_the_dump_still_happens(make_trigger
     assert path.stat().st_size == written and len(recorder.texts) == 1
 
 
-def test_an_error_in_on_dump_is_kept_and_the_thread_goes_on(tmp_path):
-    calls = []
+def test_an_error_in_on_dump_goes_to_on_error_and_the_thread_goes_on():
+    calls, errors = [], []
 
     def on_dump():
         calls.append(1)
-        raise ValueError('sink failed')
+        raise ValueError(f'sink failed {len(calls)}')
 
-    trigger = DumpTrigger(on_dump, start_with_threading, quiet_period=0)
+    trigger = DumpTrigger(on_dump, start_with_threading, quiet_period=0, on_error=errors.append)
     trigger.install()
     try:
         trigger.request()
-        assert wait_for(lambda: trigger.failures == 1)
+        assert wait_for(lambda: len(errors) == 1)
         trigger.request()
-        assert wait_for(lambda: trigger.failures == 2)
+        assert wait_for(lambda: len(errors) == 2)
     finally:
         assert trigger.uninstall()
-    assert isinstance(trigger.last_error, ValueError) and len(calls) == 2
+    assert [str(error) for error in errors] == ['sink failed 1', 'sink failed 2'] and len(calls) == 2
+
+
+def test_without_on_error_an_error_is_one_line_on_stderr_and_a_failing_on_error_is_survived(capfd):
+    def on_dump():
+        raise ValueError('no on_error')
+
+    def on_error(error):
+        raise RuntimeError('on_error is broken too')
+
+    for handler in (None, on_error):
+        trigger = DumpTrigger(on_dump, start_with_threading, quiet_period=0, on_error=handler)
+        trigger.install()
+        try:
+            for dumps in (1, 2):
+                trigger.request()
+                assert wait_for(lambda: trigger.dumps == dumps), 'the dump thread died with the error'
+        finally:
+            assert trigger.uninstall()
+    assert capfd.readouterr().err == 'zato-daemon: a dump failed: ValueError: no on_error\n' * 2
 
 
 def open_fds():
@@ -241,11 +261,6 @@ def test_install_twice_or_off_the_main_thread_fails_and_leaks_nothing(make_trigg
     thread.start()
     thread.join()
     assert errors and open_fds() == before
-
-
-def test_main_thread_ident_is_the_installing_threads(make_trigger):
-    trigger, _ = make_trigger()
-    assert trigger.main_thread_ident == threading.get_ident() == threading.main_thread().ident
 
 
 def test_discard_after_fork_closes_the_inherited_pipe():

@@ -159,9 +159,11 @@ def test_the_masters_own_counts():
     aggregate.count('reloads', 'applied')
     aggregate.count('deploys', 'refused')
     aggregate.count('dumps')
+    aggregate.count('dump_failures')
+    aggregate.count('dump_failures')
     master = aggregate.view().master
-    assert (master.restarts, master.reloads, master.deploys, master.dumps) == (
-        {'hung': 2}, {'applied': 1}, {'refused': 1}, 1)
+    assert (master.restarts, master.reloads, master.deploys, master.dumps, master.dump_failures) == (
+        {'hung': 2}, {'applied': 1}, {'refused': 1}, 1, 2)
 
 
 def test_a_histogram_sum_never_shrinks_by_a_rounding_error():

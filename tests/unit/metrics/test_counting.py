@@ -30,9 +30,12 @@ def test_a_report_is_json_and_carries_every_kind_of_count():
     counts.responses[4] += 1
     counts.cache('default').hits += 5
     counts.add_source('requests', lambda: 7)
+    counts.dump_failed()
+    counts.dump_failed()
     report = json.loads(json.dumps(counts.report()))
     assert report == {'bounds': [0.5], 'services': {'crm.get': [1, 0, 0, 2, 0.1, [1, 0]]},
-                      'responses': {'2xx': 3, '4xx': 1}, 'caches': {'default': [5, 0, 0]}, 'requests': 7}
+                      'responses': {'2xx': 3, '4xx': 1}, 'caches': {'default': [5, 0, 0]}, 'requests': 7,
+                      'dump_failures': 2}
 
 
 def test_a_report_leaves_out_services_unchanged_since_the_last_one_unless_full():

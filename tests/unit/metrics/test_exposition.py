@@ -31,7 +31,24 @@ def test_every_family_is_there_on_an_idle_server_with_its_fixed_labels_at_zero()
     for name in ('zato_dumps_total', 'zato_slow_calls_stored_total', 'zato_samples_stored_total',
                  'zato_diagnostics_rows_dropped_total', 'zato_requests_in_flight'):
         assert samples[(name, ())] == 0
+    for process in ('master', 'worker'):
+        assert samples[('zato_dump_failures_total', (('process', process),))] == 0
     assert samples[('zato_workers_alive', ())] == 2
+
+
+def test_dump_failures_of_the_master_and_of_workers_gone_and_live():
+    aggregate = Aggregate()
+    aggregate.count('dump_failures')
+    gone, live = WorkerCounts(), WorkerCounts()
+    for _ in range(3):
+        gone.dump_failed()
+    live.dump_failed()
+    aggregate.heard(101, gone.report())
+    aggregate.gone(101)
+    aggregate.heard(102, live.report())
+    _, samples = scrape(aggregate)
+    assert samples[('zato_dump_failures_total', (('process', 'master'),))] == 1
+    assert samples[('zato_dump_failures_total', (('process', 'worker'),))] == 4
 
 
 def test_calls_durations_and_caches_by_label():
