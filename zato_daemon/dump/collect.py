@@ -47,6 +47,8 @@ import time
 import types
 from dataclasses import dataclass
 
+from zato_daemon.dump import waits
+from zato_daemon.dump.calls import call_of
 from zato_daemon.redaction import (REDACTED, is_naming_entry, is_secret_name, names_a_secret, redact_text,
                                    summarise_http)
 
@@ -158,16 +160,34 @@ def collect(main_thread_ident, role, server_dir, dump_id=None, include_greenlets
         wall_time = time.time()
         stacks = _StackReader(limits)
         threads = collect_threads(main_thread_ident, stacks)
-        greenlets = collect_greenlets(stacks) if include_greenlets else ()
+        reader = _greenlet_reader(stacks) if include_greenlets else None
+        greenlets = collect_greenlets(stacks, reader) if reader is not None else ()
         stacks.read_variables()  # of every frame at once (Rule 5)
         threads = tuple(stacks.resolve(info) for info in threads)
         greenlets = tuple(stacks.resolve(info) for info in greenlets)
+        objects = ()
+        if reader is not None:
+            greenlets, objects = reader.add_waits(greenlets)
+            threads = reader.add_running_greenlet(threads, main_thread_ident)
         dump = Dump(pid=os.getpid(), role=role, server_dir=str(server_dir), time=wall_time,
                     dump_id=dump_id or new_dump_id(), counts=_count(threads, greenlets), threads=threads,
-                    greenlets=greenlets, duration=time.monotonic() - started)
+                    greenlets=greenlets, duration=time.monotonic() - started, heartbeat_age=heartbeat_age(),
+                    objects=objects)
     finally:
         _collector_back(was_collecting)
     return dump
+
+
+# Where a worker keeps the time.monotonic() of its last heartbeat (worker/process.py); read
+# through sys.modules, since importing the worker would import gevent (Rule 3).
+HEARTBEAT_MODULE = 'zato_daemon.worker.process'
+HEARTBEAT_NAME = 'last_heartbeat'
+
+
+def heartbeat_age():
+    """Seconds since this worker's hub last sent a heartbeat; None in the master or before the first."""
+    sent = _instance_dict(sys.modules.get(HEARTBEAT_MODULE)).get(HEARTBEAT_NAME)
+    return max(0.0, time.monotonic() - sent) if type(sent) is float else None
 
 
 def new_dump_id():
@@ -315,12 +335,21 @@ def _thread_attributes(thread):
             daemon if type(daemon) is bool else None)
 
 
-def collect_greenlets(stacks):
-    """Every greenlet of the process, of every thread, found by a gc scan (about 10 ms for 10,000)."""
+def _greenlet_reader(stacks):
+    """A _GreenletReader, or None when the process has not imported greenlet (Rule 3)."""
     module = sys.modules.get('greenlet')
     base = _instance_dict(module).get('greenlet') if module is not None else None
     if not (type(base) is type and 'gr_frame' in base.__dict__):
+        return None
+    return _GreenletReader(base, stacks)
+
+
+def collect_greenlets(stacks, reader=None):
+    """Every greenlet of the process, of every thread, found by a gc scan (about 10 ms for 10,000)."""
+    reader = reader if reader is not None else _greenlet_reader(stacks)
+    if reader is None:
         return ()
+    base = reader.base
     # Classes are compared by id: `in` on a set would hash them, which a metaclass may override.
     # The filter is all C iterators: no bytecode runs per object of the heap.
     kind_ids = {id(kind) for kind in _subclasses(base)}
@@ -330,7 +359,6 @@ def collect_greenlets(stacks):
                                                                      map(id, map(type, heap))))),)
 
     found, = _with_heap_held(greenlets_of, may_free=False)
-    reader = _GreenletReader(base, stacks)
     greenlets = (reader.describe(greenlet) for greenlet in found)
     return tuple(info for info in greenlets if info is not None)
 
@@ -360,15 +388,23 @@ class _StackReader:
         self._shared = {}    # sequence of (code, last instruction) -> frames without variables
         self._spawn_sites = {}  # sequence of (code, line) -> spawned_at tuple
         self._pending = []   # _Pending frames, whose variables read_variables() reads
+        self._plans = {}     # (code, last instruction, innermost, line) -> waits.Plan
+        self._sites = []     # (frame, waits.FrameSite) whose locals read_variables() reads
 
     def stack(self, top):
         """(frames outermost first with their variables, how many outer frames were cut)."""
         frames, cut, _ = self._walk(top)
         return tuple(self._frame_info(frame, True) for frame in frames), cut
 
-    def shared_stack(self, top):
-        """Like stack(), plus the outermost frame; a stack seen before comes without variables (Rule 4)."""
+    def shared_stack(self, top, sites=None):
+        """Like stack(), plus the outermost frame; a stack seen before comes without variables (Rule 4).
+
+        With a list as `sites`, appends the waits.FrameSites of the stack, innermost first:
+        the frames that wait on something or hold a lock, whose locals read_variables() reads.
+        """
         frames, cut, outermost = self._walk(top)
+        if sites is not None:
+            self._wait_sites(frames, sites)
         # f_lasti is a plain read where f_lineno is a table lookup: the key is cheap, and two
         # instructions on one line are still one group when render.py groups by line.
         key = tuple((frame.f_code, frame.f_lasti) for frame in frames)
@@ -377,6 +413,28 @@ class _StackReader:
             self._shared[key] = tuple(self._frame_info(frame, False) for frame in frames)
             known = tuple(self._frame_info(frame, True) for frame in frames)
         return known, cut, outermost
+
+    def _wait_sites(self, frames, sites):
+        # The greenlet waits in its innermost frame that is neither gevent's nor threading's
+        # (their waits are C calls or wrap the caller's lock); waits.py says what on.
+        innermost = True
+        for frame in reversed(frames):
+            code = frame.f_code
+            if _is_gevent_file(code.co_filename) or code.co_filename == waits.THREADING_FILE:
+                continue
+            lasti = frame.f_lasti
+            line = frame.f_lineno if innermost else None
+            key = (code, lasti, innermost, line)
+            plan = self._plans.get(key)
+            if plan is None:
+                source = self._source_line(code.co_filename, line) if innermost else ''
+                plan = self._plans[key] = waits.plan(code, lasti, innermost, source)
+            if plan.site is not None or plan.held:
+                site = waits.FrameSite(plan, frame.f_globals)
+                if plan.needs_locals and len(self._sites) < waits.MAX_SITES and not _is_class_body_with_cell(code):
+                    self._sites.append((frame, site))
+                sites.append(site)
+            innermost = False
 
     def spawn_site(self, frame):
         """gevent's record of where a greenlet was spawned, as bare frames outermost first; shared."""
@@ -424,15 +482,16 @@ class _StackReader:
         read. resolve() then puts the variables in.
         """
         pending, self._pending = self._pending, []
+        sites, self._sites = self._sites, []
         readable = []
         for item in pending:
             if _is_class_body_with_cell(item.frame.f_code):
                 item.result = dataclasses.replace(item.info, arguments=(), locals=(CLASS_BODY_NOTE,))
             else:
                 readable.append(item)
-        if not readable:
+        if not readable and not sites:
             return  # listing the heap costs 30 to 120 ns an object: not for nothing
-        frames = [item.frame for item in readable]
+        frames = [item.frame for item in readable] + [frame for frame, _ in sites]
         try:
             namespaces, = _with_heap_held(lambda heap: (functools.partial(list, map(_F_LOCALS, frames)),))
         except Exception as error:  # e.g. MemoryError: no variables then
@@ -440,6 +499,10 @@ class _StackReader:
             for item in readable:
                 item.result = dataclasses.replace(item.info, arguments=(), locals=(note,))
             return
+        for (frame, site), namespace in zip(sites, namespaces[len(readable):]):
+            # Copied in one C call, like _variables(); a module's top level has only globals.
+            if type(namespace) is dict and namespace is not site.f_globals:
+                site.namespace = dict.copy(namespace)
         for item, namespace in zip(readable, namespaces):
             try:
                 arguments, local_variables, cut = _variables(item.frame, namespace, self.limits)
@@ -527,6 +590,11 @@ class _GreenletReader:
     """Reads greenlets through greenlet's own descriptors, so no subclass code runs (Rule 1)."""
 
     def __init__(self, base, stacks):
+        self.base = base
+        self.sites = {}      # greenlet address -> waits.FrameSites, innermost first
+        self.parents = {}    # greenlet address -> its parent's address (None for a thread's main greenlet)
+        self.main_hubs = {}  # hub address -> the OS ident of its thread
+        self._running = []   # addresses of the running greenlets, one per thread that has greenlets
         attributes = base.__dict__
         self._frame = attributes['gr_frame']
         self._dead = attributes['dead']
@@ -541,14 +609,60 @@ class _GreenletReader:
         try:
             frame = self._frame.__get__(greenlet)
             state = self._state(greenlet, frame)
-            frames, cut, outermost = self._stacks.shared_stack(frame) if frame is not None else ((), 0, None)
+            sites = [] if state == SUSPENDED else None
+            frames, cut, outermost = self._stacks.shared_stack(frame, sites) if frame is not None else ((), 0, None)
             plan = self._plan(type(greenlet))
-            return GreenletInfo(address=id(greenlet), kind=plan.kind, state=state,
-                                is_main=self._parent.__get__(greenlet) is None,
+            parent = self._parent.__get__(greenlet)
+            address = id(greenlet)
+            attributes = _instance_dict(greenlet)
+            if sites:
+                self.sites[address] = sites
+            elif state == RUNNING:
+                self._running.append(address)
+            self.parents[address] = id(parent) if parent is not None else None
+            if plan.is_hub and type(attributes.get('thread_ident')) is int:
+                self.main_hubs[address] = attributes['thread_ident']
+            return GreenletInfo(address=address, kind=plan.kind, state=state, is_main=parent is None,
                                 runs=self._runs(greenlet, plan, outermost),
-                                spawned_at=self._spawned_at(greenlet, plan), frames=frames, frames_cut=cut)
+                                spawned_at=self._spawned_at(greenlet, plan), frames=frames, frames_cut=cut,
+                                is_hub=plan.is_hub, call=call_of(attributes))
         except Exception:
             return None
+
+    def add_waits(self, greenlets):
+        """(greenlets with waits_on and holds, the Dump's objects) from the sites describe() found."""
+        addresses = {info.address for info in greenlets}
+        waits_on, holds, objects = waits.analyse(self.sites, addresses)
+        self.sites = {}
+        return tuple(dataclasses.replace(info, waits_on=waits_on.get(info.address), holds=holds.get(info.address, ()))
+                     if info.address in waits_on or info.address in holds else info for info in greenlets), objects
+
+    def add_running_greenlet(self, threads, main_thread_ident):
+        """The threads, the main one with the address of the greenlet running in it.
+
+        That greenlet descends (by parent) from the main thread's main greenlet, which is the
+        parent of the main thread's hub (gevent's hub records its thread's OS ident); each
+        thread runs one greenlet at a time. None without a hub in the main thread.
+        """
+        hub = next((address for address, ident in self.main_hubs.items() if ident == main_thread_ident), None)
+        root = self.parents.get(hub) if hub is not None else None
+        if root is None:
+            return threads
+        running = None
+        for address in self._running:
+            if self._root(address) == root:
+                running = address
+                break
+        return tuple(dataclasses.replace(thread, running_greenlet=running) if thread.is_main else thread
+                     for thread in threads)
+
+    def _root(self, address):
+        for _ in range(MAX_WALK):
+            parent = self.parents.get(address)
+            if parent is None:
+                return address
+            address = parent
+        return None
 
     def _state(self, greenlet, frame):
         if self._dead.__get__(greenlet):
@@ -586,6 +700,7 @@ class _Plan:
     kind: str                   # module.Qualname of the greenlet class
     run_method: str             # the class's own run()/_run(), e.g. gevent's Hub.run
     spawning_stack: object      # gevent's C descriptor, None for plain greenlets
+    is_hub: bool = False        # a gevent hub (gevent.hub.Hub or a subclass)
 
 
 def _plan_of(kind):
@@ -596,7 +711,12 @@ def _plan_of(kind):
             spawning_stack = attributes['spawning_stack']
         if run_method is None and not _is_gevent_greenlet_class(cls):
             run_method = _own_run_method(attributes)
-    return _Plan(type_name(kind), run_method, spawning_stack)
+    is_hub = any(type_name(cls) == HUB_CLASS for cls in type.__dict__['__mro__'].__get__(kind))
+    return _Plan(type_name(kind), run_method, spawning_stack, is_hub)
+
+
+# gevent's hub class, by name: this module imports no gevent (Rule 3).
+HUB_CLASS = 'gevent.hub.Hub'
 
 
 def _own_run_method(attributes):

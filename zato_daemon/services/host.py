@@ -9,9 +9,12 @@ import logging
 import os
 import time
 
+from greenlet import getcurrent
+
 from zato_daemon.cache.definition import check_configured_scopes
 from zato_daemon.cache.registry import CacheRegistry
 from zato_daemon.cluster.cache import RedisLink
+from zato_daemon.dump.calls import CALL_KEY
 from zato_daemon.errors import EXIT_SOFTWARE, ServiceDeployError
 from zato_daemon.forks import in_forked_child
 from zato_daemon.logs.context import CURRENT_CALL
@@ -76,9 +79,15 @@ class ServiceHost:
         service.server = self
         # Every record logged while the service runs carries its cid and name.
         token = CURRENT_CALL.set((cid, name))
+        # Every dump shows the call in flight in its greenlet (dump/calls.py). A nested call
+        # (self.invoke) gives its caller's entry back; the key stays (a delete costs more).
+        greenlet_dict = getcurrent().__dict__
+        previous = greenlet_dict.get(CALL_KEY)
+        greenlet_dict[CALL_KEY] = (cid, name, time.time())
         try:
             service.handle()
         finally:
+            greenlet_dict[CALL_KEY] = previous
             CURRENT_CALL.reset(token)
             if in_forked_child():
                 _end_forked_child(name)

@@ -15,6 +15,7 @@ monkey.patch_all()
 import logging  # noqa: E402
 import os  # noqa: E402
 import signal  # noqa: E402
+import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 
 import gevent  # noqa: E402
@@ -49,6 +50,9 @@ logger = logging.getLogger('zato_daemon.worker')
 # How often a worker checks that its master is still there; an orphaned worker
 # would otherwise keep the port and the pidfile lock after a SIGKILL of the master.
 PARENT_CHECK_INTERVAL = 1.0
+# time.monotonic() of the last heartbeat this worker's hub sent, None before the first: a
+# dump reads it (dump/collect.py, heartbeat_age) to tell how long the hub has been blocked.
+last_heartbeat = None
 # How long idle keep-alive connections may still send a request once a stop began.
 STOP_IDLE_GRACE = 1.0
 
@@ -209,11 +213,13 @@ class Worker:
 
     def send_heartbeats(self):
         """Runs on the hub: when the hub is blocked, the heartbeats stop and the master notices."""
+        global last_heartbeat
         while not in_forked_child():
             try:
                 os.write(self.spec.status_fd, HEARTBEAT_MESSAGE)
             except BrokenPipeError:
                 return  # the master is gone; watch_master stops this worker
+            last_heartbeat = time.monotonic()
             gevent.sleep(HEARTBEAT_INTERVAL)
 
     def count_figures(self):
