@@ -939,25 +939,11 @@ def command_check_config(args):
 
 def command_cluster(args):
     """Reads Redis itself: the answer must not depend on this host's server running."""
-    from zato_daemon.cluster.settings import from_config
-    _locate(args.server_dir, tolerate_permission=True)
-    config = load_config(args.server_dir)
-    redaction.configure(config.server_config.logging.secret_names)
-    settings = from_config(config)
-    if settings is None:
-        raise ConfigError(f'[cluster] redis_url is empty in {config.server_config.path}: this server is a single '
-                          'host; set it to the Redis of the cluster')
-    # Imported only now: no other command loads redis.
-    from zato_daemon.cluster import connection, view
+    from zato_daemon.cluster import view
     from zato_daemon.cluster.membership import read_members
-    client = connection.connect(settings)
-    try:
+    _, settings = _cluster_of(args.server_dir)
+    with _cluster_client(settings, 'read the members of cluster {name}') as client:
         members = read_members(client, settings.name)
-    except connection.REDIS_ERRORS as exc:
-        raise ClusterUnreachable(f'cannot read the members of cluster {settings.name}: '
-                                 f'{connection.describe_error(exc, settings)}') from None
-    finally:
-        client.close()
     now = time.time()
     if args.json:
         print(json.dumps(view.as_json(settings.name, settings.shown_url, members, now), indent=2, sort_keys=True))
@@ -986,21 +972,10 @@ def command_deploy(args):
 
 
 def _deploy_to_cluster(config, settings, items, timeout):
-    from zato_daemon.cluster import connection, deploy_command
-    from zato_daemon.cluster.modules import KEY_FILE_KEY, read_key
-    key_file = config.server_config.cluster.key_file
-    if not key_file:
-        raise ConfigError(f'[cluster] key_file is empty in {config.server_config.path}: a cluster deploy is signed '
-                          'with the cluster key', key=KEY_FILE_KEY)
-    key = read_key(config.resolve_path(key_file))
-    client = connection.connect(settings)
-    try:
+    from zato_daemon.cluster import deploy_command
+    key = _cluster_key(config)
+    with _cluster_client(settings, 'publish to cluster {name}') as client:
         return deploy_command.to_cluster(client, settings, key, items, timeout)
-    except connection.REDIS_ERRORS as exc:
-        raise ClusterUnreachable(f'cannot publish to cluster {settings.name}: '
-                                 f'{connection.describe_error(exc, settings)}') from None
-    finally:
-        client.close()
 
 
 def _deploy_locally(server_dir, config, items, timeout):
