@@ -164,7 +164,8 @@ class ClusterDiagnostics(ClusterThread):
             if problem != self._store_problem:
                 self._store_problem = problem
                 self.logger.warning('Not shipping slow calls and samples to the cluster: %s; trying again every '
-                                    '%.3g s', problem, SHIP_INTERVAL)
+                                    '%.3g s', problem, SHIP_INTERVAL,
+                                    extra=levels.CLUSTER_DIAGNOSTICS_UNREADABLE.extra)
             return None
         self._store_readable()
         return rows
@@ -185,7 +186,8 @@ class ClusterDiagnostics(ClusterThread):
             count = self._refusals.occurred(time.monotonic())
             if count:
                 self.logger.warning('Ignored a dump request on the stream of cluster %s: %s%s', settings.name, exc,
-                                    f' ({count} ignored since the last report)' if count > 1 else '')
+                                    f' ({count} ignored since the last report)' if count > 1 else '',
+                                    extra=levels.CLUSTER_DUMP_REFUSED.extra)
             if exc.request_id is not None:
                 # Said to the command too (no key, another key), so that it tells why instead of waiting.
                 self._answer(client, settings, exc.request_id, dumps.make_answer(

@@ -266,6 +266,22 @@ CLUSTER_CATCHING_UP = _event('CLUSTER_CATCHING_UP', logging.INFO, '6609f8f6ee8d4
     deploy or remove (deployed or undeployed while it was away). The entry gives their
     numbers; CLUSTER_DEPLOY_ACCEPTED follows for each. Nothing to do.''')
 
+CLUSTER_DUMP_REFUSED = _event('CLUSTER_DUMP_REFUSED', logging.WARNING, 'e333ae8043224ac0ab2cbef9daffedf6',
+                              'zato-daemon ignored a dump request of its cluster', '''
+    A request on the cluster's dump stream (written by zato-daemon dump DIR --cluster) did
+    not verify with this member's cluster key ([cluster] key_file), was too old, or this
+    member has no key; nothing was dumped. The entry gives the reason, and how many were
+    ignored since the last such entry (one a minute at most). If only this member refuses,
+    give it the same key as the others; if every member refuses, something other than
+    zato-daemon writes to Redis: check who can reach it.''')
+CLUSTER_DIAGNOSTICS_UNREADABLE = _event('CLUSTER_DIAGNOSTICS_UNREADABLE', logging.WARNING, '46ce04963ef0461bb79e40fcaf0ff10c',
+                                        'zato-daemon cannot ship its slow calls and samples to its cluster', '''
+    The master's cluster thread could not read this member's diagnostics database, so its
+    slow calls and samples are not shipped to the cluster's Redis (zato-daemon slow
+    --cluster and samples --cluster do not show them). The entry gives the error; the
+    thread tries again every few seconds and says when it can read the database again.
+    Requests are served meanwhile.''')
+
 EVENTS = (SERVER_READY, SERVER_STOPPED, SERVER_HALTED, START_FAILED, RELOAD_COMPLETE, RELOAD_REFUSED,
           RELOAD_FAILED, WORKER_EXITED, WORKER_BOOT_FAILED, WORKER_BOOT_TIMEOUT, WORKERS_KILLED,
           SERVICE_FAILED, DEPLOY_FAILED, SERVICE_DEPLOYED, WORKER_HUNG, DUMP_WRITTEN, SLOW_RESPONSE,
@@ -273,4 +289,4 @@ EVENTS = (SERVER_READY, SERVER_STOPPED, SERVER_HALTED, START_FAILED, RELOAD_COMP
           PICKUP_SCAN_FAILED, SPAWN_FAILED, STARTUP_CALLABLE_FAILED, RUNTIME_REPAIRED,
           CLUSTER_JOINED, CLUSTER_UNREACHABLE, CLUSTER_DEPLOY_ACCEPTED, CLUSTER_DEPLOY_REFUSED,
           CLUSTER_SIGNATURE_REFUSED, DUMP_FAILED, CLUSTER_DUMP_REQUESTED,
-          CLUSTER_LEFT, CLUSTER_CATCHING_UP)
+          CLUSTER_LEFT, CLUSTER_CATCHING_UP, CLUSTER_DUMP_REFUSED, CLUSTER_DIAGNOSTICS_UNREADABLE)
