@@ -159,6 +159,13 @@ class Process:
         self.greenlets = [{greenlet['address']: greenlet for greenlet in record['greenlets']}
                           for record in self.records]
         self._places = {}
+        self._idle = {}
+        # The last dump's objects by id, and who holds each by the greenlets' own account.
+        self.objects = {item['id']: item for item in self.last.get('objects', [])}
+        self.held_by = {}
+        for greenlet in self.last['greenlets']:
+            for held in greenlet.get('holds') or ():
+                self.held_by.setdefault(held['object'], []).append((greenlet['address'], bool(held.get('exact'))))
         self.hub_addresses = {greenlet['address'] for by_address in self.greenlets
                               for greenlet in by_address.values() if greenlet.get('is_hub')}
 
@@ -169,6 +176,13 @@ class Process:
             if _is_in(frame, SIGNAL_HANDLER_FRAMES):
                 return frames[:index]
         return frames
+
+    def is_idle(self, record, fingerprint):
+        """is_idle() of a fingerprint's stack, once per stack: 10,000 greenlets share a few."""
+        idle = self._idle.get(fingerprint)
+        if idle is None:
+            idle = self._idle[fingerprint] = is_idle(self.stack(record, fingerprint))
+        return idle
 
     def place(self, record, fingerprint):
         """Where a stack is, as far as the application is concerned: its frames up to the innermost
@@ -242,7 +256,7 @@ def persistent_waits(process):
         if everywhere is None or any((seen.get('waits_on') or {}).get('object') != wait['object']
                                      for seen in everywhere):
             continue
-        if is_idle(process.stack(process.last, greenlet['stack'])):
+        if process.is_idle(process.last, greenlet['stack']):
             continue
         waits[greenlet['address']] = wait['object']
     return waits
@@ -251,16 +265,10 @@ def persistent_waits(process):
 def holders(process, object_id):
     """[(greenlet address, exact)] holding `object_id` in the last dump: the object's owner as
     gevent records it, else the greenlets whose frames hold it."""
-    objects = {item['id']: item for item in process.last.get('objects', [])}
-    item = objects.get(object_id)
+    item = process.objects.get(object_id)
     if item is not None and item.get('owner') is not None:
         return [(item['owner'], bool(item.get('owner_exact')))]
-    found = []
-    for greenlet in process.last['greenlets']:
-        for held in greenlet.get('holds') or ():
-            if held['object'] == object_id:
-                found.append((greenlet['address'], bool(held.get('exact'))))
-    return found
+    return process.held_by.get(object_id, [])
 
 
 def find_cycles(edges):
@@ -283,8 +291,7 @@ def find_cycles(edges):
 
 
 def _object_label(process, object_id):
-    objects = {item['id']: item for item in process.last.get('objects', [])}
-    item = objects.get(object_id, {})
+    item = process.objects.get(object_id, {})
     names = item.get('names') or []
     kind = item.get('kind') or 'object'
     return (f'{names[0]} ({kind} at {object_id})' if names else f'{kind} at {object_id}'), item
@@ -362,7 +369,7 @@ def stuck_greenlets(process, skip):
                                       for record, seen in zip(process.records, everywhere)}) != 1:
             continue
         frames = process.stack(process.last, greenlet['stack'])
-        if not frames or is_idle(frames):
+        if not frames or process.is_idle(process.last, greenlet['stack']):
             continue
         service = (greenlet.get('call') or {}).get('service')
         key = (process.place(process.last, greenlet['stack']), service, None if service else greenlet.get('runs'))
@@ -395,8 +402,10 @@ def _stuck_group(process, alike):
                     **_frame_fields(frames), stuck_for=process.span, stack=frames)
 
 
-def _some(items, shown=5):
-    return ', '.join(items[:shown]) + (f' and {len(items) - shown} more' if len(items) > shown else '')
+def _some(items, shown=5, total=None):
+    """The first `shown` of `items`, then how many more (of `total`, when items is a prefix)."""
+    total = len(items) if total is None else total
+    return ', '.join(items[:shown]) + (f' and {total - shown} more' if total > shown else '')
 
 
 def stuck_threads(process):
@@ -414,7 +423,7 @@ def stuck_threads(process):
                 {process.place(record, seen['stack']) for record, seen in zip(process.records, everywhere)}) != 1:
             continue
         frames = process.stack(process.last, thread['stack'])
-        if not frames or is_idle(frames):
+        if not frames or process.is_idle(process.last, thread['stack']):
             continue
         name = thread.get('name') or 'unnamed'
         summary = f'thread {name} (native id {thread.get("native_id")}) {where(frames)} for at least ' \
@@ -455,8 +464,10 @@ def lock_waits(process, waits, skip):
             waiters.append({'greenlet': address, 'operation': greenlet['waits_on'].get('operation'),
                             **_call_fields(greenlet), **_frame_fields(frames)})
         operations = sorted({waiter['operation'] for waiter in waiters if waiter['operation']})
-        names = ', '.join(_waiter_text(process, by_address[waiter['greenlet']]) for waiter in waiters)
-        summary = (f'{len(waiters)} waiting{" to " + "/".join(operations) if operations else ""} on {label} '
+        names = _some([_waiter_text(process, by_address[waiter['greenlet']]) for waiter in waiters[:6]],
+                      total=len(waiters))
+        calls = '/'.join(f'{operation}()' for operation in operations)
+        summary = (f'{len(waiters)} waiting on {label}{" in " + calls if calls else ""} '
                    f'for at least {seconds(process.span)}, {holder_text}: {names}')
         findings.append(_finding(LOCK_WAIT, process, summary, greenlets=sorted(waiting), object=object_id,
                                  object_kind=item.get('kind'), object_names=item.get('names') or [],
@@ -482,7 +493,7 @@ def growth(process):
         for greenlet in record['greenlets']:
             if not _is_candidate(process, greenlet) or greenlet.get('is_main'):
                 continue
-            if is_idle(process.stack(record, greenlet['stack'])):
+            if process.is_idle(record, greenlet['stack']):
                 continue
             site = spawn_site(greenlet)
             if site is not None:

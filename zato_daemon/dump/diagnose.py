@@ -40,8 +40,9 @@ FOLD_MARGIN = 0.1
 # Worker states whose workers are expected to answer (master.json): a booting worker may not
 # have its trigger yet, a draining one may exit before it writes.
 EXPECTED_STATES = ('ready', 'recycling')
-# Frames of a stack shown in the details, innermost ones.
+# Frames of a stack shown in the details, innermost ones; waiters of one object.
 DETAIL_FRAMES = 12
+DETAIL_WAITERS = 20
 
 LABELS = {analysis.DEADLOCK: 'DEADLOCK', analysis.HUB_BLOCKED: 'HUB BLOCKED', analysis.STUCK: 'STUCK',
           analysis.LOCK_WAIT: 'LOCK WAIT', analysis.GROWTH: 'GROWTH', analysis.IN_FLIGHT: 'IN FLIGHT'}
@@ -241,8 +242,11 @@ def _finding_details(finding):
         lines = [f'holder: greenlet {holder["greenlet"]:#x}{_service(holder)} at {_place(holder)}'
                  f'{"" if holder["exact"] else " (probably: the dump saw it in its frames)"}' if holder
                  else 'holder: unknown (gevent does not record it for this kind)']
+        waiters = finding['waiters']
         lines.extend(f'waiter: greenlet {waiter["greenlet"]:#x}{_service(waiter)} {waiter["operation"] or "waits"} '
-                     f'at {_place(waiter)}' for waiter in finding['waiters'])
+                     f'at {_place(waiter)}' for waiter in waiters[:DETAIL_WAITERS])
+        if len(waiters) > DETAIL_WAITERS:
+            lines.append(f'and {len(waiters) - DETAIL_WAITERS} more waiters (--json lists them all)')
         return lines
     if kind == analysis.GROWTH:
         return [f'counts per dump: {", ".join(map(str, finding["counts"]))}']

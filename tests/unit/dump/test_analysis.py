@@ -255,7 +255,7 @@ def test_waiters_on_a_held_semaphore_are_one_lock_wait_naming_the_holder():
     assert stuck['greenlet'] == 0x8200 and stuck['summary'].startswith(
         'greenlet 0x8200 serving probe.hold, cid h0ld, in sleep at probe.py:30')
     assert waits['summary'] == (
-        '2 waiting to acquire on gate (gevent.lock.Semaphore at 0x7fa0) for at least 6 s, held by greenlet 0x8200 '
+        '2 waiting on gate (gevent.lock.Semaphore at 0x7fa0) in acquire() for at least 6 s, held by greenlet 0x8200 '
         'serving probe.hold, cid h0ld in sleep at probe.py:30: probe.wait cid w8202 (9 s), probe.wait cid w8201 (5 s)')
     assert waits['holder']['greenlet'] == 0x8200 and waits['holder']['exact'] is True
     assert [item['greenlet'] for item in waits['waiters']] == [0x8202, 0x8201]
