@@ -85,15 +85,13 @@ def run(args, server_dir, pid, paths, signal_master=None):
     directory = paths.dump_records
     _check_readable(directory)
     started = time.time()
-    not_before = 0.0
     records = []
+    round_records = []
     for number in range(args.dumps):
         if number:
-            _sleep_until(max(not_before, started + number * args.interval))
+            _sleep_until(next_round_at(started, number, args.interval, round_records))
         round_records = take_round(server_dir, pid, directory, signal_master)
         records.extend(round_records)
-        # No round sooner than the quiet period after the latest dump began (module docstring).
-        not_before = max(record['time'] for record in round_records) + DEFAULT_QUIET_PERIOD + FOLD_MARGIN
     report = analysis.analyse(records)
     context = {'server_dir': str(server_dir.base), 'master_pid': pid, 'dumps': args.dumps,
                'interval': args.interval, 'started': started, 'server_log': str(paths.server_log),
@@ -111,6 +109,14 @@ def _check_readable(directory):
     except PermissionError as exc:
         raise NoPermission(f'{directory}: permission denied; run as root, or as a member of the server\'s '
                            'group') from exc
+
+
+def next_round_at(started, number, interval, previous):
+    """When round `number` (from 0) may send its signal: `interval` after the previous one, and
+    no sooner than the quiet period after the latest dump of the previous round began
+    (`previous`: its records), which would fold the request into that dump. Pure."""
+    latest = max((record['time'] for record in previous), default=started)
+    return max(started + number * interval, latest + DEFAULT_QUIET_PERIOD + FOLD_MARGIN)
 
 
 def _sleep_until(moment):

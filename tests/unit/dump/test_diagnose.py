@@ -41,6 +41,21 @@ def test_the_processes_that_wrote_nothing_are_named():
     assert '\n' not in message
 
 
+# ---- when a round is sent
+
+@pytest.mark.parametrize('number, interval, previous_times, expected', [
+    (1, 2.0, [T0 + 0.01, T0 + 0.02], T0 + 2.0),           # the interval, well after the last dumps
+    (2, 2.0, [T0 + 2.01], T0 + 4.0),
+    # A dump that began late would fold a request sent at the interval: the quiet period after it.
+    (1, 1.0, [T0 + 0.01, T0 + 0.4], T0 + 0.4 + 1.0 + diagnose.FOLD_MARGIN),
+    (1, 1.0, [T0 + 0.005], T0 + 0.005 + 1.0 + diagnose.FOLD_MARGIN),
+])
+def test_a_round_is_sent_at_the_interval_but_never_into_the_previous_dumps_quiet_period(number, interval,
+                                                                                    previous_times, expected):
+    previous = [{'time': moment} for moment in previous_times]
+    assert diagnose.next_round_at(T0, number, interval, previous) == pytest.approx(expected)
+
+
 # ---- the command line
 
 @pytest.mark.parametrize('option, value, message', [
@@ -123,3 +138,16 @@ def test_the_journal_command_names_the_dump_entries_since_the_start():
     command = diagnose.journal_command(T0)
     assert command.startswith('journalctl -o cat MESSAGE_ID=') and command.endswith('"')
     assert '--since "20' in command
+
+
+def test_a_lock_wait_with_many_waiters_names_a_few_and_counts_the_rest():
+    waiters = [greenlet(0x8300 + index, serving(app(40, 'Queue.handle', 'probe.py'), *ACQUIRE),
+                        call=call('probe.queue', f'q{index:02}', 5.0),
+                        waits_on={'object': '0x7fa0', 'operation': 'acquire', 'expression': 'gate'})
+               for index in range(30)]
+    report = analyse(worker_dumps([waiters] * 3, objects=[[lock('0x7fa0', ['gate'], owner=None)]] * 3))
+    text = diagnose.format_text(report, CONTEXT)
+    line = next(line for line in text.splitlines() if line.startswith('LOCK WAIT'))
+    assert line.endswith('probe.queue cid q04 (5 s) and 25 more')
+    assert sum(line.startswith('    waiter: ') for line in text.splitlines()) == diagnose.DETAIL_WAITERS
+    assert '    and 10 more waiters (--json lists them all)' in text.splitlines()
