@@ -243,14 +243,15 @@ def _frame_fields(frames):
 # ---- the rules, one process at a time
 
 def persistent_waits(process):
-    """{greenlet address: object id} for greenlets waiting on the same object in every dump,
-    outside idle places."""
+    """{greenlet address: object id} for greenlets waiting on the same lock-like object in every
+    dump, outside idle places. Lock-like: the record lists it among its objects (a gevent lock,
+    semaphore, event, result or queue); a wait on a socket is no lock wait (it may be stuck)."""
     waits = {}
     if len(process.records) < 2:
         return waits
     for greenlet in process.last['greenlets']:
         wait = greenlet.get('waits_on')
-        if not wait or not _is_candidate(process, greenlet):
+        if not wait or wait.get('object') not in process.objects or not _is_candidate(process, greenlet):
             continue
         everywhere = process.in_every_dump(greenlet['address'])
         if everywhere is None or any((seen.get('waits_on') or {}).get('object') != wait['object']
