@@ -1,25 +1,42 @@
-"""The service call each greenlet serves, for dumps (issue 19).
+"""Which service call a greenlet serves, read by dumps from its frames (issue 19).
 
-ServiceHost.run() (services/host.py) puts `(cid, service name, time.time())` in the current
-greenlet's own __dict__ under CALL_KEY around service.handle(), inline since it costs every
-request, and puts back what was there when handle() returns: None, or the entry of the
-caller of a nested call (self.invoke inside a service). The dump thread reads each greenlet's
-entry with call_of(): one plain dict lookup, which runs no code of the greenlet (Rule 1 and
-Rule 2 of collect.py).
+A service call is a frame of ServiceHost.run() (services/host.py) on the greenlet's stack:
+its locals `cid`, `name` and `started` (time.time() before service.handle()) say which call
+and since when; the innermost such frame is the call in flight (a nested call, self.invoke
+inside a service, has its own frame, and its caller's is current again once it returns).
+host.py registers its run() here at import (register()); collect.py reads those frames'
+locals through _StackReader, like every other variable (its Rule 5), and asks call_in().
 
-Why in the greenlet and not one dict keyed by greenlet: that dict's get, set and delete on
-every request cost about 1,000 CPU instructions (the delete leaves a slot that the next
-insert cannot reuse, so the dict keeps resizing), 0.5 % of a whole request; two sets in a
-dict the greenlet already has cost a fraction of that, and the entry dies with its greenlet.
+Why frames and not a registry that run() fills and empties: the dump already reads frames,
+so the hot path pays only the clock reading. Keeping a dict of calls by greenlet cost 2,800
+CPU instructions a request (1.4 %, bench/request_instructions.py: getcurrent(), the entry,
+and dict operations on the greenlet's dict or a shared one); the clock alone is about 650.
 
-Imports nothing: collect.py reads entries with call_of() in the master too, which loads
-neither gevent nor greenlet.
+Imports nothing: collect.py uses it in the master too, which loads neither gevent nor greenlet.
 """
 
-CALL_KEY = '_zato_daemon_call'
+# ids of the code objects whose frames are service calls, and the functions, which keep
+# those code objects (and so their ids) alive.
+CALL_CODE_IDS = set()
+_CALL_FUNCTIONS = []
+
+# The locals of such a frame that make the entry: (cid, service name, started).
+CALL_LOCALS = ('cid', 'name', 'started')
 
 
-def call_of(greenlet_dict):
-    """(cid, service, started) of the call a greenlet (by its __dict__) serves, or None."""
-    entry = greenlet_dict.get(CALL_KEY) if type(greenlet_dict) is dict else None
-    return entry if type(entry) is tuple and len(entry) == 3 else None
+def register(function):
+    """Makes frames of `function` service calls; it has CALL_LOCALS as locals. Returns it."""
+    _CALL_FUNCTIONS.append(function)
+    CALL_CODE_IDS.add(id(function.__code__))
+    return function
+
+
+def call_in(namespace):
+    """(cid, service, started) from the locals of a service call's frame, or None when they are
+    not (yet) plain values: a frame read before it set `started` is not in a call yet."""
+    if type(namespace) is not dict:
+        return None
+    cid, name, started = (namespace.get(local) for local in CALL_LOCALS)
+    if type(cid) is str and type(name) is str and type(started) is float:
+        return cid, name, started
+    return None

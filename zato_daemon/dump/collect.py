@@ -48,7 +48,7 @@ import types
 from dataclasses import dataclass
 
 from zato_daemon.dump import waits
-from zato_daemon.dump.calls import call_of
+from zato_daemon.dump import calls
 from zato_daemon.redaction import (REDACTED, is_naming_entry, is_secret_name, names_a_secret, redact_text,
                                    summarise_http)
 
@@ -167,8 +167,10 @@ def collect(main_thread_ident, role, server_dir, dump_id=None, include_greenlets
         greenlets = tuple(stacks.resolve(info) for info in greenlets)
         objects = ()
         if reader is not None:
-            greenlets, objects = reader.add_waits(greenlets)
-            threads = reader.add_running_greenlet(threads, main_thread_ident)
+            running = reader.running_in_main_thread(main_thread_ident)
+            greenlets, objects = reader.add_waits(greenlets, running, stacks.main_thread)
+            threads = tuple(dataclasses.replace(thread, running_greenlet=running) if thread.is_main else thread
+                            for thread in threads)
         dump = Dump(pid=os.getpid(), role=role, server_dir=str(server_dir), time=wall_time,
                     dump_id=dump_id or new_dump_id(), counts=_count(threads, greenlets), threads=threads,
                     greenlets=greenlets, duration=time.monotonic() - started, heartbeat_age=heartbeat_age(),
@@ -320,7 +322,9 @@ def _thread_info(ident, top, thread, is_main, is_current, stacks):
         native_id = threading.get_native_id()
         frames, cut = (), 0
     else:
-        frames, cut = stacks.stack(top)
+        # The main thread's frames are those of the greenlet running in it, if any: their
+        # call and locks are that greenlet's (_GreenletReader.add_waits).
+        frames, cut = stacks.stack(top, stacks.main_thread if is_main else None)
     return ThreadInfo(name=name, ident=ident, native_id=native_id, daemon=daemon, is_main=is_main,
                       is_current=is_current, frames=frames, frames_cut=cut)
 
@@ -389,22 +393,24 @@ class _StackReader:
         self._spawn_sites = {}  # sequence of (code, line) -> spawned_at tuple
         self._pending = []   # _Pending frames, whose variables read_variables() reads
         self._plans = {}     # (code, last instruction, innermost, line) -> waits.Plan
-        self._sites = []     # (frame, waits.FrameSite) whose locals read_variables() reads
+        self._sites = []     # (frame, waits.FrameSite or _CallFrame) whose locals read_variables() reads
+        self.main_thread = _Found()  # what stack() found in the main thread's frames
 
-    def stack(self, top):
-        """(frames outermost first with their variables, how many outer frames were cut)."""
+    def stack(self, top, found=None):
+        """(frames outermost first with their variables, how many outer frames were cut).
+
+        With a _Found as `found`, fills it in from the frames (see _find()).
+        """
         frames, cut, _ = self._walk(top)
+        if found is not None:
+            self._find(frames, found)
         return tuple(self._frame_info(frame, True) for frame in frames), cut
 
-    def shared_stack(self, top, sites=None):
-        """Like stack(), plus the outermost frame; a stack seen before comes without variables (Rule 4).
-
-        With a list as `sites`, appends the waits.FrameSites of the stack, innermost first:
-        the frames that wait on something or hold a lock, whose locals read_variables() reads.
-        """
+    def shared_stack(self, top, found=None):
+        """Like stack(), plus the outermost frame; a stack seen before comes without variables (Rule 4)."""
         frames, cut, outermost = self._walk(top)
-        if sites is not None:
-            self._wait_sites(frames, sites)
+        if found is not None:
+            self._find(frames, found)
         # f_lasti is a plain read where f_lineno is a table lookup: the key is cheap, and two
         # instructions on one line are still one group when render.py groups by line.
         key = tuple((frame.f_code, frame.f_lasti) for frame in frames)
@@ -414,12 +420,18 @@ class _StackReader:
             known = tuple(self._frame_info(frame, True) for frame in frames)
         return known, cut, outermost
 
-    def _wait_sites(self, frames, sites):
-        # The greenlet waits in its innermost frame that is neither gevent's nor threading's
-        # (their waits are C calls or wrap the caller's lock); waits.py says what on.
+    def _find(self, frames, found):
+        """The service call and the waits.FrameSites of a stack (outermost first), whose
+        locals read_variables() reads: the innermost frame of a service call (calls.py); the
+        frames that wait on something or hold a lock, innermost first. The greenlet waits in
+        its innermost frame that is neither gevent's nor threading's (their waits are C calls
+        or wrap the caller's lock); waits.py says on what."""
         innermost = True
         for frame in reversed(frames):
             code = frame.f_code
+            if found.call is None and id(code) in calls.CALL_CODE_IDS and len(self._sites) < waits.MAX_SITES:
+                found.call = _CallFrame(frame.f_globals)
+                self._sites.append((frame, found.call))
             if _is_gevent_file(code.co_filename) or code.co_filename == waits.THREADING_FILE:
                 continue
             lasti = frame.f_lasti
@@ -433,7 +445,7 @@ class _StackReader:
                 site = waits.FrameSite(plan, frame.f_globals)
                 if plan.needs_locals and len(self._sites) < waits.MAX_SITES and not _is_class_body_with_cell(code):
                     self._sites.append((frame, site))
-                sites.append(site)
+                found.sites.append(site)
             innermost = False
 
     def spawn_site(self, frame):
@@ -541,6 +553,24 @@ class _StackReader:
         return text
 
 
+class _Found:
+    """What _StackReader._find() found in one stack: its service call, its waits.FrameSites."""
+
+    __slots__ = ('call', 'sites')
+
+    def __init__(self):
+        self.call, self.sites = None, []
+
+
+class _CallFrame:
+    """The frame of a service call (calls.py), whose locals read_variables() puts in `namespace`."""
+
+    __slots__ = ('f_globals', 'namespace')
+
+    def __init__(self, f_globals):
+        self.f_globals, self.namespace = f_globals, None
+
+
 class _Pending:
     """A frame whose variables are read later, with every other frame's (read_variables)."""
 
@@ -591,7 +621,7 @@ class _GreenletReader:
 
     def __init__(self, base, stacks):
         self.base = base
-        self.sites = {}      # greenlet address -> waits.FrameSites, innermost first
+        self.found = {}      # greenlet address -> _Found (call and waits.FrameSites) of a suspended one
         self.parents = {}    # greenlet address -> its parent's address (None for a thread's main greenlet)
         self.main_hubs = {}  # hub address -> the OS ident of its thread
         self._running = []   # addresses of the running greenlets, one per thread that has greenlets
@@ -609,14 +639,14 @@ class _GreenletReader:
         try:
             frame = self._frame.__get__(greenlet)
             state = self._state(greenlet, frame)
-            sites = [] if state == SUSPENDED else None
-            frames, cut, outermost = self._stacks.shared_stack(frame, sites) if frame is not None else ((), 0, None)
+            found = _Found() if state == SUSPENDED else None
+            frames, cut, outermost = self._stacks.shared_stack(frame, found) if frame is not None else ((), 0, None)
             plan = self._plan(type(greenlet))
             parent = self._parent.__get__(greenlet)
             address = id(greenlet)
             attributes = _instance_dict(greenlet)
-            if sites:
-                self.sites[address] = sites
+            if found is not None and (found.sites or found.call is not None):
+                self.found[address] = found
             elif state == RUNNING:
                 self._running.append(address)
             self.parents[address] = id(parent) if parent is not None else None
@@ -625,20 +655,31 @@ class _GreenletReader:
             return GreenletInfo(address=address, kind=plan.kind, state=state, is_main=parent is None,
                                 runs=self._runs(greenlet, plan, outermost),
                                 spawned_at=self._spawned_at(greenlet, plan), frames=frames, frames_cut=cut,
-                                is_hub=plan.is_hub, call=call_of(attributes))
+                                is_hub=plan.is_hub)
         except Exception:
             return None
 
-    def add_waits(self, greenlets):
-        """(greenlets with waits_on and holds, the Dump's objects) from the sites describe() found."""
+    def add_waits(self, greenlets, running, main_thread):
+        """(greenlets with their call, waits_on and holds, the Dump's objects) from what
+        describe() found, after read_variables(). The greenlet `running` in the main thread
+        (None when unknown) gets its call and locks from `main_thread`, the _Found of that
+        thread's frames; it runs, so it waits on nothing."""
+        found, self.found = self.found, {}
+        if running is not None:
+            found[running] = main_thread
         addresses = {info.address for info in greenlets}
-        waits_on, holds, objects = waits.analyse(self.sites, addresses)
-        self.sites = {}
-        return tuple(dataclasses.replace(info, waits_on=waits_on.get(info.address), holds=holds.get(info.address, ()))
-                     if info.address in waits_on or info.address in holds else info for info in greenlets), objects
+        waits_on, holds, objects = waits.analyse({address: item.sites for address, item in found.items()},
+                                                 addresses, running=(running,))
+        changed = {}
+        for address, item in found.items():
+            call = calls.call_in(item.call.namespace) if item.call is not None else None
+            if call is not None or address in waits_on or address in holds:
+                changed[address] = {'call': call, 'waits_on': waits_on.get(address), 'holds': holds.get(address, ())}
+        return tuple(dataclasses.replace(info, **changed[info.address]) if info.address in changed else info
+                     for info in greenlets), objects
 
-    def add_running_greenlet(self, threads, main_thread_ident):
-        """The threads, the main one with the address of the greenlet running in it.
+    def running_in_main_thread(self, main_thread_ident):
+        """The address of the greenlet running in the main thread, or None when unknown.
 
         That greenlet descends (by parent) from the main thread's main greenlet, which is the
         parent of the main thread's hub (gevent's hub records its thread's OS ident); each
@@ -647,14 +688,8 @@ class _GreenletReader:
         hub = next((address for address, ident in self.main_hubs.items() if ident == main_thread_ident), None)
         root = self.parents.get(hub) if hub is not None else None
         if root is None:
-            return threads
-        running = None
-        for address in self._running:
-            if self._root(address) == root:
-                running = address
-                break
-        return tuple(dataclasses.replace(thread, running_greenlet=running) if thread.is_main else thread
-                     for thread in threads)
+            return None
+        return next((address for address in self._running if self._root(address) == root), None)
 
     def _root(self, address):
         for _ in range(MAX_WALK):

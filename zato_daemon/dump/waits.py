@@ -229,7 +229,8 @@ def _statement_start(instructions, index):
     start = index
     while start > 0:
         previous = instructions[start - 1]
-        if _line(previous) not in (line, None) or previous.opname in _STATEMENT_ENDS or previous.is_jump_target:
+        if instructions[start].is_jump_target or _line(previous) not in (line, None) or (
+                previous.opname in _STATEMENT_ENDS):
             break
         start -= 1
     if instructions[start].opname in _STATEMENT_ENDS:
@@ -246,12 +247,8 @@ def _line(instruction):
     return positions.lineno if positions is not None else None
 
 
-class _Unknown:
-    """A stack item the simulation does not follow."""
-
-
-_UNKNOWN = _Unknown()
-_NULL = object()
+_UNKNOWN = object()     # a stack item the simulation does not follow
+_NULL = object()        # the NULL 3.11 pushes below a function it calls
 
 
 def _simulate(instructions, start, stop):
@@ -281,7 +278,7 @@ def _step(stack, instruction):
     """Applies one instruction to the symbolic stack; False when it cannot be followed."""
     name, arg, value = instruction.opname, instruction.arg, instruction.argval
     if name in ('LOAD_FAST', 'LOAD_DEREF', 'LOAD_CLOSURE', 'LOAD_NAME'):
-        stack.append(Path(_LOCAL if name != 'LOAD_NAME' else _GLOBAL, value))
+        stack.append(Path(_LOCAL, value))  # resolve() looks a local up in the globals too
     elif name == 'LOAD_GLOBAL':
         if arg is not None and arg & 1:
             stack.append(_NULL)
@@ -309,23 +306,18 @@ def _step(stack, instruction):
         stack.append(_UNKNOWN)
     else:
         try:
-            effect = dis.stack_effect(instruction.opcode, arg, jump=False) if instruction.opcode >= dis.HAVE_ARGUMENT \
-                else dis.stack_effect(instruction.opcode, jump=False)
+            effect = dis.stack_effect(instruction.opcode, arg if instruction.opcode >= dis.HAVE_ARGUMENT else None,
+                                      jump=False)
         except ValueError:
             return False
-        pops = _POPS.get(name, max(0, -effect))
-        if len(stack) < pops:
+        if len(stack) < -effect:
             return False
-        if pops:
-            del stack[-pops:]
-        stack.extend([_UNKNOWN] * (effect + pops))
+        if effect < 0:
+            del stack[effect:]
+        stack.extend([_UNKNOWN] * max(effect, 0))
+        if effect <= 0 and stack:
+            stack[-1] = _UNKNOWN  # the result it makes, if any: not a path the simulation follows
     return True
-
-
-# Instructions that take more than their net effect off the stack (they push a result).
-_POPS = {'BINARY_OP': 2, 'BINARY_SUBSCR': 2, 'COMPARE_OP': 2, 'UNARY_NOT': 1, 'UNARY_NEGATIVE': 1,
-         'UNARY_INVERT': 1, 'GET_ITER': 1, 'FORMAT_VALUE': 1, 'BUILD_TUPLE': None, 'IS_OP': 2, 'CONTAINS_OP': 2}
-_POPS = {name: count for name, count in _POPS.items() if count is not None}
 
 
 _SOURCE_WITH = re.compile(r'^\s*(?:async\s+)?with\s+([A-Za-z_][\w.]*)\s*(?::|,|\s+as\b)')
@@ -493,9 +485,10 @@ class FrameSite:
     source_line: str = ''
 
 
-def analyse(sites_by_address, greenlet_addresses):
+def analyse(sites_by_address, greenlet_addresses, running=()):
     """(waits_on by greenlet address, holds by greenlet address, the objects as WaitObjects)
-    from each greenlet's FrameSites, innermost frame first. At most MAX_OBJECTS objects."""
+    from each greenlet's FrameSites, innermost frame first; the greenlets in `running` run,
+    and so wait on nothing. At most MAX_OBJECTS objects."""
     objects = {}    # address -> [object, family, names]
     waits, holds = {}, {}
 
@@ -510,7 +503,7 @@ def analyse(sites_by_address, greenlet_addresses):
 
     for address, sites in sites_by_address.items():
         waited = None
-        site = sites[0].plan.site if sites else None
+        site = sites[0].plan.site if sites and address not in running else None
         if site is not None:
             value = resolve(site.path, sites[0].namespace, sites[0].f_globals) if site.path is not None else _MISSING
             waited = None if value is _MISSING else remember(value, site.expression)

@@ -9,12 +9,10 @@ import logging
 import os
 import time
 
-from greenlet import getcurrent
-
 from zato_daemon.cache.definition import check_configured_scopes
 from zato_daemon.cache.registry import CacheRegistry
 from zato_daemon.cluster.cache import RedisLink
-from zato_daemon.dump.calls import CALL_KEY
+from zato_daemon.dump import calls
 from zato_daemon.errors import EXIT_SOFTWARE, ServiceDeployError
 from zato_daemon.forks import in_forked_child
 from zato_daemon.logs.context import CURRENT_CALL
@@ -67,6 +65,7 @@ class ServiceHost:
         return self.run(self.store.get(name), name, cid or self.new_cid(),
                         request if request is not None else Request(payload))
 
+    @calls.register
     def run(self, service_class, name, cid, request):
         """Runs `service_class`, deployed as `name`, for one call; returns its Response.
 
@@ -79,15 +78,12 @@ class ServiceHost:
         service.server = self
         # Every record logged while the service runs carries its cid and name.
         token = CURRENT_CALL.set((cid, name))
-        # Every dump shows the call in flight in its greenlet (dump/calls.py). A nested call
-        # (self.invoke) gives its caller's entry back; the key stays (a delete costs more).
-        greenlet_dict = getcurrent().__dict__
-        previous = greenlet_dict.get(CALL_KEY)
-        greenlet_dict[CALL_KEY] = (cid, name, time.time())
+        # Every dump shows this frame's cid, name and `started` as the call its greenlet serves
+        # (dump/calls.py): keep those three locals.
+        started = time.time()  # noqa: F841 (read by dumps, see above)
         try:
             service.handle()
         finally:
-            greenlet_dict[CALL_KEY] = previous
             CURRENT_CALL.reset(token)
             if in_forked_child():
                 _end_forked_child(name)

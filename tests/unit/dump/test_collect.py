@@ -301,6 +301,7 @@ def test_render_value_is_bounded():
 def test_importing_the_dump_package_imports_no_gevent():
     code = ('import sys\n'
             'import zato_daemon.dump.trigger, zato_daemon.dump.collect, zato_daemon.dump.render\n'
+            'import zato_daemon.dump.record, zato_daemon.dump.waits, zato_daemon.dump.calls\n'
             'print(sorted(name for name in sys.modules if name.split(".")[0] in ("gevent", "greenlet")))\n')
     result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=REPO_ROOT, check=True)
     assert result.stdout.strip() == '[]'
