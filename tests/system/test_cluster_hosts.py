@@ -101,12 +101,22 @@ SYNCED_CACHE = 'hosts_synced'
 CACHES = {CLUSTER_CACHE: 'scope=cluster, max_size=1000', LOCAL_CACHE: 'scope=local, sync_method=no-sync, max_size=1000',
           SYNCED_CACHE: 'scope=local, sync_method=in-background, max_size=1000'}
 CACHE_NAME = 'hosts_cache.py'
-# Two services: one that sets and gets through self.caches, one that times each cache call by
-# itself (perf_counter_ns around the call, in the worker, under gevent) and returns the samples
-# in ns: the figure is the cache call alone, without HTTP or the service's dispatch.
-CACHE_MODULE = '''import time
+CACHE_MODULE_SERVICE = 'cluster.hosts.cache-module'
+# Three services: one that says which worker has the module (a worker deploys a module's
+# services together), one that sets and gets through self.caches, one that times each cache
+# call by itself (perf_counter_ns around the call, in the worker, under gevent) and returns the
+# samples in ns: the figure is the cache call alone, without HTTP or the service's dispatch.
+CACHE_MODULE = '''import os
+import time
 
 from zato_daemon import Service
+
+
+class CacheModule(Service):
+    name = 'cluster.hosts.cache-module'
+
+    def handle(self):
+        self.response.payload = {'version': 1, 'pid': os.getpid()}
 
 
 class Remember(Service):
@@ -137,7 +147,8 @@ class CacheTiming(Service):
         self.response.payload = {'set': sets, 'get': gets}
 '''
 TIMED_CACHE_CALLS = 200
-# Run inside a host: asks the host's own server for DEPLOYED_SERVICE, each time on a new
+# Run inside a host: asks the host's own server for a service that answers with a version and
+# its worker's pid (DEPLOYED_SERVICE, CACHE_MODULE_SERVICE), each time on a new
 # connection (which the kernel gives to one worker or another), until each of the worker pids
 # given has answered (with `version`, unless it is -), at most `limit` seconds. Then prints
 # time.monotonic() and the last version each worker answered. The containers share the
@@ -429,6 +440,15 @@ def echo_serves(container):
     assert json.loads(body) == {'from': 'a host of the LAN'}
 
 
+def start_again(host):
+    """Starts the host's server again (restart() clears systemd's start rate limit first); when
+    it does not start, fails with its journal, which the lost container would take along."""
+    try:
+        restart(host.container)
+    except CommandFailed:
+        pytest.fail(f'{host.name}: {UNIT} did not start again\n{unit_report(host.container)}', pytrace=False)
+
+
 @pytest.fixture
 def healthy(lan, cluster):
     """Every link up, Redis and every server running, all three listed (after an earlier test
@@ -441,10 +461,7 @@ def healthy(lan, cluster):
         systemctl(h1, 'start', REDIS_UNIT)
     for host in lan.hosts:
         if systemctl(host.container, 'is-active', UNIT, check=False).stdout.strip() != 'active':
-            try:
-                restart(host.container)
-            except CommandFailed:
-                pytest.fail(f'{host.name}: {UNIT} did not start again\n{unit_report(host.container)}', pytrace=False)
+            start_again(host)
     poll(lambda: all_listed(lan), REJOIN_BOUND, interval=0.5, message='h1, h2 and h3 listed with their services')
     return lan
 
@@ -527,11 +544,11 @@ def outcomes(data, name):
     return {host: row['outcome'] for host, row in data['modules'][name]['hosts'].items()}
 
 
-def start_worker_poller(container, version=None, limit=30):
+def start_worker_poller(container, version=None, limit=30, service=DEPLOYED_SERVICE):
     """WORKERS_POLLER running inside `container` for its workers of now, once it polls."""
     pids = worker_pids(container)
     assert pids, f'no worker runs\n{unit_report(container)}'
-    url = f'http://127.0.0.1:{PORT}/services/{DEPLOYED_SERVICE}'
+    url = f'http://127.0.0.1:{PORT}/services/{service}'
     poller = container.popen(['python3', '-c', WORKERS_POLLER, url, ','.join(map(str, pids)),
                               '-' if version is None else str(version), str(limit)])
     if poller.stdout.readline().strip() != 'polling':
@@ -552,11 +569,12 @@ def poller_result(poller, limit):
     return result['at'], {int(pid): version for pid, version in result['answers'].items()}
 
 
-def workers_serve(container, version=None, limit=30):
-    """The version each worker of `container` serves: {worker pid: version}, once every worker
-    answered (with `version`, when given); an AssertionError saying which did not otherwise."""
-    at, answers = poller_result(start_worker_poller(container, version, limit), limit)
-    assert at is not None, f'not every worker answered {version or ""} within {limit} s: {answers}'
+def workers_serve(container, version=None, limit=30, service=DEPLOYED_SERVICE):
+    """The version of `service` each worker of `container` serves: {worker pid: version}, once
+    every worker answered (with `version`, when given); an AssertionError saying which did not
+    otherwise."""
+    at, answers = poller_result(start_worker_poller(container, version, limit, service), limit)
+    assert at is not None, f'not every worker answered {service} {version or ""} within {limit} s: {answers}'
     return answers
 
 
@@ -649,9 +667,7 @@ def test_a_cache_set_through_h1_is_read_through_h3(healthy):
     status, data = deploy(h1, {CACHE_NAME: CACHE_MODULE.encode()})
     assert status == 0 and outcomes(data, CACHE_NAME) == dict.fromkeys(('h1', 'h2', 'h3'), 'deployed'), data
     for host in healthy.hosts:
-        poll(lambda: post(host.container, PORT, '/services/cluster.hosts.remember',
-                          {'cache': LOCAL_CACHE, 'key': 'warm-up'})[0] == 200,
-             30, interval=0.2, message=f'the cache services serving on {host.name}')
+        workers_serve(host.container, 1, service=CACHE_MODULE_SERVICE)
     key = f'k-{secrets.token_hex(4)}'
     value = {'set through': 'h1', 'n': [1, 2]}
     # zato.cache.builtin.*: set through h1, read through h3, across the bridge.
@@ -703,7 +719,7 @@ def test_a_host_stopped_during_a_deploy_catches_up_when_it_starts(healthy):
             workers_serve(container, version)
         assert h2.get(f'{PICKUP_DIR}/{DEPLOYED_NAME}') == module_text(before)
     finally:
-        restart(h2)
+        start_again(healthy.host('h2'))
     started = time.monotonic()
     workers_serve(h2, version, REJOIN_BOUND)  # the version published while it was stopped
     caught_up = time.monotonic() - started
