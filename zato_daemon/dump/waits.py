@@ -74,11 +74,12 @@ class Plan:
 
     site: Site                  # None when the instruction is no wait
     held: tuple                 # Paths of the `with` blocks around the instruction, and of acquire() calls before it
+    needs_locals: bool = False  # a path starts at a local: the frame's locals must be read
 
-    @property
-    def needs_locals(self):
-        paths = ([self.site.path] if self.site is not None and self.site.path is not None else []) + list(self.held)
-        return any(path.root == _LOCAL for path in paths)
+
+def _plan_of(site, held):
+    paths = ([site.path] if site is not None and site.path is not None else []) + list(held)
+    return Plan(site, held, any(path.root == _LOCAL for path in paths))
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ class WaitObject:
     owner_exact: bool = False   # True when the object itself says who owns it (RLock's _owner)
 
 
-_NO_PLAN = Plan(None, ())
+NO_PLAN = Plan(None, ())
 
 
 # ---- the bytecode (pure functions of a code object and an offset)
@@ -127,10 +128,10 @@ def plan(code, lasti, is_innermost, source_line=''):
             site = site_from_source(source_line)
         held = enclosing_withs(code, lasti, instructions) + acquired_before(code, lasti, instructions)
     except Exception:  # bytecode this analysis does not know; the dump goes on without it
-        return _NO_PLAN
+        return NO_PLAN
     if site is not None:
         held = tuple(path for path in held if path != site.path)
-    return Plan(site, held) if site is not None or held else _NO_PLAN
+    return _plan_of(site, held) if site is not None or held else NO_PLAN
 
 
 def _is_call(instructions, lasti):
@@ -491,12 +492,20 @@ def analyse(sites_by_address, greenlet_addresses, running=()):
     and so wait on nothing. At most MAX_OBJECTS objects."""
     objects = {}    # address -> [object, family, names]
     waits, holds = {}, {}
+    families = {}   # id(class) -> (class, family): a few classes, many greenlets
+
+    def family_of(value):
+        kind = type(value)
+        known = families.get(id(kind))
+        if known is None:
+            known = families[id(kind)] = (kind, family(kind))
+        return known[1]
 
     def remember(value, expression):
         address = id(value)
         entry = objects.get(address)
-        if entry is None and len(objects) < MAX_OBJECTS and family(type(value)) not in (None, SOCKET):
-            entry = objects[address] = [value, family(type(value)), []]
+        if entry is None and len(objects) < MAX_OBJECTS and family_of(value) not in (None, SOCKET):
+            entry = objects[address] = [value, family_of(value), []]
         if entry is not None and expression and expression not in entry[2] and len(entry[2]) < 8:
             entry[2].append(expression)
         return address
@@ -512,7 +521,7 @@ def analyse(sites_by_address, greenlet_addresses, running=()):
         for frame_site in sites:
             for path in frame_site.plan.held:
                 value = resolve(path, frame_site.namespace, frame_site.f_globals)
-                if value is _MISSING or family(type(value)) not in (SEMAPHORE, RLOCK):
+                if value is _MISSING or family_of(value) not in (SEMAPHORE, RLOCK):
                     continue
                 object_address = remember(value, path.expression)
                 # A greenlet waiting on X (an RLock taken again, a Semaphore(2)) is not said to hold it.
