@@ -146,9 +146,8 @@ def test_a_hung_workers_journal_entry_says_what_blocks_its_hub(start_in_journald
         spinning.cancel()
     entry, = entries
     blocking = entry['ZATO_BLOCKING']
-    # The place is the main thread's innermost frame (record.blocking_summary): the spinning
-    # handle(), or the SIGURG handler when the dump caught it running on top of it.
-    assert re.fullmatch(r'service demo\.spin cid zd\w+ at /\S+\.py:\d+ in \S+', blocking), blocking
+    # The main thread's innermost frame: the spinning handle(), never the SIGURG handler.
+    assert re.fullmatch(r'service demo\.spin cid zd\w+ at /\S+/hostile\.py:\d+ in \S*handle', blocking), blocking
     first_line = entry['MESSAGE'].split('\n', 1)[0]
     assert first_line.startswith(f"zato-daemon {entry['ZATO_ROLE']} (pid {entry['ZATO_DUMP_PID']}) wrote dump ")
     assert first_line.endswith(f'; blocking: {blocking}')

@@ -30,6 +30,11 @@ import time
 READ_SIZE = 65536
 # A request this soon after the start of the previous dump is folded into it.
 DEFAULT_QUIET_PERIOD = 1.0
+# How long the dump thread waits at most for the signal handler to return before it
+# collects: otherwise, in half the dumps of a spinning greenlet, the main thread's innermost
+# frame was the handler's os.write, not the code it interrupted (what the blocking summary
+# of a hung worker names).
+HANDLER_WAIT = 0.05
 
 
 class DumpTrigger:
@@ -65,6 +70,7 @@ class DumpTrigger:
         self._previous_handler = None
         self._is_serving = False
         self._last_dump_started = None
+        self._is_handling = False
 
     @property
     def is_installed(self):
@@ -103,7 +109,11 @@ class DumpTrigger:
 
     def handle_signal(self, signum, frame):
         """Signal handler: one byte to the dump thread's pipe, nothing else (Rule 1)."""
-        self.request()
+        self._is_handling = True
+        try:
+            self.request()
+        finally:
+            self._is_handling = False
 
     def request(self):
         """Asks for a dump and returns at once; from any thread, or a signal handler.
@@ -168,6 +178,7 @@ class DumpTrigger:
 
     def _dump(self):
         self._last_dump_started = time.monotonic()
+        self._wait_for_handler()
         self.dumps += 1
         try:
             self.on_dump()
@@ -182,6 +193,13 @@ class DumpTrigger:
                 os.write(2, f'zato-daemon: a dump failed: {type(error).__name__}: {error}\n'.encode('utf-8', 'replace'))
         except Exception:  # nothing is left to tell
             pass
+
+    def _wait_for_handler(self):
+        # The handler's os.write woke this thread; it returns as soon as the main thread has
+        # the GIL again, which os.sched_yield gives up (time.sleep may be gevent's: Rule 3).
+        deadline = self._last_dump_started + HANDLER_WAIT
+        while self._is_handling and time.monotonic() < deadline:
+            os.sched_yield()
 
     def _restore_handler(self):
         # None: the previous handler was not set from Python; SIGURG's default is to ignore it.

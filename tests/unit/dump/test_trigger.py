@@ -122,6 +122,33 @@ def test_a_spinning_greenlet_is_dumped_with_its_frame_line_and_locals(make_trigg
     assert 's3cret' not in text
 
 
+def spin_for(seconds):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        pass
+
+
+def test_the_interrupted_code_not_the_signal_handler_is_the_main_threads_innermost_frame(tmp_path):
+    # Without the wait for the handler, about half of these dumps caught the main thread in
+    # the handler's os.write: what a hung worker's blocking summary then named.
+    main_thread_ident, innermost = os_thread_ident(), []
+
+    def on_dump():
+        main, = [thread for thread in collect(main_thread_ident, 'worker', tmp_path).threads if thread.is_main]
+        innermost.append(main.frames[-1].function)
+
+    trigger = DumpTrigger(on_dump, start_raw, quiet_period=0)
+    trigger.install()
+    try:
+        for count in range(1, 21):
+            os.kill(os.getpid(), signal.SIGURG)
+            while len(innermost) < count:
+                spin_for(0.01)
+    finally:
+        assert trigger.uninstall()
+    assert innermost == ['spin_for'] * 20
+
+
 def hold_logging_locks(held, release):
     locks = [logging._lock, *(handler.lock for handler in logging.getLogger().handlers if handler.lock)]
     for lock in locks:
