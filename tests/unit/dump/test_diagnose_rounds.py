@@ -86,7 +86,7 @@ def test_rounds_a_second_apart_each_get_a_dump_of_their_own(tmp_path, children, 
     # period; test_diagnose.py has its cases).
     assert [(process['pid'], process['dumps']) for process in report['processes']] == [(master.pid, 3)]
     # Not a master: its main thread sleeps where no master does, the same line in every dump.
-    assert status == 1
+    assert status == 1, report
     stuck, = report['findings']
     assert (stuck['kind'], stuck['subject'], stuck['line']) == ('stuck', 'thread', child_line())
 
