@@ -6,6 +6,7 @@ the test knows what diagnose must name and when to start it; `probe.release` (or
 for the spinner, whose hub serves nothing) lets them go at the end.
 """
 
+import http.client
 import json
 import re
 import socket
@@ -15,6 +16,7 @@ import time
 import pytest
 
 from tests.integration.helpers import call, request, wait_until, zato_daemon
+from zato_daemon.dump.record import read_records
 
 PROBES = '''\
 import os
@@ -200,9 +202,18 @@ def probes(server_factory, tmp_path):
 
 
 def test_an_idle_server_has_nothing_to_report(server):
-    call(server.port, 'demo.echo', {'warm': 'up'})  # a keep-alive connection served and gone
-    result = diagnose(server)
+    # A keep-alive client between two requests: its connection's greenlet waits, idle.
+    client = http.client.HTTPConnection('127.0.0.1', server.port, timeout=10)
+    client.request('POST', '/services/demo.echo', '{}', {'Content-Type': 'application/json'})
+    assert client.getresponse().read()
+    try:
+        result = diagnose(server)
+    finally:
+        client.close()
     assert result.returncode == 0, result.stdout + result.stderr
+    worker = [record for record in read_records(server.server_dir / 'run' / 'dumps') if record['role'] != 'master']
+    assert any(frame['function'] == 'HttpServer._exchange' for greenlet in worker[-1]['greenlets']
+               for frame in worker[-1]['stacks'][greenlet['stack']]), 'the keep-alive connection was in the dumps'
     assert result.stdout.startswith('zato-daemon: nothing found, 0 calls in flight; 2 processes of ')
     assert 'STUCK' not in result.stdout and 'journalctl -o cat MESSAGE_ID=' in result.stdout
     report = json.loads(diagnose(server, '--json').stdout)
