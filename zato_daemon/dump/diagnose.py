@@ -138,8 +138,8 @@ def expected_pids(status, master_pid):
 def missing_message(missing, timeout, directory):
     """The one line for processes that wrote no record of a round in time. Pure."""
     names = ', '.join(f'{role} pid {pid}' for pid, role in sorted(missing.items(), key=lambda item: item[1]))
-    return (f'no dump record from {names} within {timeout:g} s in {directory}; a process started before this '
-            'zato-daemon could write records writes none: restart or reload the server')
+    return (f'no dump record from {names} within {timeout:g} s in {directory}; a server started before this '
+            'version writes none (restart it), and a process whose dumps fail says why in server.log (DUMP_FAILED)')
 
 
 def take_round(server_dir, master_pid, directory, signal_master, timeout=ROUND_TIMEOUT):

@@ -48,14 +48,12 @@ def child_line():
 
 
 @pytest.fixture
-def children(tmp_path):
+def children():
     started = []
 
     def start(script, *args):
-        path = tmp_path / 'child.py'
-        path.write_text(script)
-        process = subprocess.Popen([sys.executable, str(path), *map(str, args)], stdout=subprocess.PIPE, text=True,
-                                   cwd=REPO_ROOT, env={**os.environ, 'PYTHONPATH': str(REPO_ROOT)})
+        process = subprocess.Popen([sys.executable, '-c', script, *map(str, args)], stdout=subprocess.PIPE, text=True,
+                                   cwd=REPO_ROOT)
         started.append(process)
         if script is CHILD:
             assert process.stdout.readline() == 'ready\n'
