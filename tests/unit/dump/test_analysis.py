@@ -218,6 +218,15 @@ def test_a_late_heartbeat_alone_blocks_the_hub():
     assert report['findings'][0]['service'] == 'probe.spin'
 
 
+def test_a_late_heartbeat_while_the_hub_itself_runs_names_the_hubs_frame():
+    # A callback of the hub's loop blocking in C: no greenlet of the application runs.
+    in_callback = [*HUB_RUN, zd('http/listener.py', 70, 'Listener.do_read'), app(5, 'on_accept', 'hook.py')]
+    report = analyse(worker_dumps([[], [], []], heartbeats=(0.2, 2.0, 5.0), stacks=[None, None, in_callback]))
+    blocked, = report['findings']
+    assert blocked['summary'] == 'the hub itself keeps the CPU at hook.py:5 in on_accept: no heartbeat for 5 s'
+    assert blocked['greenlet'] is None and blocked['heartbeat_age'] == 5.0
+
+
 def test_different_greenlets_running_with_fresh_heartbeats_are_a_busy_hub_not_a_blocked_one():
     report = analyse(worker_dumps([[spinner()], [{**spinner(), 'address': 0x8101}], []],
                                   running=[0x8100, 0x8101, HUB], stacks=[SPIN_STACK, SPIN_STACK, None]))
