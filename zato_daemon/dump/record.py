@@ -17,6 +17,20 @@ of each pid. The format, record_version 1 (docs of each field in issue 19):
                   "owner", "owner_exact", "waiters"}],
      "calls": [{"cid", "service", "started", "age", "greenlet"}]}
 
+What the values mean where the brief of issue 19 leaves it open:
+- a greenlet's `call` is the innermost ServiceHost.run frame on its stack (dump/calls.py), for
+  suspended greenlets and for the one running in the main thread (threads[].running_greenlet,
+  known when the main thread has a gevent hub); `calls` lists those, `age` from `time`.
+- `waits_on.object` is the address of what the call or `with` was made on, or null when the
+  expression (e.g. through a property) could not be resolved without running code; only
+  lock-like objects (gevent's Semaphore, BoundedSemaphore, RLock, the monkey-patched threading
+  Lock and RLock, Event, AsyncResult, the queues and Channel) have an entry in `objects`: a
+  socket read waits on the socket's address (operation "recv", "accept", ...) with no entry.
+- `holds`: exact (true) only for an RLock, whose _owner says; otherwise inferred from the
+  holder's frames. The greenlet running in the main thread waits on nothing but may hold.
+- `state` values are null where the object keeps them out of reach of plain data reads
+  (a compiled gevent Event's flag).
+
 Stacks are stored once each, outermost frame first, under their fingerprint (fingerprint()):
 10,000 idle greenlets share a few. Variables are not in the record (server.log and the journal
 have them); source lines are, as in the text dump. Object ids are "0x..." strings, greenlet

@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 
 import gevent
 import gevent.event
@@ -331,3 +333,37 @@ def test_resolve_reads_dicts_and_instance_dicts_only():
     assert waits.resolve(waits.Path('global', 'self', ('_lock',)), {'self': account}, {}) is waits._MISSING
     assert waits.resolve(waits.Path('global', 'acct', ('_lock',)), {}, {'acct': account}) is account._lock
     assert waits.resolve(waits.Path('local', 'guarded', ('lock',)), {'guarded': Guarded()}, {}) is waits._MISSING
+
+
+def test_the_greenlet_running_in_the_main_thread_holds_what_it_entered_and_waits_on_nothing(spawned):
+    # A hung worker: the main thread's greenlet spins inside `with lock:`; another greenlet
+    # waits for the lock; the dump comes from another OS thread, as the dump thread's does.
+    lock, dumped, stop = gevent.lock.Semaphore(), {}, []
+    main_ident = os_thread_ident()
+
+    def spin_holding():
+        with lock:
+            gevent.sleep(0.05)  # the waiter starts waiting meanwhile
+            deadline = time.monotonic() + 30
+            while not stop and time.monotonic() < deadline:
+                pass
+
+    def dump_later():
+        time.sleep(0.3)
+        dumped['record'] = to_record(collect(main_ident, 'worker-1', '/srv/test'))
+        stop.append(True)
+
+    gevent.get_hub()
+    spinner = spawned(spin_holding)
+    waiter = spawned(take_rlock, lock)
+    dumper = threading.Thread(target=dump_later)
+    dumper.start()
+    spinner.join(30)
+    dumper.join(30)
+    record = dumped['record']
+    main = next(thread for thread in record['threads'] if thread['is_main'])
+    assert main['running_greenlet'] == id(spinner)
+    assert greenlet_of(record, spinner)['waits_on'] is None
+    assert greenlet_of(record, spinner)['holds'] == [{'object': f'{id(lock):#x}', 'exact': False}]
+    assert object_of(record, lock)['owner'] == id(spinner)
+    assert greenlet_of(record, waiter)['waits_on']['object'] == f'{id(lock):#x}'
