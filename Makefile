@@ -14,8 +14,8 @@ DEBIAN_PYTHON_PACKAGES := python3-gevent python3-systemd python3-daemon python3-
 # debian/control itself: dch (for DEB_VERSION) and lintian.
 DEB_TOOLS := build-essential devscripts lintian
 # Tools the tests drive: tmux is the real terminal of `zato-daemon top`'s test; the cluster's
-# tests start redis-server themselves.
-TEST_TOOLS := tmux redis-server
+# tests start redis-server themselves; the dump sinks' test runs a systemd-journald of its own.
+TEST_TOOLS := tmux redis-server systemd
 # What booting the system tests' Debian 12 container needs.
 SYSTEM_TEST_PACKAGES := systemd-container debootstrap debian-archive-keyring gpgv wget iproute2
 # `make deb DEB_VERSION=0.1.0+test1` builds the tree under another version (upgrade tests).

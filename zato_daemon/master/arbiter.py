@@ -255,7 +255,8 @@ class Arbiter:
         self.dump_trigger = install_dump(self.config, self.server_dir, 'master', self.foreground,
                                          lambda function: _thread.start_new_thread(function, ()),
                                          before_dump=self.forward_dump_request,
-                                         after_dump=lambda dump: self.metrics.aggregate.count('dumps'))
+                                         after_dump=lambda dump: self.metrics.aggregate.count('dumps'),
+                                         count_failure=lambda: self.metrics.aggregate.count('dump_failures'))
         self.metrics.serve(self.generations[self.generation].metrics_listener)
         self.write_status()
 

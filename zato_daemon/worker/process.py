@@ -222,6 +222,13 @@ class Worker:
             last_heartbeat = time.monotonic()
             gevent.sleep(HEARTBEAT_INTERVAL)
 
+    def count_dump_failure(self):
+        """install_dump's count_failure, called in the dump thread: one failed part of a dump, for
+        the metrics (uncounted before boot() made the counts, or with metrics off)."""
+        counts = self.counts
+        if counts is not None:
+            counts.dump_failed()
+
     def count_figures(self):
         """The counts other parts keep, read into each report."""
         counts, http, recorder = self.counts, self.http, self.recorder
@@ -318,7 +325,8 @@ def run_worker(spec):
     worker = Worker(spec)
     _contain_greenlet_failures()
     install_dump(config, server_dir, f'worker-{spec.number}', spec.foreground, _start_os_thread,
-                 after_dump=lambda dump: os.write(spec.status_fd, DUMPED_MESSAGE))
+                 after_dump=lambda dump: os.write(spec.status_fd, DUMPED_MESSAGE),
+                 count_failure=worker.count_dump_failure)
     _install_signal_handlers(worker)
     try:
         worker.boot()
