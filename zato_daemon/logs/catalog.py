@@ -70,6 +70,9 @@ logger with the line that logged, and the message (a traceback follows on the ne
 | `ZATO_SERVER_DIR` | the server directory, which tells the instances of `zato-daemon@.service` apart |
 | `ZATO_LOGGER` | the Python logger |
 | `ZATO_INPUT` | for a failed call: its input, redacted and capped at 4096 characters |
+| `ZATO_DUMP_ID`, `ZATO_DUMP_PID` | in a dump's entry (DUMP_WRITTEN) and in DUMP_FAILED: the dump's id and the pid of the process that dumped |
+| `ZATO_BLOCKING` | in a dump's entry, when the main thread runs a greenlet other than the hub (a hung worker): its service, cid and file:line |
+| `ZATO_DUMP_SINK`, `ZATO_ERROR` | in DUMP_FAILED: the place of the dump that failed (server.log, journal, record, stdout) and its error |
 | `MESSAGE_ID` | for the events below |
 
 Every record logged while a service runs carries its call's `ZATO_CID` and `ZATO_SERVICE`,

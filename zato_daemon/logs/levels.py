@@ -246,7 +246,9 @@ DUMP_FAILED = _event('DUMP_FAILED', logging.WARNING, '184a80d0c20c40a4b4776f054b
     A dump of the process @ZATO_DUMP_PID@ could not be written to one of its places
     (server.log, the journal, or the dump record `zato-daemon diagnose` reads); the entry
     names which and the error. The other places still got it: each is written on its own.
-    A full or read-only disk and a missing logs directory are the usual causes.''')
+    A full or read-only disk and a missing logs directory are the usual causes. Said at most
+    once a minute per place, with the number of failures since; every failure is counted in
+    zato_dump_failures_total.''')
 CLUSTER_DUMP_REQUESTED = _event('CLUSTER_DUMP_REQUESTED', logging.INFO, '0032c47bec0a4b71909f873ad27a0b02',
                                 'zato-daemon dumps because its cluster asked', f'''
     zato-daemon dump DIR --cluster, run on some member, asked every member of the cluster
