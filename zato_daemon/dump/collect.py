@@ -30,6 +30,11 @@ first and then reads all the f_locals in one C iteration while it holds every ob
 collector tracks (_StackReader.read_variables, _with_heap_held). The class body of a class
 whose methods use super() is not read (f_locals would write into its namespace, which may run
 code): a note says so.
+
+Beyond the frames: each greenlet's service call, what it waits on and what it holds (calls.py,
+waits.py), from the same walks and the same one read of locals; the greenlet running in the
+main thread; the lock-like objects involved; the worker's heartbeat age. record.py turns a Dump
+into the JSON record `zato-daemon diagnose` compares.
 """
 
 import collections
@@ -47,8 +52,7 @@ import time
 import types
 from dataclasses import dataclass
 
-from zato_daemon.dump import waits
-from zato_daemon.dump import calls
+from zato_daemon.dump import calls, waits
 from zato_daemon.redaction import (REDACTED, is_naming_entry, is_secret_name, names_a_secret, redact_text,
                                    summarise_http)
 
@@ -437,7 +441,7 @@ class _StackReader:
             if kind is None or kind[0] is not code:
                 kind = self._code_kinds[id(code)] = (
                     code, id(code) in calls.CALL_CODE_IDS,
-                    _is_gevent_file(code.co_filename) or code.co_filename == waits.THREADING_FILE,
+                    _is_gevent_file(code.co_filename) or code.co_filename in waits.SKIPPED_FILES,
                     not _is_class_body_with_cell(code))
             _, is_call, is_skipped, is_readable = kind
             if is_call and found.call is None and len(self._sites) < waits.MAX_SITES:

@@ -21,6 +21,7 @@ runs in the dump thread: no locks, no logging, no imports after load.
 
 import collections
 import dis
+import queue
 import re
 import threading
 import types
@@ -394,10 +395,10 @@ def _mro(kind):
 # Kinds by the name of a class in their MRO. Names, not classes: this module imports no gevent.
 _SEMAPHORES = ('gevent._gevent_c_semaphore.Semaphore', 'gevent.lock.Semaphore', 'gevent._semaphore.Semaphore')
 _RLOCKS = ('gevent.lock.RLock', 'threading._RLock', 'threading.RLock')
-_EVENTS = ('gevent._gevent_cevent.Event', 'gevent.event.Event')
+_EVENTS = ('gevent._gevent_cevent.Event', 'gevent.event.Event', 'threading.Event')
 _RESULTS = ('gevent._gevent_cevent.AsyncResult', 'gevent.event.AsyncResult')
 _QUEUES = ('gevent._gevent_cqueue.Queue', 'gevent._gevent_cqueue.SimpleQueue', 'gevent.queue.Queue',
-           'gevent.queue.SimpleQueue', 'gevent._gevent_cqueue.Channel', 'gevent.queue.Channel')
+           'gevent.queue.SimpleQueue', 'gevent._gevent_cqueue.Channel', 'gevent.queue.Channel', 'queue.Queue')
 _SOCKETS = ('socket.socket', 'gevent._socket3.socket', 'gevent._socketcommon.SocketMixin', 'socket.SocketIO',
             '_io.BufferedReader', '_io.BufferedWriter', '_io.BufferedRWPair', '_io.TextIOWrapper', 'ssl.SSLSocket')
 
@@ -550,6 +551,6 @@ def analyse(sites_by_address, greenlet_addresses, running=()):
     return waits, holds, tuple(found)
 
 
-# threading's own module, whose frames (RLock.acquire, Condition.wait) are skipped like gevent's:
-# the wait is the caller's `with rlock:`, not the lock inside.
-THREADING_FILE = threading.__file__
+# The stdlib modules whose frames (RLock.acquire, Condition.wait, Queue.get) are skipped like
+# gevent's: the wait is the caller's `with rlock:` or `q.get()`, not the lock inside.
+SKIPPED_FILES = frozenset((threading.__file__, queue.__file__))

@@ -8,6 +8,7 @@ from json.encoder import c_make_encoder, encode_basestring, encode_basestring_as
 import logging
 import os
 import time
+from time import time as wall_clock  # one lookup less on every call than time.time
 
 from zato_daemon.cache.definition import check_configured_scopes
 from zato_daemon.cache.registry import CacheRegistry
@@ -80,7 +81,7 @@ class ServiceHost:
         token = CURRENT_CALL.set((cid, name))
         # Every dump shows this frame's cid, name and `started` as the call its greenlet serves
         # (dump/calls.py): keep those three locals.
-        started = time.time()  # noqa: F841 (read by dumps, see above)
+        started = wall_clock()  # noqa: F841 (read by dumps, see above)
         try:
             service.handle()
         finally:

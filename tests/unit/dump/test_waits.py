@@ -196,11 +196,12 @@ def test_a_sleeping_greenlet_waits_on_nothing(spawned):
 PATCHED_DEADLOCK = textwrap.dedent('''
     from gevent import monkey
     monkey.patch_all()
-    import json, threading, gevent
+    import json, queue, threading, gevent
     from zato_daemon.dump.collect import collect, os_thread_ident
     from zato_daemon.dump.record import to_record
 
     lock_a, lock_b, rlock = threading.Lock(), threading.Lock(), threading.RLock()
+    event, jobs = threading.Event(), queue.Queue()
 
     def one():
         with lock_a:
@@ -217,21 +218,28 @@ PATCHED_DEADLOCK = textwrap.dedent('''
         with rlock:
             gevent.sleep(30)
 
-    greenlets = [gevent.spawn(f) for f in (one, two, hold)]
+    def wait_for_event():
+        event.wait()
+
+    def take_job():
+        jobs.get()
+
+    greenlets = [gevent.spawn(f) for f in (one, two, hold, wait_for_event, take_job)]
     gevent.sleep(0.1)
     record = to_record(collect(os_thread_ident(), 'worker-1', '/srv/test'))
     print(json.dumps({'record': record, 'greenlets': [id(g) for g in greenlets],
-                      'locks': [f'{id(lock):#x}' for lock in (lock_a, lock_b, rlock)]}))
+                      'locks': [f'{id(lock):#x}' for lock in (lock_a, lock_b, rlock, event, jobs)]}))
 ''')
 
 
-def test_monkey_patched_threading_locks_and_rlocks_are_recognised():
+def test_monkey_patched_threading_locks_rlocks_events_and_queues_are_recognised():
     # threading.Lock is gevent.thread.LockType (a BoundedSemaphore), threading.RLock is
     # threading._RLock whose _owner is gevent's get_ident(): id() of the greenlet.
     result = subprocess.run([sys.executable, '-c', PATCHED_DEADLOCK], capture_output=True, text=True, cwd=REPO_ROOT,
                             timeout=60, check=True)
     found = json.loads(result.stdout)
-    record, (one, two, hold), (lock_a, lock_b, rlock) = found['record'], found['greenlets'], found['locks']
+    record, (one, two, hold, event_waiter, job_taker) = found['record'], found['greenlets']
+    lock_a, lock_b, rlock, event, jobs = found['locks']
     by_address = {item['address']: item for item in record['greenlets']}
     objects = {item['id']: item for item in record['objects']}
     assert by_address[one]['waits_on']['object'] == lock_b and by_address[one]['holds'] == [
@@ -243,6 +251,14 @@ def test_monkey_patched_threading_locks_and_rlocks_are_recognised():
     assert by_address[hold]['holds'] == [{'object': rlock, 'exact': True}]
     assert (objects[rlock]['kind'], objects[rlock]['owner'], objects[rlock]['owner_exact']) == (
         'threading._RLock', hold, True)
+    # patch_all makes threading.Event gevent's, whose flag no plain read reaches. The queue
+    # module's Queue: its Python frames are skipped, the caller's line names it.
+    assert by_address[event_waiter]['waits_on'] == {'object': event, 'operation': 'wait', 'expression': 'event'}
+    assert (objects[event]['kind'], objects[event]['state']['is_set']) == ('gevent._gevent_cevent.Event', None)
+    assert by_address[job_taker]['waits_on'] == {'object': jobs, 'operation': 'get', 'expression': 'jobs'}
+    # gevent 22.10 leaves the queue module alone; later ones patch its Queue into gevent's.
+    assert objects[jobs]['kind'] in ('queue.Queue', 'gevent._gevent_cqueue.Queue')
+    assert objects[jobs]['state']['size'] == 0 and objects[jobs]['waiters'] == [job_taker]
 
 
 # ---- the bytecode analysis, case by case (pure functions)
