@@ -2,7 +2,7 @@
 
 Debian's gevent 22.10 (and PyPI's) is compiled: a blocked Semaphore.acquire(), Event.wait() or
 Queue.get() leaves no Python frame, and Semaphore._links is not readable from Python. So the
-innermost frame that is neither gevent's nor threading's is where the greenlet waits, at the
+innermost frame that is not gevent's, threading's or queue's is where the greenlet waits, at the
 line `with lock_b:`, `lock_b.acquire()`, `event.wait()`, `q.get()` or `sock.recv(10)`. Its
 current instruction (frame.f_lasti) is the BEFORE_WITH or the CALL that blocks; the
 instructions of the same line before it say what object it was called on, as a *path*: a
@@ -14,8 +14,9 @@ The analysis of a code object is pure (plan(), site_at(), enclosing_withs(), acq
 site_from_source()), cached per (code, f_lasti) by collect.py, which reads the frames' locals
 through _StackReader (Rule 5) and hands them to resolve(): dict lookups and instance __dict__
 chains only, never getattr (no descriptor or __getattr__ of the application runs; Rule 1).
-describe_object() reads a recognised lock-like object's state from C descriptors of gevent's
-own classes or its instance dict: plain data, no method of it runs. Like collect.py, this
+object_state() reads a recognised lock-like object's state from C descriptors of gevent's own
+classes or its instance dict: plain data, no method of it runs. A socket read is a wait on
+the socket (or its file), which gets no object entry. Like collect.py, this
 runs in the dump thread: no locks, no logging, no imports after load.
 """
 
@@ -31,9 +32,6 @@ from dataclasses import dataclass
 OPERATIONS = frozenset(('acquire', 'wait', 'get', 'put', 'join', 'recv', 'recv_into', 'recvfrom', 'recvfrom_into',
                         'read', 'readinto', 'readline', 'readlines', 'accept', 'send', 'sendall', 'peek',
                         'wait_read', 'wait_write', 'select', 'poll'))
-# Operations on a socket (or a file of one): waits without an object entry.
-SOCKET_OPERATIONS = frozenset(('recv', 'recv_into', 'recvfrom', 'recvfrom_into', 'read', 'readinto', 'readline',
-                               'readlines', 'accept', 'send', 'sendall', 'peek'))
 ACQUIRE = 'acquire'
 # At most this many objects in one dump; the greenlets' waits_on and holds still name the rest.
 MAX_OBJECTS = 300
@@ -439,7 +437,7 @@ def _plain(value, *kinds):
 
 
 def object_state(obj, object_family):
-    """(state dict, owner greenlet or None, owner is exact) of a recognised object, from plain data."""
+    """(state dict, what the object says owns it or None) of a recognised object, from plain data."""
     state = {'locked': None, 'counter': None, 'is_set': None, 'size': None}
     owner = None
     if object_family == SEMAPHORE:
@@ -450,15 +448,15 @@ def object_state(obj, object_family):
         owner = _descriptor_value(obj, '_owner')
         count = _plain(_descriptor_value(obj, '_count'), int)
         state['counter'] = count
-        state['locked'] = owner is not None and owner is not _MISSING
+        state['locked'] = None if owner is _MISSING else owner is not None
     elif object_family == EVENT:
         state['is_set'] = _plain(_descriptor_value(obj, '_flag'), bool)
     elif object_family == QUEUE:
-        queue = _descriptor_value(obj, 'queue')
-        if type(queue) is collections.deque:
-            state['size'] = collections.deque.__len__(queue)
-        elif type(queue) is list:
-            state['size'] = list.__len__(queue)
+        items = _descriptor_value(obj, 'queue')
+        if type(items) is collections.deque:
+            state['size'] = collections.deque.__len__(items)
+        elif type(items) is list:
+            state['size'] = list.__len__(items)
         balance = _plain(_descriptor_value(obj, 'balance'), int)
         if balance is not None:
             state['counter'] = balance

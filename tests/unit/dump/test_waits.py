@@ -383,3 +383,25 @@ def test_the_greenlet_running_in_the_main_thread_holds_what_it_entered_and_waits
     assert greenlet_of(record, spinner)['holds'] == [{'object': f'{id(lock):#x}', 'exact': False}]
     assert object_of(record, lock)['owner'] == id(spinner)
     assert greenlet_of(record, waiter)['waits_on']['object'] == f'{id(lock):#x}'
+
+
+def put_pair(queue, a, b):
+    queue.put((a, b), block=True)
+
+
+def test_site_of_a_call_whose_argument_is_built_on_the_stack():
+    site = waits.site_at(put_pair.__code__, offset_of_call(put_pair, 'put'))
+    assert (site.operation, site.expression) == ('put', 'queue')
+
+
+def test_object_state_is_none_where_no_plain_data_says():
+    class RLock:  # a class named like threading's, without its data
+        pass
+    RLock.__module__, RLock.__qualname__ = 'threading', '_RLock'
+    assert waits.family(RLock) == waits.RLOCK
+    state, owner = waits.object_state(RLock(), waits.RLOCK)
+    assert (state['locked'], state['counter'], owner) == (None, None, None)
+    assert waits.family(dict) is None
+    semaphore = gevent.lock.Semaphore(2)
+    assert waits.object_state(semaphore, waits.family(type(semaphore)))[0] == {
+        'locked': False, 'counter': 2, 'is_set': None, 'size': None}
