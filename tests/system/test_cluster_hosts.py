@@ -15,7 +15,8 @@ Figures for issue 18's closing note are printed, never asserted (run with -s): t
 `zato-daemon deploy` on h1 to the new version serving on every worker of every host, and
 cache get/set latency of local caches and the cluster cache, timed by a service in h3's
 worker around each cache call alone (Redis on h1, across the bridge). The module takes about
-two minutes on the 2-core machine, a quarter of it booting the hosts and installing the .deb.
+two minutes on the 2-core machine, half of it booting the hosts, installing the .deb and
+powering them off; the scenarios take about a minute.
 """
 
 import hashlib
