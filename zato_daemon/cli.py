@@ -620,7 +620,8 @@ def command_dump(args):
 def command_diagnose(args):
     from zato_daemon.dump import diagnose
     server_dir, pid = _require_master(args.server_dir)
-    return diagnose.run(args, server_dir, pid, paths_in_use(server_dir, pid))
+    return diagnose.run(args, server_dir, pid, paths_in_use(server_dir, pid),
+                        signal_master=lambda: _signal(pid, signal.SIGURG))
 
 
 def command_info(args):

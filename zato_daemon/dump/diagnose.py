@@ -16,13 +16,12 @@ import argparse
 import datetime
 import json
 import os
-import signal
 import time
 
 from zato_daemon.dump import analysis
 from zato_daemon.dump.record import read_records
 from zato_daemon.dump.trigger import DEFAULT_QUIET_PERIOD
-from zato_daemon.errors import EXIT_OK, EXIT_UNAVAILABLE, NoPermission, NotRunning, ZatoDaemonError
+from zato_daemon.errors import EXIT_OK, EXIT_UNAVAILABLE, NoPermission, ZatoDaemonError
 from zato_daemon.logs.levels import DUMP_WRITTEN
 from zato_daemon.status import read_status
 
@@ -77,11 +76,10 @@ def add_arguments(parser):
     parser.add_argument('--json', action='store_true', help='print JSON, with stable keys, for scripts')
 
 
-def run(args, server_dir, pid, paths, signal_master=None):
+def run(args, server_dir, pid, paths, signal_master):
     """Takes the dumps, analyses them, prints the report; returns 0 (nothing found) or 1.
 
-    `signal_master()` sends the master SIGURG; by default _signal_master(pid)."""
-    signal_master = signal_master or (lambda: _signal_master(pid))
+    `signal_master()` sends the master SIGURG (the CLI's own signalling, with its errors)."""
     directory = paths.dump_records
     _check_readable(directory)
     started = time.time()
@@ -167,15 +165,6 @@ def take_round(server_dir, master_pid, directory, signal_master, timeout=ROUND_T
         if time.monotonic() > deadline:
             raise DumpsMissing(missing_message(missing, timeout, directory))
         time.sleep(POLL_INTERVAL)
-
-
-def _signal_master(pid):
-    try:
-        os.kill(pid, signal.SIGURG)
-    except ProcessLookupError:
-        raise NotRunning(f'master pid {pid} exited before it got SIGURG') from None
-    except PermissionError:
-        raise NoPermission(f'may not send a signal to master pid {pid}; run as root or as its user') from None
 
 
 def journal_command(since):

@@ -78,7 +78,7 @@ def test_rounds_a_second_apart_each_get_a_dump_of_their_own(tmp_path, children, 
     server_dir, paths = server_paths(tmp_path)
     master = children(CHILD, paths.dump_records)
     args = argparse.Namespace(dumps=3, interval=1.0, json=True)
-    status = diagnose.run(args, server_dir, master.pid, paths)
+    status = diagnose.run(args, server_dir, master.pid, paths, lambda: os.kill(master.pid, signal.SIGURG))
     report = json.loads(capsys.readouterr().out)
     # Each round its own dump (next_round_at keeps a request out of the previous dump's quiet
     # period; test_diagnose.py has its cases).
