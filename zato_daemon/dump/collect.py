@@ -53,6 +53,7 @@ import types
 from dataclasses import dataclass
 
 from zato_daemon.dump import calls, waits
+from zato_daemon.dump.plain import instance_dict as _instance_dict, type_name
 from zato_daemon.redaction import (REDACTED, is_naming_entry, is_secret_name, names_a_secret, redact_text,
                                    summarise_http)
 
@@ -563,6 +564,9 @@ class _StackReader:
                 text = linecache.getline(file, line or 0).strip()
             except Exception:
                 text = ''
+            # Redacted like text values (a literal password on the line): the text dump and
+            # the record both show it.
+            text = redact_text(text)
             text = text if len(text) <= MAX_SOURCE_LINE else f'{text[:MAX_SOURCE_LINE]}...'
             self._sources[(file, line)] = text
         return text
@@ -826,8 +830,6 @@ def _qualified(module, qualname):
 _C_DESCRIPTOR_IDS = frozenset(map(id, (types.GetSetDescriptorType, types.MemberDescriptorType)))
 _F_LOCALS = types.FrameType.__dict__['f_locals'].__get__
 _CALLABLE_IDS = frozenset(map(id, (types.FunctionType, types.BuiltinFunctionType, types.MethodType, functools.partial)))
-_TYPE_MODULE = type.__dict__['__module__']
-_TYPE_QUALNAME = type.__dict__['__qualname__']
 _EXCEPTION_ARGS = BaseException.__dict__['args']
 
 
@@ -848,15 +850,6 @@ def render_value(value, limits=DEFAULT_LIMITS):
     except Exception as error:  # e.g. a dict resized by another thread while read
         text = f'<{type_name(type(value))} at {id(value):#x}, unreadable: {type_name(type(error))}>'
     return _clip(text, limits.max_value)
-
-
-def type_name(kind):
-    """'module.Qualname' of a class (builtins bare), read through type's own descriptors."""
-    try:
-        module, qualname = _TYPE_MODULE.__get__(kind), _TYPE_QUALNAME.__get__(kind)
-    except Exception:
-        return '?'
-    return _qualified(module, qualname) if type(qualname) is str else '?'
 
 
 def _render(value, limits, depth):
@@ -1030,11 +1023,3 @@ def _stdlib_type_ids():
         ids = frozenset(map(id, kinds))
         _stdlib_cache = (len(sys.modules), tuple(kinds), ids)
     return ids
-
-
-def _instance_dict(obj):
-    try:
-        attributes = object.__getattribute__(obj, '__dict__')
-    except Exception:
-        return {}
-    return attributes if type(attributes) is dict else {}

@@ -44,6 +44,7 @@ import hashlib
 import json
 import os
 import pathlib
+import stat
 
 from zato_daemon.dump.collect import RUNNING
 
@@ -175,7 +176,7 @@ def write_record(dump, directory, keep=DEFAULT_KEEP):
     """Writes the dump's record atomically to `directory` (made if missing); returns its path.
 
     A temporary file in the same directory, renamed: a reader sees a whole record or none.
-    Then removes the oldest records of the same pid beyond `keep`. OSError propagates (the
+    Then removes the oldest records of the same pid beyond `keep` (never this one). OSError propagates (the
     sink owns its errors); a temporary file left by a failed write is removed.
     """
     os.makedirs(directory, mode=DIRECTORY_MODE, exist_ok=True)
@@ -199,14 +200,16 @@ def write_record(dump, directory, keep=DEFAULT_KEEP):
         except OSError:
             pass
         raise
-    prune(directory, dump.pid, keep)
+    prune(directory, dump.pid, keep, written=name)
     return pathlib.Path(path)
 
 
-def prune(directory, pid, keep):
-    """Removes the records of `pid` in `directory` but the newest `keep`."""
-    names = sorted(_record_names(directory, {pid}), reverse=True)
-    for _, _, name in names[keep:]:
+def prune(directory, pid, keep, written=None):
+    """Removes the records of `pid` in `directory` but the newest `keep`, the one just
+    `written` (a name) always among them: records named ahead of it (planted, or left by a
+    clock stepped back) must not have every new record removed as soon as it is written."""
+    names = sorted((item for item in _record_names(directory, {pid}) if item[2] != written), reverse=True)
+    for _, _, name in names[max(0, keep - (written is not None)):]:
         try:
             os.unlink(os.path.join(directory, name))
         except FileNotFoundError:
@@ -240,28 +243,43 @@ def parse_record_name(name):
 def read_records(directory, pids=None, since=None):
     """The records in `directory`, oldest first (newest last), of `pids` and not older than
     `since` (a time.time() value) when given. A file that is not a readable record of this
-    version (truncated, not JSON, another version, missing fields) is skipped, never raised."""
+    version (truncated, not JSON, another version, missing fields, another pid than its name
+    says) or not a regular file (a symlink, a FIFO) is skipped, never raised."""
     wanted = None if pids is None else set(pids)
     records = []
     for time_ns, pid, name in sorted(_record_names(directory, wanted)):
         if since is not None and time_ns < since * 1_000_000_000 - 1000:  # the name's time is rounded
             continue
         record = _read_record(os.path.join(directory, name))
-        if record is not None and (since is None or record['time'] >= since):
+        # A record names the process its file is named after: a file renamed or planted
+        # under another pid's name does not stand for that process.
+        if record is not None and record['pid'] == pid and (since is None or record['time'] >= since):
             records.append(record)
     records.sort(key=lambda record: (record['time'], record['pid']))
     return records
 
 
 def _read_record(path):
+    # Only a regular file, never through a symlink (O_NOFOLLOW), and opened without waiting
+    # (O_NONBLOCK): a FIFO planted under a record's name would block the reader for good.
     try:
-        with open(path, 'rb') as file:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        with os.fdopen(fd, 'rb') as file:
+            fd = None
             data = file.read(MAX_RECORD_BYTES + 1)
         if len(data) > MAX_RECORD_BYTES:
             return None
         record = json.loads(data)
     except (OSError, ValueError, RecursionError):
         return None
+    finally:
+        if fd is not None:
+            os.close(fd)
     if not is_record(record):
         return None
     return record

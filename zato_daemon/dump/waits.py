@@ -28,6 +28,8 @@ import threading
 import types
 from dataclasses import dataclass
 
+from zato_daemon.dump.plain import MISSING, class_dict, instance_dict, mro, type_name
+
 # Method names whose call, as a suspended greenlet's current instruction, is a wait.
 OPERATIONS = frozenset(('acquire', 'wait', 'get', 'put', 'join', 'recv', 'recv_into', 'recvfrom', 'recvfrom_into',
                         'read', 'readinto', 'readline', 'readlines', 'accept', 'send', 'sendall', 'peek',
@@ -346,14 +348,15 @@ def _path_of_text(text):
 
 # ---- the objects (plain data reads only)
 
-_MISSING = object()
+_MISSING = MISSING
 
 
 def resolve(path, namespace, f_globals):
     """The object a Path names in a frame's locals (`namespace`, a dict copy) and globals, or _MISSING.
 
-    Names are looked up in plain dicts; attributes only in instance __dict__s (no getattr: no
-    property, descriptor or __getattr__ of the application runs).
+    Names are looked up in plain dicts; attributes only in instance __dicts__ that C code
+    provides (plain.instance_dict): no property, descriptor or __getattr__ of the application
+    runs; an object whose class makes __dict__ a property is not looked into.
     """
     value = _MISSING
     if path.root == _LOCAL and type(namespace) is dict:
@@ -363,31 +366,8 @@ def resolve(path, namespace, f_globals):
     for attribute in path.attributes:
         if value is _MISSING:
             break
-        value = _instance_dict(value).get(attribute, _MISSING)
+        value = instance_dict(value).get(attribute, _MISSING)
     return value
-
-
-def _instance_dict(obj):
-    try:
-        attributes = object.__getattribute__(obj, '__dict__')
-    except Exception:
-        return {}
-    return attributes if type(attributes) is dict else {}
-
-
-def _type_name(kind):
-    try:
-        module, qualname = type.__dict__['__module__'].__get__(kind), type.__dict__['__qualname__'].__get__(kind)
-    except Exception:
-        return '?'
-    return f'{module}.{qualname}' if type(module) is str and type(qualname) is str else '?'
-
-
-def _mro(kind):
-    try:
-        return type.__dict__['__mro__'].__get__(kind)
-    except Exception:
-        return ()
 
 
 # Kinds by the name of a class in their MRO. Names, not classes: this module imports no gevent.
@@ -407,7 +387,7 @@ _FAMILIES = ((_SEMAPHORES, SEMAPHORE), (_RLOCKS, RLOCK), (_EVENTS, EVENT), (_RES
 
 def family(kind):
     """SEMAPHORE, RLOCK, EVENT, RESULT, QUEUE or SOCKET for a class (by its MRO's names), else None."""
-    names = [_type_name(cls) for cls in _mro(kind)]
+    names = [type_name(cls) for cls in mro(kind)]
     for members, name in _FAMILIES:
         if any(member in names for member in members):
             return name
@@ -415,21 +395,22 @@ def family(kind):
 
 
 def _descriptor_value(obj, name):
-    """An attribute from a C getset/member descriptor of its class (gevent's compiled classes),
-    else from its instance __dict__; _MISSING when neither has it. No Python code runs."""
-    for cls in _mro(type(obj)):
-        attribute = type.__dict__['__dict__'].__get__(cls).get(name, _MISSING)
+    """An attribute from a C slot or a getset of gevent's compiled classes, else one the
+    instance itself holds; _MISSING when neither has it. No Python code runs."""
+    for cls in mro(type(obj)):
+        attribute = class_dict(cls).get(name, _MISSING)
         if attribute is not _MISSING:
-            if id(type(attribute)) in _C_DESCRIPTOR_IDS:
+            # A C slot is plain data; a getset runs C code, which only gevent's own classes'
+            # are known to keep plain (a Cython property elsewhere may run anything).
+            if type(attribute) is types.MemberDescriptorType or (
+                    type(attribute) is types.GetSetDescriptorType and type_name(cls).startswith('gevent.')):
                 try:
                     return attribute.__get__(obj)
                 except Exception:
                     return _MISSING
             break
-    return _instance_dict(obj).get(name, _MISSING)
+    return instance_dict(obj).get(name, _MISSING)
 
-
-_C_DESCRIPTOR_IDS = frozenset(map(id, (types.GetSetDescriptorType, types.MemberDescriptorType)))
 
 
 def _plain(value, *kinds):
@@ -542,7 +523,7 @@ def analyse(sites_by_address, greenlet_addresses, running=()):
             owner = exact_owner
         else:
             owner = next((address for address, held in holds.items() if object_address in held), None)
-        found.append(WaitObject(object_address, _type_name(type(value)), tuple(names), state, owner,
+        found.append(WaitObject(object_address, type_name(type(value)), tuple(names), state, owner,
                                 owner is not None and owner == exact_owner))
     holds = {address: tuple(Held(object_address, exact) for object_address, exact in held.items())
              for address, held in holds.items() if held}

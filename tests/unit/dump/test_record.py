@@ -5,6 +5,7 @@ import os
 import stat
 import subprocess
 import sys
+import threading
 import time
 import types
 
@@ -17,6 +18,7 @@ from zato_daemon.dump import collect as collect_module
 from zato_daemon.dump import record
 from zato_daemon.dump.collect import (RUNNING, SUSPENDED, Dump, FrameInfo, GreenletInfo, ThreadInfo, collect,
                                       heartbeat_age, os_thread_ident)
+from zato_daemon.redaction import REDACTED
 
 
 def dump_now():
@@ -216,3 +218,48 @@ def test_ten_thousand_idle_greenlets(tmp_path):
     assert len(result['objects']) == 1 and len(result['objects'][0]['waiters']) == 10_000
     print(f'\n10,000 idle greenlets: collect {collected * 1000:.0f} ms (collect.py says {dump.duration * 1000:.0f} ms),'
           f' record {path.stat().st_size / 1e6:.2f} MB, {len(result["stacks"])} stacks')
+
+
+# ---- hostile files in the records directory, secrets in source lines
+
+def read_in_thread(directory):
+    """read_records() in a thread of its own, so that a reader blocked on a FIFO fails the test."""
+    found = []
+    thread = threading.Thread(target=lambda: found.append(record.read_records(directory)), daemon=True)
+    thread.start()
+    thread.join(5)
+    assert not thread.is_alive(), 'read_records() blocked'
+    return found[0]
+
+
+def test_fifos_symlinks_and_records_under_another_pids_name_are_skipped(tmp_path):
+    outside = record.write_record(made_dump(pid=9, at=40.0), tmp_path / 'outside')
+    directory = tmp_path / 'dumps'
+    record.write_record(made_dump(at=50.0), directory)
+    os.mkfifo(directory / '4242-60000000000.json')
+    (directory / '4242-70000000000.json').symlink_to(outside)
+    (directory / '9-80000000000.json').symlink_to('/dev/zero')
+    os.link(outside, directory / '4242-90000000000.json')  # a record of pid 9 named as 4242's
+    assert [(item['pid'], item['time']) for item in read_in_thread(directory)] == [(4242, 50.0)]
+
+
+def test_records_named_ahead_of_a_new_one_do_not_get_it_removed(tmp_path):
+    for number in range(20):
+        record.write_record(made_dump(at=time.time() + 3600 + number), tmp_path, keep=20)
+    written = record.write_record(made_dump(at=time.time()), tmp_path, keep=20)
+    assert written.exists() and len(os.listdir(tmp_path)) == 20
+
+
+def secret_on_the_line():
+    gevent.sleep(30); return dict(password='line-secret-4711')  # noqa: E702 (the line is the test)
+
+
+def test_a_secret_in_a_source_line_is_redacted_in_the_record():
+    greenlet = gevent.spawn(secret_on_the_line)
+    gevent.sleep(0.01)
+    try:
+        text = json.dumps(record.to_record(dump_now()))
+    finally:
+        greenlet.kill()
+    assert 'line-secret-4711' not in text
+    assert f"password='{REDACTED}'" in text

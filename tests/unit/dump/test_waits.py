@@ -405,3 +405,25 @@ def test_object_state_is_none_where_no_plain_data_says():
     semaphore = gevent.lock.Semaphore(2)
     assert waits.object_state(semaphore, waits.family(type(semaphore)))[0] == {
         'locked': False, 'counter': 2, 'is_set': None, 'size': None}
+
+
+class DictProperty:
+    """A class whose __dict__ is a property: reading the instance dict the usual way runs it."""
+
+    ran = []
+
+    def __init__(self, lock):
+        self.lock = lock
+
+    @property
+    def __dict__(self):
+        DictProperty.ran.append('__dict__')
+        return {'lock': gevent.lock.Semaphore(0)}
+
+
+def test_an_object_whose_dict_is_a_property_is_not_looked_into():
+    DictProperty.ran.clear()
+    lock = gevent.lock.Semaphore(0)
+    assert waits.resolve(waits.Path('local', 'holder', ('lock',)), {'holder': DictProperty(lock)}, {}) is waits._MISSING
+    assert DictProperty.ran == []
+    assert waits.resolve(waits.Path('local', 'holder', ('_lock',)), {'holder': Account()}, {}) is not waits._MISSING
