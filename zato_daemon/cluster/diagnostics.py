@@ -19,7 +19,7 @@ import threading
 import time
 
 from zato_daemon.cluster import dumps, records
-from zato_daemon.cluster.thread import ClusterThread
+from zato_daemon.cluster.thread import ClusterThread, raw_reply, response_error
 from zato_daemon.diagnostics.store import DiagnosticsReadError, list_written_after
 from zato_daemon.logs import levels
 from zato_daemon.logs.throttle import Throttle
@@ -31,6 +31,9 @@ SHIP_INTERVAL = 5.0
 SHIP_BATCH = 500
 # How long one XREAD waits for a dump request: a stop or a reload is heard within it.
 READ_BLOCK = 1.0
+# Dump requests read per XREAD: a stream someone filled with thousands is gone through a few
+# at a time, each pass still shipping.
+REQUESTS_PER_READ = 10
 # Dump requests refused are logged at most once per this many seconds, with their count: a
 # flood of forged requests does not flood the journal.
 REFUSAL_REPORT_INTERVAL = 60.0
@@ -68,6 +71,7 @@ class ClusterDiagnostics(ClusterThread):
         self._store_problem = None
         self._seen = {}
         self._refusals = Throttle(REFUSAL_REPORT_INTERVAL)
+        self._refusals_by_kind = {}
 
     # ---- from the master's loop
 
@@ -93,25 +97,23 @@ class ClusterDiagnostics(ClusterThread):
         try:
             client = self._redis.client_for(settings)
             if must_sync:
-                # From the last entry now: a request made before this member (re)connected is
-                # not acted on (a restart hours later must not dump).
-                latest = client.xrevrange(dumps.stream_key(settings.name), count=1)
-                self._last_id = latest[0][0] if latest else '0-0'
                 # Everything stored is shipped again: Redis may have restarted empty, or be
                 # another cluster's since a reload. An entry shipped twice is one entry.
                 self._cursor = records.Cursor()
                 self._next_ship = 0.0
+                self._last_id = None
+            if self._last_id is None:
+                self._last_id = self._stream_position(client, settings)
             now = time.monotonic()
             if now >= self._next_ship:
-                full = self._ship(client, settings, paths)
+                full = self._ship_refusable(client, settings, paths)
                 self._next_ship = now + (0 if full else SHIP_INTERVAL)
             block = max(0.0, min(READ_BLOCK, self._next_ship - time.monotonic()))
-            answer = client.xread({dumps.stream_key(settings.name): self._last_id}, count=10,
-                                  block=int(block * 1000) or None)
-            for _, entries in answer or ():
-                for entry_id, fields in entries:
-                    self._last_id = entry_id
-                    self._take_request(client, settings, key, paths.server_log, fields)
+            if self._last_id is None:
+                # The stream cannot be read (said once): the pass waits as XREAD would have.
+                self._delay = None
+                return block
+            self._read_requests(client, settings, key, paths.server_log, block)
             self._delay = None
             return 0
         except self.connection.REDIS_ERRORS as exc:
@@ -122,7 +124,57 @@ class ClusterDiagnostics(ClusterThread):
             self._delay = self.connection.next_delay(self._delay)
             return self._delay
 
+    def _refused(self, what, exc, settings):
+        """Redis answered but refused a command (out of memory with noeviction, a read-only
+        replica, one of our keys holding another type): said at most once a minute, with the
+        count. Not a Redis that is down: the connection stays, the rest of the pass goes on."""
+        throttle = self._refusals_by_kind.setdefault(what, Throttle(REFUSAL_REPORT_INTERVAL))
+        count = throttle.occurred(time.monotonic())
+        if count:
+            # redis-py quotes a pipeline's command (an entry's text) before the error: left out.
+            reason = str(exc).rpartition(' of pipeline caused error: ')[2]
+            self.logger.warning('Cluster diagnostics: Redis refused to %s: %s%s', what,
+                                self.connection.describe_error(type(exc)(reason), settings),
+                                f' ({count} times since the last report)' if count > 1 else '')
+
+    # ---- the dump requests' stream, read as Redis holds it (raw_reply: never decoded by redis-py)
+
+    def _stream_position(self, client, settings):
+        """The stream's last entry id, from which requests are taken: a request made before this
+        member (re)connected is not acted on (a restart hours later must not dump). None while
+        the stream's key holds something else than a stream (tried again next pass)."""
+        try:
+            latest = raw_reply(client, 'XREVRANGE', dumps.stream_key(settings.name), '+', '-', 'COUNT', 1)
+        except response_error() as exc:
+            self._refused('read the dump requests', exc, settings)
+            return None
+        return latest[0][0].decode('ascii') if latest else '0-0'
+
+    def _read_requests(self, client, settings, key, server_log, block):
+        command = ['XREAD', 'COUNT', REQUESTS_PER_READ]
+        if int(block * 1000):
+            command += ['BLOCK', int(block * 1000)]
+        try:
+            answer = raw_reply(client, *command, 'STREAMS', dumps.stream_key(settings.name), self._last_id)
+        except response_error() as exc:
+            self._refused('read the dump requests', exc, settings)
+            self._last_id = None
+            return
+        # RESP3 (redis-py 5 and later) answers a map of streams; RESP2 (4.3) a list of pairs.
+        for _, entries in (answer.items() if isinstance(answer, dict) else answer or ()):
+            for entry_id, fields in entries:
+                self._last_id = entry_id.decode('ascii')
+                self._take_request(client, settings, key, server_log, dumps.decoded_fields(fields))
+
     # ---- shipping
+
+    def _ship_refusable(self, client, settings, paths):
+        """_ship; a pass Redis refuses (full) is tried again at the next, the same rows."""
+        try:
+            return self._ship(client, settings, paths)
+        except response_error() as exc:
+            self._refused('store the slow calls and samples', exc, settings)
+            return False
 
     def _ship(self, client, settings, paths):
         """Ships the rows stored since the last pass; True when a batch was full (more wait)."""
@@ -136,7 +188,13 @@ class ClusterDiagnostics(ClusterThread):
                 pipe.zadd(key, dict(entries))
                 pipe.zremrangebyrank(key, 0, -records.cap_of_key(settings.name, key) - 1)
                 pipe.expire(key, records.ENTRY_TTL)
-            pipe.execute()
+            results = pipe.execute(raise_on_error=False)
+            # A key of ours that holds another type (someone wrote it) takes nothing; the other
+            # keys are written all the same, and the pass is done: it is said, not retried.
+            for error in (result for result in results if isinstance(result, Exception)):
+                if not str(error).startswith('WRONGTYPE'):
+                    raise error
+                self._refused('store slow calls or samples under a key holding another type', error, settings)
         # Only once Redis holds them: a pass that failed reads the same rows again.
         for kind, kind_rows in rows.items():
             self._cursor.shipped(kind, kind_rows)
@@ -201,10 +259,12 @@ class ClusterDiagnostics(ClusterThread):
         journal = dumps.journal_command(levels.DUMP_WRITTEN.message_id, since)
         self._answer(client, settings, request_id, dumps.make_answer(settings.host_name, self.pid, server_log, journal))
 
-    @staticmethod
-    def _answer(client, settings, request_id, answer):
+    def _answer(self, client, settings, request_id, answer):
         key = dumps.answers_key(settings.name, request_id)
         pipe = client.pipeline(transaction=True)
         pipe.hset(key, settings.host_name, json.dumps(answer, sort_keys=True))
         pipe.expire(key, dumps.ANSWER_TTL)
-        pipe.execute()
+        try:
+            pipe.execute()
+        except response_error() as exc:
+            self._refused('store the answer to a dump request', exc, settings)

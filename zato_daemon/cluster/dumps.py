@@ -22,6 +22,7 @@ import shlex
 import uuid
 
 from zato_daemon.cluster.membership import KEY_PREFIX
+from zato_daemon.cluster.records import shown
 
 RECORD_VERSION = '1'
 STREAM_MAXLEN = 100
@@ -89,7 +90,8 @@ def check_request(key, cluster, fields, now, seen):
     if not isinstance(host, str) or not host.isprintable() or len(host) > 255:
         raise RequestError('its requesting host is not a printable name')
     text = fields.get('requested_at_ms')
-    if not isinstance(text, str) or not text.isdigit() or len(text) > 16:
+    # isdigit() alone takes '²', which int() does not.
+    if not isinstance(text, str) or not text.isascii() or not text.isdigit() or len(text) > 16:
         raise RequestError('its time is not one')
     if key is None:
         raise RequestError('this member has no usable cluster key ([cluster] key_file) to verify it with',
@@ -104,6 +106,17 @@ def check_request(key, cluster, fields, now, seen):
     if request_id in seen:
         raise RequestError('this member dumped for it already')
     return request_id
+
+
+def decoded_fields(raw):
+    """A stream entry's fields as Redis holds them ([name, value, ...], bytes) as text, or None
+    when they are not UTF-8 text (check_request refuses it then): anyone who can write Redis can
+    add entries, and the reader must go past theirs, not stop at them."""
+    try:
+        texts = [item.decode('utf-8') for item in raw]
+    except (AttributeError, UnicodeDecodeError):
+        return None
+    return dict(zip(texts[::2], texts[1::2]))
 
 
 def remember(seen, request_id):
@@ -128,23 +141,25 @@ def make_answer(host, pid, server_log, journal, outcome=DUMPED, reason=''):
 def summarize(hosts, answers):
     """(exit status, lines, data) of a request. `hosts`: the live members when it was made;
     `answers`: {host: answer} as read. 0 when every live member dumped; 1 when one did not
-    answer in time or refused, or when no member is live."""
+    answer in time or refused, or when no member is live. Each text of an answer goes through
+    records.shown on its way into a line: anyone who can write Redis can write answers."""
     lines, data = [], {}
     status = 0 if hosts else 1
     for host in sorted(set(hosts) | set(answers)):
         answer = answers.get(host)
         if not isinstance(answer, dict):
-            lines.append(f'{host}  no answer within the time limit')
+            lines.append(f'{shown(host)}  no answer within the time limit')
             data[host] = {'outcome': 'no answer'}
             status = 1
             continue
         data[host] = answer
         if answer.get('outcome') != DUMPED:
-            lines.append(f'{host}  refused: {answer.get("reason") or "no reason given"}')
+            lines.append(f'{shown(host)}  refused: {shown(str(answer.get("reason") or "no reason given"))}')
             status = 1
             continue
-        lines.append(f'{host}  pid {answer.get("pid")}  {answer.get("server_log") or "(no server.log)"}\n'
-                     f'  {answer.get("journal")}')
+        lines.append(f'{shown(host)}  pid {shown(str(answer.get("pid")))}  '
+                     f'{shown(str(answer.get("server_log") or "(no server.log)"))}\n'
+                     f'  {shown(str(answer.get("journal")))}')
     if not hosts and not answers:
         lines.append('no member of the cluster is live: nobody dumped')
     return status, lines, data

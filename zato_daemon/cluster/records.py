@@ -18,6 +18,8 @@ to [logging] secret_names since, are covered again), and its texts are capped.
 """
 
 import json
+import math
+import re
 from datetime import datetime, timezone
 
 from zato_daemon.cluster.membership import KEY_PREFIX
@@ -42,6 +44,18 @@ ENTRY_KEYS = ('host', *ROW_KEYS)
 TEXT_KEYS = ('request', 'response', 'error')
 # Glob characters of a SCAN pattern, escaped where a service name is part of one.
 GLOB_CHARACTERS = '\\*?[]'
+
+
+# What each other key of an entry holds when it is not null: a table formats them as such.
+FIELD_TYPES = {'worker': (int,), 'duration_ms': (int, float), 'status': (int,),
+               'request': (str,), 'response': (str,), 'error': (str,)}
+# What must not reach the operator's terminal raw from text anyone who can write Redis may
+# have written: C0 controls but tab and newline (ESC starts an escape sequence: a cleared
+# screen, a changed title, a forged line), DEL, C1 controls (0x9b is a CSI on some terminals),
+# the invisible and bidirectional format characters (text shown in another order than it
+# reads), and lone surrogates (valid in JSON, but print() cannot encode them).
+UNSHOWABLE = re.compile('[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2069'
+                        '\ufeff\ud800-\udfff]')
 
 
 class EntryError(ValueError):
@@ -150,7 +164,8 @@ def parse_entry(text):
     (another version's, or garbage someone wrote)."""
     try:
         entry = json.loads(text)
-    except (TypeError, ValueError):
+    # RecursionError: arrays nested thousands deep (json has no depth limit of its own).
+    except (TypeError, ValueError, RecursionError):
         raise EntryError('not JSON') from None
     if not isinstance(entry, dict):
         raise EntryError('not an object')
@@ -159,9 +174,23 @@ def parse_entry(text):
             raise EntryError(f'no {key}')
     try:
         iso_epoch(entry['started_at'])
-    except ValueError:
+    except (ValueError, OverflowError):
         raise EntryError('started_at is not an ISO 8601 time') from None
-    return {key: entry.get(key) for key in ENTRY_KEYS}
+    for key, kinds in FIELD_TYPES.items():
+        value = entry.get(key)
+        # bool is an int to isinstance; NaN and infinities are not JSON that --json may print.
+        if value is not None and (not isinstance(value, kinds) or isinstance(value, bool) or
+                                  (isinstance(value, float) and not math.isfinite(value))):
+            raise EntryError(f'its {key} is not a {kinds[-1].__name__}')
+    return {key: shown(entry.get(key)) for key in ENTRY_KEYS}
+
+
+def shown(value):
+    """A text safe to print: each UNSHOWABLE character as its escape (\\x1b, \\u202e); any
+    other value as it is."""
+    if not isinstance(value, str):
+        return value
+    return UNSHOWABLE.sub(lambda match: match.group().encode('unicode_escape').decode('ascii'), value)
 
 
 def merge(entries, per_host, service=None, since=None):

@@ -80,6 +80,57 @@ class ClusterThread:
         self._redis.close()
 
 
+def raw_replies(client, commands):
+    """The replies to `commands` (each a tuple of a command's words), sent together on one of
+    the client's connections, as Redis sent them: bytes never decoded, no redis-py callback.
+    For what anyone with write access to Redis may have written: the client decodes every
+    reply as UTF-8 and raises UnicodeDecodeError on the first byte that is not, which would
+    keep a reader on the same entry for ever. An error reply (a key of another type) is its
+    ResponseError in the list, in place of that reply; an error of the connection raises."""
+    refused = response_error()
+    pool = client.connection_pool
+    connection = _connection_of(pool)
+    try:
+        connection.send_packed_command(connection.pack_commands(commands))
+        replies = []
+        for _ in commands:
+            try:
+                replies.append(connection.read_response(disable_decoding=True))
+            except refused as exc:
+                replies.append(exc)
+        return replies
+    except BaseException:
+        # A reply half read leaves the connection out of step with Redis.
+        connection.disconnect()
+        raise
+    finally:
+        pool.release(connection)
+
+
+def raw_reply(client, *command):
+    """The reply to one command as raw_replies gives it; its error reply raises."""
+    [reply] = raw_replies(client, [command])
+    if isinstance(reply, Exception):
+        raise reply
+    return reply
+
+
+def response_error():
+    """redis-py's ResponseError: Redis answered, refusing the command (a key of another type,
+    out of memory with noeviction, a read-only replica), as opposed to not answering.
+    Through connection.py, the only module importing redis-py."""
+    from zato_daemon.cluster import connection
+    return connection.redis.ResponseError
+
+
+def _connection_of(pool):
+    # redis-py 5.3 and later take no argument (and warn at one); 4.3 (Debian 12) needs one.
+    try:
+        return pool.get_connection()
+    except TypeError:
+        return pool.get_connection('_')
+
+
 def close_in_child(client):
     """In a worker just forked: its copies of a client's Redis sockets are closed, without the
     shutdown redis-py's disconnect does, which would cut the master's connection too.

@@ -112,3 +112,33 @@ def test_a_member_that_did_not_dump_or_no_member_is_1(hosts, answers, expected):
 def test_a_member_that_joined_after_the_request_and_answered_is_listed_too():
     status, lines, _ = dumps.summarize(['h1'], {'h1': answer('h1'), 'h3': answer('h3')})
     assert status == 0 and len(lines) == 2
+
+
+def test_a_time_of_digits_int_cannot_read_is_refused_not_raised():
+    # '²'.isdigit() is True; int('²') raises ValueError, which ended the diagnostics thread's pass.
+    with pytest.raises(dumps.RequestError, match='time'):
+        dumps.check_request(KEY, 'prod', dict(request(), requested_at_ms='\u00b2'), NOW, {})
+
+
+@pytest.mark.parametrize('raw, expected', [
+    ([b'version', b'1', b'host', b'h\xc3\xa9'], {'version': '1', 'host': 'hé'}),
+    ([b'version', b'\xff\xfe'], None),                                    # not UTF-8
+    ([], {}),
+])
+def test_the_fields_of_a_stream_entry_are_text_or_none(raw, expected):
+    assert dumps.decoded_fields(raw) == expected
+
+
+def test_fields_that_are_not_utf8_are_not_a_request():
+    with pytest.raises(dumps.RequestError, match='not a dump request') as caught:
+        dumps.check_request(KEY, 'prod', dumps.decoded_fields([b'version', b'\xff']), NOW, {})
+    assert caught.value.request_id is None
+
+
+def test_what_anyone_may_write_in_an_answer_reaches_no_terminal_raw():
+    forged = dumps.make_answer('h\x1b]0;owned\x07', '4\x1b[2J', '/log\u202e', 'journalctl\x9b31m', dumps.DUMPED)
+    refused = dumps.make_answer('h2', 1, None, None, dumps.REFUSED, 'no\x1b[1A key')
+    _, lines, data = dumps.summarize([], {'h\x1b]0;owned\x07': forged, 'h2': refused})
+    text = '\n'.join(lines)
+    assert not set(text) & set('\x1b\x07\x9b\u202e')
+    assert 'h\\x1b]0;owned\\x07  pid 4\\x1b[2J  /log\\u202e' in text and 'refused: no\\x1b[1A key' in text

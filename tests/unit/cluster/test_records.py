@@ -165,3 +165,38 @@ def test_merge_filters_by_service_and_since_and_drops_duplicates():
     assert [item['cid'] for item in records.merge(entries, 10)] == ['c', 'b', 'a']
     assert [item['cid'] for item in records.merge(entries, 10, service='crm.get')] == ['c', 'a']
     assert [item['cid'] for item in records.merge(entries, 10, since=since)] == ['c', 'b']
+
+
+@pytest.mark.parametrize('text, reason', [
+    ('[' * 100_000, 'not JSON'),                                                  # nested past the recursion limit
+    (records.dump_entry(dict(records.entry_of(row(), 'h1'), duration_ms='slow')), 'duration_ms'),
+    (records.dump_entry(dict(records.entry_of(row(), 'h1'), duration_ms=True)), 'duration_ms'),
+    (records.dump_entry(dict(records.entry_of(row(), 'h1'), status={'a': 1})), 'status'),
+    (records.dump_entry(dict(records.entry_of(row(), 'h1'), worker='1')), 'worker'),
+    (records.dump_entry(dict(records.entry_of(row(), 'h1'), error=['x'])), 'error'),
+    (records.dump_entry(dict(records.entry_of(row(), 'h1'))).replace('12.5', 'NaN'), 'duration_ms'),
+    (records.dump_entry(dict(records.entry_of(row(), 'h1'))).replace('12.5', '1e999'), 'duration_ms'),
+    (records.dump_entry(dict(records.entry_of(row(), 'h1'), started_at='99999-01-01T00:00:00Z')), 'ISO'),
+])
+def test_an_entry_whose_fields_a_table_cannot_show_is_refused(text, reason):
+    with pytest.raises(records.EntryError, match=reason):
+        records.parse_entry(text)
+
+
+@pytest.mark.parametrize('text, expected', [
+    ('host-\x1b]0;owned\x07', 'host-\\x1b]0;owned\\x07'),               # ESC, BEL: a terminal's title
+    ('crm.\x9b2J', 'crm.\\x9b2J'),                                     # C1 CSI
+    ('\u202etxt.exe', '\\u202etxt.exe'),                               # a bidirectional override
+    ('\ud800', '\\ud800'),                                             # a lone surrogate print() cannot encode
+    ('\x00\x7f', '\\x00\\x7f'),
+    ('Traceback:\n\tline é 中', 'Traceback:\n\tline é 中'),            # kept: whitespace, letters
+])
+def test_text_from_redis_is_shown_escaped(text, expected):
+    assert records.shown(text) == expected
+
+
+def test_every_text_of_an_entry_read_is_shown_escaped():
+    forged = dict(records.entry_of(row(cid='c\x1b[1A', error='E\x1b[31m'), 'h\x07'), service='s\u202e')
+    entry = records.parse_entry(records.dump_entry(forged))
+    assert (entry['host'], entry['service'], entry['cid'], entry['error']) == \
+        ('h\\x07', 's\\u202e', 'c\\x1b[1A', 'E\\x1b[31m')

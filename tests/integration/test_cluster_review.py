@@ -1,0 +1,239 @@
+"""Issue 18's diagnostics under attack, on a real redis-server: what someone with write access
+to Redis writes (other types under our keys, bytes that are not UTF-8, numbers that are not
+ones, escape sequences, a million entries) and a Redis that is full or hangs. The member's
+diagnostics thread (cluster/diagnostics.py) runs in this process against a real store and
+Redis; `slow --cluster` and `samples --cluster` run as the CLI, on a server directory whose
+server need not run."""
+
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from tests.integration.helpers import wait_until, zato_daemon
+from tests.integration.test_cluster import REDIS_SERVER, cluster_section, redis_server  # noqa: F401 - fixture
+from tests.integration.test_cluster_deploy import KEY
+from zato_daemon.cluster import dumps
+from zato_daemon.cluster.diagnostics import ClusterDiagnostics
+from zato_daemon.cluster.settings import ClusterSettings
+from zato_daemon.diagnostics.store import DATABASE_NAME, Call, DiagnosticsStore
+
+pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason='redis-server is not installed (make test-tools)')
+
+STREAM = 'zato:test:dumps'
+
+
+def client_of(redis):
+    import redis as redis_py
+    return redis_py.Redis(port=redis.port)
+
+
+def store_calls(db, *services):
+    store = DiagnosticsStore(db)
+    for number, service in enumerate(services):
+        store.record_slow(Call(f'cid-{number}', service, 1, time.time() - 10 + number, 5.0, 200, '{}', '{}'))
+    assert store.flush()
+    store.close()
+
+
+class Member:
+    """The diagnostics thread of a member `host-1`, its dumps counted, its log records kept."""
+
+    def __init__(self, redis, tmp_path):
+        self.settings = ClusterSettings(url=f'redis://127.0.0.1:{redis.port}/0', name='test', host_name='host-1',
+                                        heartbeat_ttl=15.0)
+        self.db = tmp_path / 'state' / DATABASE_NAME
+        self.dumps = []
+        self.records = []
+        logger = logging.getLogger(f'test.cluster.review.{id(self)}')
+        logger.propagate = False
+        logger.setLevel(logging.DEBUG)
+        handler = logging.Handler()
+        handler.emit = self.records.append
+        logger.addHandler(handler)
+        paths = SimpleNamespace(diagnostics_database=self.db, server_log=tmp_path / 'server.log')
+        self.thread = ClusterDiagnostics(self.settings, KEY, paths, lambda: self.dumps.append(time.time()), 4242,
+                                         logger)
+
+    def start(self):
+        self.thread.start()
+        wait_until(lambda: self.thread._last_id is not None or self.warned('read the dump requests'),
+                   message='the thread at the stream')
+        return self
+
+    def request(self, client):
+        """A signed request on the stream, as `dump --cluster` makes; its id."""
+        request_id = dumps.new_request_id()
+        client.xadd(STREAM, dumps.make_request(KEY, 'test', request_id, 'ops', time.time()))
+        return request_id
+
+    def answered(self, client, request_id):
+        return client.hget(f'zato:test:dump:{request_id}', 'host-1')
+
+    def warned(self, text):
+        return [record.getMessage() for record in self.records
+                if record.levelno >= logging.WARNING and text in record.getMessage()]
+
+    def tracebacks(self):
+        return [record.getMessage() for record in self.records if record.exc_info]
+
+
+@pytest.fixture
+def member(redis_server, tmp_path):
+    made = []
+
+    def make(redis):
+        made.append(Member(redis, tmp_path))
+        return made[-1]
+    yield make
+    for one in made:
+        one.thread.stop()
+        one.thread.join()
+
+
+def test_entries_of_the_stream_that_are_not_requests_are_passed_and_the_next_request_is_taken(redis_server,
+                                                                                              member):
+    redis = redis_server()
+    client = client_of(redis)
+    one = member(redis).start()
+    client.xadd(STREAM, {b'version': b'\xff\xfe', b'\x80': b'\xc3'})            # not UTF-8
+    client.xadd(STREAM, dict(dumps.make_request(KEY, 'test', '0' * 32, 'ops', time.time()),
+                             requested_at_ms='\u00b2'))                          # isdigit(), but no int()
+    request_id = one.request(client)
+    wait_until(lambda: one.answered(client, request_id), timeout=10, message='the signed request answered')
+    assert len(one.dumps) == 1
+    assert one.tracebacks() == []
+    assert one.warned('Ignored a dump request') and one.thread._thread.is_alive()
+
+
+def test_our_keys_holding_other_types_stop_neither_shipping_nor_dumps(redis_server, member):
+    redis = redis_server()
+    client = client_of(redis)
+    client.hset(STREAM, 'a', 'hash, not a stream')
+    client.set('zato:test:slow:host-1:crm.bad', 'a string, not a sorted set')
+    one = member(redis)
+    store_calls(one.db, 'crm.bad', 'crm.good')
+    one.start()
+    # The other service's slow call is shipped; the key that is not a sorted set is left as is.
+    wait_until(lambda: client.zcard('zato:test:slow:host-1:crm.good') == 1, timeout=10, message='crm.good shipped')
+    assert client.get('zato:test:slow:host-1:crm.bad') == b'a string, not a sorted set'
+    wait_until(lambda: one.warned('read the dump requests') and one.warned('key holding another type'),
+               timeout=10, message='both refusals said')
+    # Said once each, whatever the passes: not a line per pass.
+    time.sleep(2.5)
+    assert len(one.warned('read the dump requests')) == 1
+    assert len(one.warned('key holding another type')) == 1
+    # The stream made a stream again: requests are taken.
+    client.delete(STREAM)
+    client.xadd(STREAM, {'version': '0'})
+    wait_until(lambda: one.thread._last_id is not None, timeout=10, message='the stream followed again')
+    request_id = one.request(client)
+    wait_until(lambda: one.answered(client, request_id), timeout=10, message='the request answered')
+    assert one.tracebacks() == [] and one.thread._thread.is_alive()
+
+
+def test_a_full_redis_holds_back_shipping_quietly_and_it_ships_when_there_is_room(redis_server, member):
+    redis = redis_server()
+    client = client_of(redis)
+    one = member(redis)
+    store_calls(one.db, 'crm.get')
+    client.config_set('maxmemory-policy', 'noeviction')
+    client.config_set('maxmemory', 1)
+    one.start()
+    wait_until(lambda: one.warned('store the slow calls and samples'), timeout=10, message='the refusal said')
+    [warning] = one.warned('store the slow calls and samples')
+    assert warning.endswith("command not allowed when used memory > 'maxmemory'.") and 'ZADD' not in warning
+    assert not client.exists('zato:test:slow:host-1:crm.get')
+    client.config_set('maxmemory', 0)
+    # The rows refused are shipped at the next pass (SHIP_INTERVAL), on the same connection.
+    wait_until(lambda: client.zcard('zato:test:slow:host-1:crm.get') == 1, timeout=15, message='shipped')
+    assert one.tracebacks() == []
+
+
+def test_a_stop_while_redis_hangs_ends_the_thread_in_bounded_time(redis_server, member):
+    redis = redis_server()
+    one = member(redis)
+    store_calls(one.db, 'crm.get')
+    one.start()
+    os.kill(redis.process.pid, signal.SIGSTOP)
+    try:
+        time.sleep(0.5)
+        one.thread.stop()
+        started = time.monotonic()
+        one.thread.join()
+        # join() gives it READ_BLOCK + two calls' time limit; the thread is a daemon thread all the same.
+        assert not one.thread._thread.is_alive(), f'still running after {time.monotonic() - started:.1f} s'
+    finally:
+        os.kill(redis.process.pid, signal.SIGCONT)
+
+
+# ---- the operator's side: `slow --cluster`, `samples --cluster`
+
+def entry(host, service, cid='zd-1', started_at='2026-12-03T16:48:19.699Z', **changes):
+    return json.dumps({'host': host, 'cid': cid, 'service': service, 'worker': 1, 'started_at': started_at,
+                       'duration_ms': 250.0, 'status': 200, 'request': '{}', 'response': '{}', 'error': None,
+                       **changes})
+
+
+@pytest.fixture
+def operator_dir(server_factory, redis_server):
+    redis = redis_server()
+    server = server_factory('ops', start=False, sections=cluster_section(redis.port, 'ops'))
+    return server.server_dir, client_of(redis)
+
+
+def test_hostile_records_are_skipped_or_shown_escaped_never_a_traceback(operator_dir):
+    server_dir, client = operator_dir
+    client.zadd('zato:test:slow:host-a:crm.get', {entry('host-a', 'crm.get'): 1})
+    client.set('zato:test:slow:host-a:crm.string', 'not a sorted set')
+    client.hset('zato:test:slow:host-a:crm.hash', 'a', 'b')
+    client.zadd(b'zato:test:slow:host-\xff:crm.get', {b'\xff\xfe not UTF-8': 1})
+    client.zadd('zato:test:slow:host-a:crm.bytes', {b'{"host": "\xff"}': 1})
+    client.zadd('zato:test:slow:host-a:crm.types', {
+        entry('host-a', 'crm.types', duration_ms='slow'): 1,
+        entry('host-a', 'crm.types', cid='zd-2', duration_ms=float('inf')).replace('Infinity', '1e999'): 2,
+        entry('host-a', 'crm.types', cid='zd-3', status={'a': 1}): 3,
+        entry('host-a', 'crm.types', cid='zd-4', started_at='9999-99-99'): 4,
+        '[' * 100_000: 5,                                                        # a JSON bomb
+        '"x' + 'y' * 200_000 + '"': 6})                                          # too long
+    # Escape sequences: ESC (a cleared screen, a changed title), C1 CSI, a bidirectional override.
+    host, service = 'host-\x1b]0;owned\x07', 'crm.\x1b[2J\x9b31m\u202eteg'
+    client.zadd(f'zato:test:slow:{host}:{service}', {entry(host, service, cid='zd-\x1b[1A',
+                                                           error='Error\x1b[31m red'): 7})
+    # An entry that names another member than its key: not listed as that member's.
+    client.zadd('zato:test:slow:host-a:crm.get', {entry('host-z', 'crm.get', cid='zd-forged'): 8})
+    for arguments in (('slow',), ('slow', '--json'), ('slow', 'crm.get'), ('samples', 'crm.get')):
+        result = zato_daemon(arguments[0], server_dir, *arguments[1:], '--cluster')
+        assert result.returncode == 0, result.stderr
+        assert 'Traceback' not in result.stderr
+        for char in '\x1b\x07\x9b\u202e':
+            assert char not in result.stdout
+    rows = json.loads(zato_daemon('slow', server_dir, '--cluster', '--json').stdout)
+    assert sorted((row['host'], row['service'], row['cid']) for row in rows) == [
+        ('host-\\x1b]0;owned\\x07', 'crm.\\x1b[2J\\x9b31m\\u202eteg', 'zd-\\x1b[1A'),
+        ('host-a', 'crm.get', 'zd-1')]
+    assert [row['error'] for row in rows if row['host'] != 'host-a'] == ['Error\\x1b[31m red']
+
+
+def test_a_million_entries_and_thousands_of_keys_are_read_within_bounds(operator_dir):
+    server_dir, client = operator_dir
+    # One sorted set of a million entries, the newest calls: only its newest 100 are read.
+    pipe = client.pipeline(transaction=False)
+    for start in range(0, 1_000_000, 10_000):
+        pipe.zadd('zato:test:slow:host-a:crm.get', {
+            entry('host-a', 'crm.get', cid=f'zd-{number}', started_at='2026-12-03T17:00:00Z'): number
+            for number in range(start, start + 10_000)})
+    # And nine thousand keys of as many made-up hosts: the newest MAX_ROWS rows are listed.
+    for number in range(9_000):
+        pipe.zadd(f'zato:test:slow:host-{number}:crm.get', {entry(f'host-{number}', 'crm.get'): 1})
+    pipe.execute()
+    result = zato_daemon('slow', server_dir, '--cluster', '--json', timeout=120)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert len(rows) == 5000
+    assert sum(row['host'] == 'host-a' for row in rows) == 100
