@@ -147,16 +147,17 @@ def line_of(marker):
 class Probes:
     """A server with the probes deployed, the notes file they write, and calls left running."""
 
-    def __init__(self, server, tmp_path):
+    def __init__(self, server, tmp_path, module=PROBES, release='probe.release'):
         self.server = server
+        self.release_service = release
         self.notes = tmp_path / 'notes.txt'
         self.notes.touch()
         self.calls = []
         pickup = server.server_dir / 'pickup'
         pickup.mkdir(exist_ok=True)
-        (server.server_dir / 'probes.tmp').write_text(PROBES)
+        (server.server_dir / 'probes.tmp').write_text(module)
         (server.server_dir / 'probes.tmp').rename(pickup / 'probes.py')
-        wait_until(lambda: call(server.port, 'probe.release', {})[0] == 200, message='the probes to deploy')
+        wait_until(lambda: call(server.port, release, {})[0] == 200, message='the probes to deploy')
 
     def start(self, service, **payload):
         """Calls `service` in a thread of its own; the answer comes when the probe is released."""
@@ -179,7 +180,7 @@ class Probes:
         return wait_until(cids, message=f'{count} {service} {state}')
 
     def release(self):
-        call(self.server.port, 'probe.release', {})
+        call(self.server.port, self.release_service, {})
         for thread in self.calls:
             thread.join(30)
 

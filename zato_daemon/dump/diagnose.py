@@ -21,7 +21,7 @@ import time
 from zato_daemon.dump import analysis
 from zato_daemon.dump.record import read_records
 from zato_daemon.dump.trigger import DEFAULT_QUIET_PERIOD
-from zato_daemon.errors import EXIT_OK, EXIT_UNAVAILABLE, NoPermission, ZatoDaemonError
+from zato_daemon.errors import EXIT_OK, EXIT_UNAVAILABLE, NoPermission, NotRunning, ZatoDaemonError
 from zato_daemon.logs.levels import DUMP_WRITTEN
 from zato_daemon.status import read_status
 
@@ -99,11 +99,16 @@ def run(args, server_dir, pid, paths, signal_master):
 
 
 def _check_readable(directory):
-    """A dumps/ directory this user may not read is said now (77), not as records never written."""
+    """A dumps/ directory this user may not read (77), or a file in its place (69), is said now,
+    not as records never written."""
     try:
         os.listdir(directory)
-    except (FileNotFoundError, NotADirectoryError):
+    except FileNotFoundError:
         pass  # made by the first dump
+    except NotADirectoryError as exc:
+        # Said now: every process's record would fail to be written, and the run end in 69 anyway.
+        raise DumpsMissing(f'{directory} is not a directory, so no dump can write its record there; remove it '
+                           '(the next dump makes the directory)') from exc
     except PermissionError as exc:
         raise NoPermission(f'{directory}: permission denied; run as root, or as a member of the server\'s '
                            'group') from exc
@@ -137,34 +142,55 @@ def missing_message(missing, timeout, directory):
     """The one line for processes that wrote no record of a round in time. Pure."""
     names = ', '.join(f'{role} pid {pid}' for pid, role in sorted(missing.items(), key=lambda item: item[1]))
     return (f'no dump record from {names} within {timeout:g} s in {directory}; a server started before this '
-            'version writes none (restart it), and a process whose dumps fail says why in server.log (DUMP_FAILED)')
+            'version writes none (restart it), a process whose dumps fail says why in server.log (DUMP_FAILED), '
+            'and one whose main thread is inside C code that holds the interpreter (a long regular expression, '
+            'a C extension) cannot dump until it returns')
 
 
 def take_round(server_dir, master_pid, directory, signal_master, timeout=ROUND_TIMEOUT):
     """One SIGURG to the master, then its records and its workers': returns the round's records.
 
-    Raises DumpsMissing (69) naming the processes that wrote nothing in time. A worker that
-    leaves master.json meanwhile (it exited, or was replaced) is not waited for. A dump begun
-    up to the quiet period before the signal counts: the signal was folded into it (someone
-    else's `zato-daemon dump`, a hung worker's own dump), and run() keeps the previous round's
-    dumps out of that window."""
+    Raises DumpsMissing (69) naming the processes that wrote nothing in time. Only the
+    processes master.json lists when the signal is sent are waited for, and of those only the
+    ones it still lists: a worker that leaves meanwhile (it exited, or was replaced) may write
+    nothing, and one that became ready after the master passed the signal on never got it.
+    A dump begun up to the quiet period before the signal counts: the signal was folded into
+    it (someone else's `zato-daemon dump`, a hung worker's own dump), and run() keeps the
+    previous round's dumps out of that window. A record dated after the moment it is read for
+    was not written by this round (a planted file, a clock stepped back): it is not read."""
     round_start = time.time()
+    signalled = expected_pids(read_status(server_dir.status_file), master_pid)
     signal_master()
     since = round_start - DEFAULT_QUIET_PERIOD
     deadline = time.monotonic() + timeout
     found = {}
     while True:
-        expected = expected_pids(read_status(server_dir.status_file), master_pid)
-        missing = {pid: role for pid, role in expected.items() if pid not in found}
+        listed = expected_pids(read_status(server_dir.status_file), master_pid)
+        missing = {pid: role for pid, role in listed.items() if pid in signalled and pid not in found}
         # Only the records still awaited are read: one of 10,000 greenlets is 2 MB of JSON.
+        now = time.time()
         for record in read_records(directory, pids=missing, since=since):
-            found.setdefault(record['pid'], []).append(record)
+            if record['time'] <= now:
+                found.setdefault(record['pid'], []).append(record)
         missing = {pid: role for pid, role in missing.items() if pid not in found}
         if not missing:
             return [record for records in found.values() for record in records]
+        if master_pid in missing and not _is_alive(master_pid):
+            # A stop or a crash: its record will never come, and master.json no longer says who serves.
+            raise NotRunning(f'master pid {master_pid} exited during diagnose; no report')
         if time.monotonic() > deadline:
             raise DumpsMissing(missing_message(missing, timeout, directory))
         time.sleep(POLL_INTERVAL)
+
+
+def _is_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # there, and another user's
+    return True
 
 
 def journal_command(since):

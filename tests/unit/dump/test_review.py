@@ -1,0 +1,210 @@
+"""An adversarial review of the dump records and diagnose (issue 19): hostile objects in the
+frames, hostile files in the records directory, records planted with a future time, secrets
+in source lines. Real greenlets, real files, a real FIFO."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import gevent
+import gevent.lock
+import pytest
+
+from tests.unit.dump.test_diagnose_rounds import server_paths
+from tests.unit.dump.test_record import made_dump
+from zato_daemon.dump import diagnose, plain, record, waits
+from zato_daemon.dump.collect import collect, os_thread_ident
+from zato_daemon.errors import NotRunning
+from zato_daemon.redaction import REDACTED
+from zato_daemon.status import write_status
+
+RAN = []
+
+
+class DictProperty:
+    """Its instance dict is a property: object.__getattribute__(obj, '__dict__') runs it."""
+
+    def __init__(self, lock):
+        self.lock = lock  # into the real instance dict, which the property hides
+
+    @property
+    def __dict__(self):
+        RAN.append('__dict__ property')
+        return {'lock': gevent.lock.Semaphore(0)}
+
+
+class HostileSemaphore(gevent.lock.Semaphore):
+    """A lock subclass whose every Python-level hook says it ran."""
+
+    def __eq__(self, other):
+        RAN.append('__eq__')
+        return False
+
+    def __hash__(self):
+        RAN.append('__hash__')
+        return 1
+
+    def __repr__(self):
+        RAN.append('__repr__')
+        raise RuntimeError('repr')
+
+    @property
+    def __class__(self):
+        RAN.append('__class__')
+        return int
+
+
+class Holder:
+    def __init__(self, lock):
+        self.lock = lock
+
+
+def wait_on(holder):
+    holder.lock.acquire()
+
+
+def wait_on_hostile(hostile):
+    hostile.acquire()
+
+
+@pytest.fixture
+def spawned():
+    greenlets = []
+
+    def spawn(function, *args):
+        greenlets.append(gevent.spawn(function, *args))
+        return greenlets[-1]
+    yield spawn
+    gevent.killall(greenlets, timeout=5)
+
+
+def record_now():
+    return record.to_record(collect(os_thread_ident(), 'worker-1', '/srv/test'))
+
+
+def test_an_instance_dict_that_is_a_property_is_never_run():
+    del RAN[:]
+    lock = gevent.lock.Semaphore(0)
+    found = waits.resolve(waits.Path('local', 'holder', ('lock',)), {'holder': DictProperty(lock)}, {})
+    assert RAN == []
+    # The class has no C descriptor of its instance dict any more: not resolved.
+    assert found is waits._MISSING
+    assert plain.instance_dict(Holder(lock)) == {"lock": lock}
+
+
+def test_a_dump_of_greenlets_waiting_through_hostile_objects_runs_none_of_their_code(spawned):
+    hostile = HostileSemaphore(0)
+    first = spawned(wait_on, DictProperty(gevent.lock.Semaphore(0)))
+    second = spawned(wait_on_hostile, hostile)
+    gevent.sleep(0.01)
+    del RAN[:]
+    result = record_now()
+    assert RAN == []
+    waiting = {item['address']: item['waits_on'] for item in result['greenlets']}
+    assert waiting[id(first)] == {'object': None, 'operation': 'acquire', 'expression': 'holder.lock'}
+    assert waiting[id(second)]['object'] == f'{id(hostile):#x}'
+    entry = next(item for item in result['objects'] if item['id'] == f'{id(hostile):#x}')
+    assert entry['kind'].endswith('HostileSemaphore') and entry['state']['counter'] == 0
+
+
+def secret_in_source():
+    gevent.sleep(30); return dict(password='src-secret-4711')  # noqa: E702 (the line is the test)
+
+
+def test_a_secret_in_a_source_line_is_redacted_in_the_record(spawned):
+    spawned(secret_in_source)
+    gevent.sleep(0.01)
+    text = json.dumps(record_now())
+    assert 'src-secret-4711' not in text
+    assert f"password='{REDACTED}'" in text
+
+
+# ---- hostile files in the records directory
+
+def read_in_time(directory, **options):
+    """read_records() in a thread of its own: a FIFO it opened would block it for good."""
+    found = []
+    thread = threading.Thread(target=lambda: found.append(record.read_records(directory, **options)), daemon=True)
+    thread.start()
+    thread.join(5)
+    assert not thread.is_alive(), 'read_records() blocked'
+    return found[0]
+
+
+def test_a_fifo_named_as_a_record_does_not_block_the_reader(tmp_path):
+    record.write_record(made_dump(at=50.0), tmp_path)
+    os.mkfifo(tmp_path / '4242-60000000000.json')
+    assert [item['time'] for item in read_in_time(tmp_path)] == [50.0]
+
+
+def test_a_symlink_named_as_a_record_is_not_followed(tmp_path):
+    outside = tmp_path / 'outside'
+    real = record.write_record(made_dump(at=50.0), outside)
+    directory = tmp_path / 'dumps'
+    directory.mkdir()
+    (directory / '4242-60000000000.json').symlink_to(real)
+    (directory / '4242-70000000000.json').symlink_to('/dev/zero')
+    assert read_in_time(directory) == []
+
+
+def test_a_record_whose_content_names_another_pid_than_its_file_is_not_read(tmp_path):
+    record.write_record(made_dump(pid=7, at=50.0), tmp_path)
+    os.rename(tmp_path / '7-50000000000.json', tmp_path / '4242-50000000000.json')
+    assert read_in_time(tmp_path) == []
+
+
+def test_a_record_planted_with_a_future_time_does_not_answer_a_round(tmp_path):
+    server_dir, paths = server_paths(tmp_path)
+    pid = os.getpid()
+    record.write_record(made_dump(pid=pid, at=time.time() + 3600), paths.dump_records)
+    with pytest.raises(diagnose.DumpsMissing):
+        diagnose.take_round(server_dir, pid, paths.dump_records, lambda: None, timeout=0.3)
+
+
+# ---- the process set changing during a round
+
+def test_a_worker_listed_only_after_the_signal_is_not_waited_for(tmp_path):
+    # A worker that became ready (a replacement, a reload) after the master passed the signal on
+    # was never asked for a dump: waiting for its record would end every such round in a 69.
+    server_dir, paths = server_paths(tmp_path)
+    master = os.getpid()
+    write_status(server_dir.status_file, {'master_proc_pid': master, 'workers': []})
+
+    def signal_master():
+        record.write_record(made_dump(pid=master, at=time.time()), paths.dump_records)
+        write_status(server_dir.status_file, {'master_proc_pid': master, 'workers': [
+            {'number': 1, 'pid': 999_999, 'state': 'ready'}]})
+    found = diagnose.take_round(server_dir, master, paths.dump_records, signal_master, timeout=1.0)
+    assert [item['pid'] for item in found] == [master]
+
+
+def test_a_master_that_exits_during_a_round_is_said_at_once(tmp_path):
+    server_dir, paths = server_paths(tmp_path)
+    gone = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'], capture_output=True, text=True)
+    pid = int(gone.stdout)
+    started = time.monotonic()
+    with pytest.raises(NotRunning) as error:
+        diagnose.take_round(server_dir, pid, paths.dump_records, lambda: None, timeout=5.0)
+    assert time.monotonic() - started < 2
+    assert str(error.value) == f'master pid {pid} exited during diagnose; no report'
+
+
+def test_a_missing_record_names_a_process_stuck_in_c_code_as_a_cause():
+    # A regular expression backtracking for minutes holds the GIL: the SIGURG handler, a
+    # Python function, cannot run, so no DUMP_FAILED is ever logged either.
+    message = diagnose.missing_message({12: 'worker-1'}, 10.0, '/run/zato-daemon/dumps')
+    assert 'inside C code that holds the interpreter (a long regular expression' in message
+    assert '\n' not in message
+
+
+def test_records_named_in_the_future_do_not_push_a_new_record_out(tmp_path):
+    # Pruning keeps the newest names: twenty planted ones dated ahead (or left by a clock
+    # stepped back) would have every new record removed right after it is written.
+    for number in range(20):
+        record.write_record(made_dump(at=time.time() + 3600 + number), tmp_path, keep=20)
+    written = record.write_record(made_dump(at=time.time()), tmp_path, keep=20)
+    assert written.exists()
+    assert len(os.listdir(tmp_path)) == 20
