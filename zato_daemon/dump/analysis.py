@@ -71,6 +71,15 @@ IDLE_FRAMES = frozenset({
     # (ClusterDeployer._step blocks in Redis' XREAD for the next publication.)
     ('zato_daemon/cluster/thread.py', 'ClusterThread._run'),
     ('zato_daemon/cluster/deploy.py', 'ClusterDeployer._step'),
+    # (The cluster diagnostics thread blocks in XREAD for the next dump request, through raw_reply.)
+    ('zato_daemon/cluster/diagnostics.py', 'ClusterDiagnostics._read_requests'),
+})
+
+# The server's own helpers that only pass a wait through, like a library: their caller says
+# whether it is idle (raw_reply serves an idle XREAD as well as any other Redis command).
+PASS_THROUGH_FRAMES = frozenset({
+    ('zato_daemon/cluster/thread.py', 'raw_replies'),
+    ('zato_daemon/cluster/thread.py', 'raw_reply'),
 })
 
 # Frames that mean work even inside an idle one: a thread pool's worker running a task (a
@@ -114,7 +123,7 @@ def is_idle(frames):
             return False
         if _is_in(frame, IDLE_FRAMES):
             return True
-        if not is_library(frame['file']):
+        if not is_library(frame['file']) and not _is_in(frame, PASS_THROUGH_FRAMES):
             return False
     return False
 

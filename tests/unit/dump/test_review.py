@@ -14,10 +14,11 @@ import gevent.lock
 import pytest
 
 from tests.unit.dump.test_analysis import master_dumps, worker_dumps
+from tests.unit.dump.test_diagnose_records import SITE, STDLIB, frame, zd
 from tests.unit.dump.test_diagnose_rounds import server_paths
 from tests.unit.dump.test_record import made_dump
 from zato_daemon.dump import diagnose, plain, record, waits
-from zato_daemon.dump.analysis import analyse
+from zato_daemon.dump.analysis import analyse, is_idle
 from zato_daemon.dump.collect import collect, os_thread_ident
 from zato_daemon.errors import NotRunning
 from zato_daemon.redaction import REDACTED
@@ -223,3 +224,23 @@ def test_a_greenlet_read_as_running_while_the_main_thread_runs_the_hub_does_not_
     records = [*worker_dumps([[], [], []], running=[housekeeper] * 3), *master_dumps()]
     report = analyse(records)
     assert report['problems'] == 0, report['findings']
+
+
+# ---- an idle cluster member
+
+CLUSTER_DIAGNOSTICS = [frame(f'{STDLIB}/threading.py', 975, 'Thread.run'), zd('cluster/thread.py', 63, 'ClusterThread._run'),
+                       zd('cluster/diagnostics.py', 121, 'ClusterDiagnostics._step'),
+                       zd('cluster/diagnostics.py', 163, 'ClusterDiagnostics._read_requests'),
+                       zd('cluster/thread.py', 112, 'raw_reply'), zd('cluster/thread.py', 98, 'raw_replies'),
+                       frame(f'{SITE}/redis/connection.py', 1407, 'AbstractConnection.read_response')]
+
+
+@pytest.mark.parametrize('frames, expected', [
+    # Found on a real member with redis-server: the diagnostics thread waiting for a dump request.
+    (CLUSTER_DIAGNOSTICS, True),
+    # The same helper under a call that is no idle wait: not idle.
+    ([*CLUSTER_DIAGNOSTICS[:3], zd('cluster/diagnostics.py', 150, 'ClusterDiagnostics._stream_position'),
+      *CLUSTER_DIAGNOSTICS[4:]], False),
+])
+def test_the_cluster_diagnostics_thread_waiting_for_a_request_is_idle(frames, expected):
+    assert is_idle(frames) is expected
