@@ -237,3 +237,88 @@ def test_a_million_entries_and_thousands_of_keys_are_read_within_bounds(operator
     rows = json.loads(result.stdout)
     assert len(rows) == 5000
     assert sum(row['host'] == 'host-a' for row in rows) == 100
+
+
+# ---- secrets, end to end
+
+SECRET = 'Qv7-review-s3cret'
+PIN = '918273645'
+SECRETS_MODULE = f'''
+import time
+from zato_daemon import Service
+
+class Leaky(Service):
+    name = 'review.leaky'
+    slow_threshold = 50
+
+    def handle(self):
+        time.sleep(0.1)
+        self.response.payload = {{'headers': {{'Set-Cookie': 'sid={SECRET}; Path=/'}},
+                                  'next': 'https://api.example.com/v1?access_token={SECRET}&page=2',
+                                  'pin': '{PIN}'}}
+
+
+class Failing(Service):
+    name = 'review.failing'
+
+    def handle(self):
+        raise RuntimeError(b'login: Authorization: Bearer {SECRET}'.decode() + ' pin={PIN}')
+'''
+HOSTILE_REQUEST = {'a': {'b': {'c': {'d': {'e': {'Client_Secret': SECRET, 'list': [{'X-API-KEY': SECRET}]}}}}},
+                   'url': f'https://x.example.com/cb?code=1&password={SECRET}', 'pin': PIN,
+                   'note': f'redis://:{SECRET}@10.0.0.1:6379/0', 'raw': f"b'token={SECRET}'"}
+
+
+def test_no_secret_reaches_redis_the_commands_or_the_log(redis_server, server_factory):
+    import redis as redis_py
+    from tests.integration.helpers import call
+    from tests.integration.test_cluster import PASSWORD
+    from tests.integration.test_cluster_diagnostics import every_value
+    redis = redis_server(password=PASSWORD)
+    server = server_factory('leaky', start=False, sections=cluster_section(
+        redis.port, 'host-l', ttl=30, extra='password_file = redis.password\n') +
+        '\n[diagnostics]\nsample_interval = 0\n\n[logging]\nsecret_names = pin\n')
+    (server.server_dir / 'redis.password').write_text(PASSWORD + '\n')
+    key = server.server_dir / 'cluster.key'
+    key.write_bytes(KEY + b'\n')
+    key.chmod(0o600)
+    (server.server_dir / 'leaky.py').write_text(SECRETS_MODULE)
+    conf = server.server_dir / 'server.conf'
+    conf.write_text(conf.read_text().replace('[services]\n', f'[services]\npaths = {server.server_dir}/leaky.py\n'))
+    server.start()
+    assert call(server.port, 'review.leaky', HOSTILE_REQUEST)[0] == 200
+    assert call(server.port, 'review.failing', HOSTILE_REQUEST)[0] == 500
+    client = redis_py.Redis(port=redis.port, password=PASSWORD, decode_responses=True)
+    wait_until(lambda: client.exists('zato:test:slow:host-l:review.leaky', 'zato:test:samples:host-l:review.failing')
+               == 2, timeout=30, message='both calls shipped')
+    outputs = [zato_daemon(*arguments, '--cluster', timeout=60) for arguments in (
+        ('slow', server.server_dir), ('slow', server.server_dir, '--json'),
+        ('samples', server.server_dir, 'review.failing', '--json'), ('samples', server.server_dir, 'review.leaky'),
+        ('dump', server.server_dir, '--timeout', '15'))]
+    assert [result.returncode for result in outputs] == [0] * 5, [result.stderr for result in outputs]
+    assert '******' in outputs[1].stdout and 'Client_Secret' in outputs[1].stdout
+    texts = [*every_value(client), *(result.stdout + result.stderr for result in outputs), server.log(),
+             zato_daemon('info', server.server_dir).stdout]
+    key_text = KEY.decode()
+    for text in texts:
+        assert SECRET not in text and PIN not in text and PASSWORD not in text and key_text not in text, text[:2000]
+
+
+def test_a_pass_writes_about_a_megabyte_at_most_and_the_rest_follows(redis_server, member):
+    # One transaction of 12 MB would not reach Redis over a slow link within a call's time
+    # limit, and the same pass would fail for ever: a pass is cut at SHIP_BUDGET characters.
+    from zato_daemon.cluster.diagnostics import SHIP_BUDGET
+    redis = redis_server()
+    client = client_of(redis)
+    one = member(redis)
+    store = DiagnosticsStore(one.db)
+    for number in range(600):
+        store.record_slow(Call(f'cid-{number}', f'crm.s{number % 6}', 1, time.time() - 100 + number / 10, 5.0, 200,
+                               json.dumps({'text': f'{number} ' + 'x' * 4000}), '{}'))
+    assert store.flush()
+    store.close()
+    one.start()
+    wait_until(lambda: sum(client.zcard(f'zato:test:slow:host-1:crm.s{number}') for number in range(6)) == 600,
+               timeout=30, message='every row shipped')
+    transactions = client.info('commandstats')['cmdstat_exec']['calls']
+    assert transactions >= -(-600 * 4000 // SHIP_BUDGET), transactions

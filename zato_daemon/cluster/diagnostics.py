@@ -29,6 +29,11 @@ SHIP_INTERVAL = 5.0
 # Rows read (and shipped) per table and pass: a store holding many services' rows goes out
 # over a few passes, none holding the thread (or Redis) for long.
 SHIP_BATCH = 500
+# Characters of entries written per pass at most (about 1 MB): one transaction must reach Redis
+# within the 2 s time limit of a call (connection.TIMEOUT, which bounds sending the whole of
+# it), over a slow link too, or the same pass would fail for ever. 1,000 rows of three 4 KiB
+# texts are 12 MB; the rest is shipped by the passes following at once.
+SHIP_BUDGET = 1_000_000
 # How long one XREAD waits for a dump request: a stop or a reload is heard within it.
 READ_BLOCK = 1.0
 # Dump requests read per XREAD: a stream someone filled with thousands is gone through a few
@@ -181,7 +186,7 @@ class ClusterDiagnostics(ClusterThread):
         rows = self._read_store(paths.diagnostics_database)
         if rows is None:
             return False
-        grouped = records.batches(rows, settings.name, settings.host_name)
+        grouped, taken = records.batches(rows, settings.name, settings.host_name, SHIP_BUDGET)
         if grouped:
             pipe = client.pipeline(transaction=True)
             for key, entries in grouped.items():
@@ -196,9 +201,10 @@ class ClusterDiagnostics(ClusterThread):
                     raise error
                 self._refused('store slow calls or samples under a key holding another type', error, settings)
         # Only once Redis holds them: a pass that failed reads the same rows again.
-        for kind, kind_rows in rows.items():
+        for kind, kind_rows in taken.items():
             self._cursor.shipped(kind, kind_rows)
-        return any(len(kind_rows) >= SHIP_BATCH for kind_rows in rows.values())
+        return any(len(kind_rows) >= SHIP_BATCH or len(taken[kind]) < len(kind_rows)
+                   for kind, kind_rows in rows.items())
 
     def _read_store(self, database):
         """{kind: rows} written since the last pass, or None when the store cannot be read (said

@@ -111,15 +111,23 @@ def iso_epoch(text):
     return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
 
 
-def batches(rows_by_kind, cluster, host):
-    """{key: [(entry text, score), ...]} for the rows read from the store, by kind."""
-    grouped = {}
+def batches(rows_by_kind, cluster, host, budget=math.inf):
+    """({key: [(entry text, score), ...]}, {kind: rows taken}) for the rows read from the
+    store, by kind, oldest first: the rows whose entries fit in `budget` characters, and the
+    first one whatever its size. What is not taken is read again at the next pass."""
+    grouped, taken, used = {}, {}, 0
     for kind, rows in rows_by_kind.items():
+        taken[kind] = []
         for row in rows:
             entry = entry_of(row, host)
+            text = dump_entry(entry)
+            if used and used + len(text) > budget:
+                break
+            used += len(text)
+            taken[kind].append(row)
             grouped.setdefault(records_key(cluster, kind, host, entry['service']), []).append(
-                (dump_entry(entry), score_of(entry)))
-    return grouped
+                (text, score_of(entry)))
+    return grouped, taken
 
 
 def cap_of_key(cluster, key):

@@ -2,6 +2,7 @@
 the cursor through the store, parsing what Redis holds and what `--cluster` prints."""
 
 import json
+import math
 
 import pytest
 
@@ -91,12 +92,28 @@ def test_the_score_is_the_start_in_epoch_seconds():
 
 
 def test_batches_group_the_entries_by_key():
-    grouped = records.batches({records.SLOW: [row('a'), row('b', service='crm.put')],
-                               records.SAMPLES: [row('c')]}, 'prod', 'h1')
+    rows = {records.SLOW: [row('a'), row('b', service='crm.put')], records.SAMPLES: [row('c')]}
+    grouped, taken = records.batches(rows, 'prod', 'h1')
+    assert taken == rows
     assert sorted(grouped) == ['zato:prod:samples:h1:crm.get', 'zato:prod:slow:h1:crm.get',
                                'zato:prod:slow:h1:crm.put']
     [(text, score)] = grouped['zato:prod:samples:h1:crm.get']
     assert json.loads(text)['cid'] == 'c' and score == records.iso_epoch('2026-01-31T08:00:00.000Z')
+
+
+@pytest.mark.parametrize('budget, taken_cids', [
+    (math.inf, (['a', 'b'], ['c'])),
+    (1, (['a'], [])),                                    # the first row whatever its size: progress
+    ('two', (['a', 'b'], [])),                           # the rows that fit, oldest first
+])
+def test_a_pass_takes_the_rows_that_fit_in_its_budget(budget, taken_cids):
+    rows = {records.SLOW: [row('a', request='x' * 3000), row('b', request='y' * 3000)],
+            records.SAMPLES: [row('c', request='z' * 3000)]}
+    if budget == 'two':
+        budget = 2 * len(records.dump_entry(records.entry_of(rows[records.SLOW][0], 'h1'))) + 10
+    grouped, taken = records.batches(rows, 'prod', 'h1', budget)
+    assert tuple([item['cid'] for item in taken[kind]] for kind in (records.SLOW, records.SAMPLES)) == taken_cids
+    assert sum(len(entries) for entries in grouped.values()) == sum(map(len, taken_cids))
 
 
 # ---- the cursor
