@@ -7,17 +7,22 @@ written where each probe stays)."""
 
 import json
 import os
+import re
 import signal
 import threading
 import time
 
 import pytest
 
-from tests.integration.helpers import call, wait_until
+from tests.integration.helpers import call, wait_until, zato_daemon
+from tests.integration.test_cluster import cluster_section, redis_server  # noqa: F401 (a fixture)
 from tests.integration.test_diagnose import Probes, diagnose, finding_lines
 from zato_daemon.dump.record import read_records, record_name
+from zato_daemon.dump.trigger import DEFAULT_QUIET_PERIOD
 
 HOSTILE = '''\
+import re
+
 import gevent
 import gevent.lock
 
@@ -119,6 +124,16 @@ class Keyed(Service):
         note(self, 'waiting')
         with SECRETS[token]:  # keyed waits here
             pass
+
+
+class Backtrack(Service):
+    name = 'review.backtrack'
+
+    def handle(self):
+        note(self, 'matching')
+        # Backtracking for tens of seconds inside the re module's C code, which holds the GIL:
+        # not a bytecode runs meanwhile, not even the SIGURG handler.
+        re.match(r'(a+)+$', 'a' * 30 + 'b')  # backtrack matches here
 
 
 class Release(Service):
@@ -245,3 +260,96 @@ def test_an_idle_server_in_another_configuration_has_nothing_to_report(server_fa
     result = diagnose(server)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.startswith('zato-daemon: nothing found, 0 calls in flight; ')
+
+
+def test_an_idle_cluster_member_with_redis_has_nothing_to_report(server_factory, redis_server):
+    redis = redis_server()
+    server = server_factory(sections=cluster_section(redis.port, 'review-host'))
+    result = diagnose(server)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_worker_recycled_during_diagnose_is_no_finding_and_no_69(server_factory):
+    server = server_factory(workers=2, main='max_requests = 20\nmax_requests_jitter = 0')
+    stop = threading.Event()
+    served = []
+
+    def drive():
+        # Enough calls to recycle each worker once or twice while the rounds run.
+        while not stop.is_set() and len(served) < 200:
+            served.append(call(server.port, 'demo.echo', {})[0])
+            stop.wait(0.02)
+    driver = threading.Thread(target=drive, daemon=True)
+    driver.start()
+    try:
+        result = diagnose(server, '--json')
+    finally:
+        stop.set()
+        driver.join(30)
+    assert 'Traceback' not in result.stderr, result.stderr
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert set(served) == {200}
+
+
+def test_the_records_directory_deleted_then_a_file_in_its_place(server):
+    dumps = server.server_dir / 'run' / 'dumps'
+    assert diagnose(server).returncode == 0
+    for path in dumps.iterdir():
+        path.unlink()
+    dumps.rmdir()
+    # (A signal within the trigger's quiet period of the last dump would be folded into that
+    # dump, whose record is gone.)
+    time.sleep(DEFAULT_QUIET_PERIOD + 0.2)
+    result = diagnose(server)
+    assert result.returncode == 0, result.stdout + result.stderr  # the first dump makes it again
+    for path in dumps.iterdir():
+        path.unlink()
+    dumps.rmdir()
+    dumps.write_text('')
+    started = time.monotonic()
+    result = diagnose(server)
+    assert result.returncode == 69 and time.monotonic() - started < 5, result.stderr
+    assert result.stderr.strip().endswith(f'{dumps} is not a directory, so no dump can write its record there; '
+                                          'remove it (the next dump makes the directory)'), result.stderr
+    assert '\n' not in result.stderr.strip() and 'Traceback' not in result.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason='mounts a tmpfs')
+def test_a_full_records_directory_is_a_clear_69_and_the_server_serves_on(server, tmp_path):
+    import subprocess
+    dumps = server.server_dir / 'run' / 'dumps'
+    dumps.mkdir(exist_ok=True)
+    mounted = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', str(dumps)], capture_output=True)
+    if mounted.returncode:
+        pytest.skip(f'cannot mount a tmpfs: {mounted.stderr.decode().strip()}')
+    try:
+        (dumps / 'filler').write_bytes(b'\0' * 60 * 1024)
+        result = zato_daemon('diagnose', server.server_dir, '--dumps', 2, '--interval', 1, timeout=90)
+        assert result.returncode == 69, result.stdout + result.stderr
+        # The master's small record may fit; the worker's does not.
+        assert re.search(rf'no dump record from (master pid {server.pid}, )?worker-1 pid \d+ within 10 s',
+                         result.stderr), result.stderr
+        assert 'DUMP_FAILED' in result.stderr and 'Traceback' not in result.stderr
+        assert call(server.port, 'demo.echo', {})[0] == 200
+        assert 'No space left on device' in server.log()
+        # A failed record is not left behind half-written.
+        assert not [path.name for path in dumps.iterdir() if path.name.startswith('.')]
+    finally:
+        subprocess.run(['umount', '-l', str(dumps)], check=False)
+
+
+def test_a_worker_inside_c_code_holding_the_gil_is_named_with_that_cause(hostile):
+    hostile.start('review.backtrack')
+    hostile.noted('review.backtrack', 'matching')
+    worker, = hostile.server.worker_pids()
+    time.sleep(0.5)  # into re.match
+    started = time.monotonic()
+    try:
+        result = diagnose(hostile.server)
+    finally:
+        os.kill(worker, signal.SIGKILL)  # rather than wait for the match to end
+    assert result.returncode == 69, result.stdout + result.stderr
+    assert time.monotonic() - started < 20
+    message = result.stderr.strip()
+    assert f'no dump record from worker-1 pid {worker} within 10 s' in message and '\n' not in message
+    assert 'inside C code that holds the interpreter (a long regular expression' in message
