@@ -353,3 +353,30 @@ def test_a_worker_inside_c_code_holding_the_gil_is_named_with_that_cause(hostile
     message = result.stderr.strip()
     assert f'no dump record from worker-1 pid {worker} within 10 s' in message and '\n' not in message
     assert 'inside C code that holds the interpreter (a long regular expression' in message
+
+
+POOL = '''\
+import time
+
+import gevent
+
+from zato_daemon import Service
+
+
+class Pooled(Service):
+    name = 'review.pooled'
+
+    def handle(self):
+        # A task in gevent's thread pool, a real OS thread, then the pool idles.
+        self.response.payload = {'slept': gevent.get_hub().threadpool.spawn(time.sleep, 0.01).get() is None}
+'''
+
+
+def test_an_idle_thread_pool_after_a_task_has_nothing_to_report(server):
+    pickup = server.server_dir / 'pickup'
+    pickup.mkdir(exist_ok=True)
+    (server.server_dir / 'pool.tmp').write_text(POOL)
+    (server.server_dir / 'pool.tmp').rename(pickup / 'pool.py')
+    wait_until(lambda: call(server.port, 'review.pooled', {})[0] == 200, message='the pool probe to deploy')
+    result = diagnose(server)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -168,10 +168,8 @@ def take_round(server_dir, master_pid, directory, signal_master, timeout=ROUND_T
         listed = expected_pids(read_status(server_dir.status_file), master_pid)
         missing = {pid: role for pid, role in listed.items() if pid in signalled and pid not in found}
         # Only the records still awaited are read: one of 10,000 greenlets is 2 MB of JSON.
-        now = time.time()
-        for record in read_records(directory, pids=missing, since=since):
-            if record['time'] <= now:
-                found.setdefault(record['pid'], []).append(record)
+        for record in read_records(directory, pids=missing, since=since, until=time.time()):
+            found.setdefault(record['pid'], []).append(record)
         missing = {pid: role for pid, role in missing.items() if pid not in found}
         if not missing:
             return [record for records in found.values() for record in records]

@@ -240,20 +240,26 @@ def parse_record_name(name):
     return int(pid), int(time_ns)
 
 
-def read_records(directory, pids=None, since=None):
-    """The records in `directory`, oldest first (newest last), of `pids` and not older than
-    `since` (a time.time() value) when given. A file that is not a readable record of this
-    version (truncated, not JSON, another version, missing fields, another pid than its name
-    says) or not a regular file (a symlink, a FIFO) is skipped, never raised."""
+def read_records(directory, pids=None, since=None, until=None):
+    """The records in `directory`, oldest first (newest last), of `pids`, not older than
+    `since` and not newer than `until` (time.time() values) when given. A file that is not a
+    readable record of this version (truncated, not JSON, another version, missing fields,
+    another pid than its name says, bigger than a record can be) or not a regular file (a
+    symlink, a FIFO) is skipped, never raised. Files named out of the times are not opened:
+    diagnose polls with `until` (now), so a file planted with a future name is never read."""
     wanted = None if pids is None else set(pids)
     records = []
     for time_ns, pid, name in sorted(_record_names(directory, wanted)):
-        if since is not None and time_ns < since * 1_000_000_000 - 1000:  # the name's time is rounded
+        # The name's time is rounded to the nanosecond: a microsecond of slack either way.
+        if since is not None and time_ns < since * 1_000_000_000 - 1000:
+            continue
+        if until is not None and time_ns > until * 1_000_000_000 + 1000:
             continue
         record = _read_record(os.path.join(directory, name))
         # A record names the process its file is named after: a file renamed or planted
         # under another pid's name does not stand for that process.
-        if record is not None and record['pid'] == pid and (since is None or record['time'] >= since):
+        if record is not None and record['pid'] == pid and (since is None or record['time'] >= since) and (
+                until is None or record['time'] <= until):
             records.append(record)
     records.sort(key=lambda record: (record['time'], record['pid']))
     return records
@@ -267,8 +273,9 @@ def _read_record(path):
     except OSError:
         return None
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_RECORD_BYTES:
+            return None  # (a file that grows meanwhile is still cut by the read below)
         with os.fdopen(fd, 'rb') as file:
             fd = None
             data = file.read(MAX_RECORD_BYTES + 1)

@@ -244,3 +244,25 @@ CLUSTER_DIAGNOSTICS = [frame(f'{STDLIB}/threading.py', 975, 'Thread.run'), zd('c
 ])
 def test_the_cluster_diagnostics_thread_waiting_for_a_request_is_idle(frames, expected):
     assert is_idle(frames) is expected
+
+
+def test_read_records_until_skips_later_names_without_reading_them(tmp_path, monkeypatch):
+    record.write_record(made_dump(at=50.0), tmp_path)
+    record.write_record(made_dump(at=70.0), tmp_path)
+    opened = []
+    real_open = os.open
+    monkeypatch.setattr(record.os, 'open', lambda path, *args: opened.append(os.path.basename(path)) or
+                        real_open(path, *args))
+    assert [item['time'] for item in record.read_records(tmp_path, until=60.0)] == [50.0]
+    assert opened == ['4242-50000000000.json']
+
+
+def test_a_file_bigger_than_a_record_can_be_is_not_read(tmp_path, monkeypatch):
+    with open(tmp_path / '4242-50000000000.json', 'wb') as big:
+        big.truncate(record.MAX_RECORD_BYTES + 1)
+    # Said by its size before a byte is read: 64 MB of a planted file are not read each poll.
+    opened = []
+    real_fdopen = os.fdopen
+    monkeypatch.setattr(record.os, 'fdopen', lambda *args: opened.append(args) or real_fdopen(*args))
+    assert read_in_time(tmp_path) == []
+    assert opened == []
