@@ -25,6 +25,8 @@ MAX_ROWS = 5000
 # An entry is at most three texts of 4096 characters (records.MAX_TEXT_CHARS), JSON-escaped:
 # anything longer was not written by a member.
 MAX_ENTRY_BYTES = 128 * 1024
+# Answers to a dump request read at most: one per member.
+MAX_ANSWERS = 1000
 
 
 def read_entries(client, settings, kind, service=None, since=None, notes=None):
@@ -115,25 +117,33 @@ def request_dump(client, settings, key, timeout):
                 maxlen=dumps.STREAM_MAXLEN, approximate=True)
     deadline = time.monotonic() + timeout
     while True:
-        answers = read_answers(client, settings, request_id)
+        answers = read_answers(client, settings, request_id, hosts)
         if set(hosts) <= set(answers) or time.monotonic() >= deadline:
             return hosts, answers
         time.sleep(POLL)
 
 
-def read_answers(client, settings, request_id):
-    """{host: answer} of a request; a field or answer that is not UTF-8 JSON of an object is left out."""
-    reply = raw_reply(client, 'HGETALL', dumps.answers_key(settings.name, request_id))
-    # RESP3 (redis-py 5 and later) answers a map; RESP2 (4.3) a flat list of names and values.
-    pairs = reply.items() if isinstance(reply, dict) else zip(reply[::2], reply[1::2])
+def read_answers(client, settings, request_id, hosts=()):
+    """{host: answer} of a request; a field or answer that is not UTF-8 JSON of an object is left
+    out. A hash of more than MAX_ANSWERS fields (someone wrote it: the request id is a secret
+    only until the request is on the stream) is read for the live `hosts` alone."""
+    key = dumps.answers_key(settings.name, request_id)
+    if raw_reply(client, 'HLEN', key) <= MAX_ANSWERS:
+        reply = raw_reply(client, 'HGETALL', key)
+        # RESP3 (redis-py 5 and later) answers a map; RESP2 (4.3) a flat list of names and values.
+        pairs = reply.items() if isinstance(reply, dict) else zip(reply[::2], reply[1::2])
+    else:
+        hosts = sorted(hosts)
+        pairs = zip((host.encode('utf-8') for host in hosts), raw_reply(client, 'HMGET', key, *hosts) if hosts else ())
     answers = {}
     for host, text in pairs:
-        if len(text) > MAX_ENTRY_BYTES:
+        if text is None or len(text) > MAX_ENTRY_BYTES:
             continue
         try:
             answer = json.loads(text.decode('utf-8'))
             host = host.decode('utf-8')
-        except ValueError:
+        # RecursionError: arrays nested thousands deep.
+        except (ValueError, RecursionError):
             continue
         if isinstance(answer, dict):
             answers[host] = answer
