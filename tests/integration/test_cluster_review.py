@@ -324,11 +324,91 @@ def test_a_pass_writes_about_a_megabyte_at_most_and_the_rest_follows(redis_serve
     assert transactions >= -(-600 * 4000 // SHIP_BUDGET), transactions
 
 
-# ---- reproductions of problems in files this review does not own (strict xfail: the lead's
-# fix makes them pass, and then they must lose the mark)
+def test_answers_to_a_dump_request_are_read_within_bounds_and_what_is_not_one_left_out(redis_server):
+    from zato_daemon.cluster import diagnostics_command
+    redis = redis_server()
+    client = client_of(redis)
+    settings = ClusterSettings(url=f'redis://127.0.0.1:{redis.port}/0', name='test', host_name='ops',
+                               heartbeat_ttl=15.0)
+    good = json.dumps(dumps.make_answer('host-a', 7, '/var/log/zato-daemon/server.log', 'journalctl'))
+    client.hset('zato:test:dump:' + 'a' * 32, mapping={'host-a': good, 'host-b': '[' * 100_000,
+                                                       b'host-\xff': good, 'host-c': b'\xff"'})
+    answers = diagnostics_command.read_answers(client, settings, 'a' * 32, ['host-a'])
+    assert list(answers) == ['host-a'] and answers['host-a']['pid'] == 7
+    # A hash of a million answers: the live members' alone are read.
+    pipe = client.pipeline(transaction=False)
+    for start in range(0, 1_000_000, 10_000):
+        pipe.hset('zato:test:dump:' + 'b' * 32, mapping={f'made-up-{number}': good
+                                                         for number in range(start, start + 10_000)})
+    pipe.hset('zato:test:dump:' + 'b' * 32, 'host-a', good)
+    pipe.execute()
+    answers = diagnostics_command.read_answers(client, settings, 'b' * 32, ['host-a', 'host-gone'])
+    assert list(answers) == ['host-a']
 
-@pytest.mark.xfail(strict=True, reason='deploy.py reads the deploys stream decoded: one entry that is not UTF-8 '
-                                       'stops every later deploy (a traceback every 30 s)')
+
+def test_the_commands_say_69_in_one_line_while_redis_hangs(operator_dir):
+    server_dir, client = operator_dir
+    port = client.connection_pool.connection_kwargs['port']
+    pid = client.info('server')['process_id']
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        for arguments in (('slow',), ('samples', 'crm.get')):
+            result = zato_daemon(arguments[0], server_dir, *arguments[1:], '--cluster', timeout=30)
+            assert result.returncode == 69, result.stdout + result.stderr
+            assert result.stderr.startswith('zato-daemon: cannot ') and len(result.stderr.splitlines()) == 1
+            assert f'127.0.0.1:{port}' in result.stderr
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def test_workers_forked_all_along_while_the_thread_reads_the_store_and_ships(redis_server, server_factory):
+    # SQLite is not fork-safe: the master forks (a reload every 2 s, a worker recycled every 20
+    # requests) only between two reads of the diagnostics thread, which reads and ships all along.
+    import collections
+    from tests.integration.helpers import call
+    from tests.integration.test_cluster_diagnostics import SERVICES
+    redis = redis_server()
+    server = server_factory('forks', workers=2, start=False, main='max_requests = 20\nmax_requests_jitter = 0\n',
+                            sections=cluster_section(redis.port, 'host-f', ttl=30) +
+                            '\n[diagnostics]\nsample_interval = 0\n')
+    (server.server_dir / 'diag.py').write_text(SERVICES.replace('time.sleep(0.25)', 'time.sleep(0.11)'))
+    conf = server.server_dir / 'server.conf'
+    conf.write_text(conf.read_text().replace('[services]\n', f'[services]\npaths = {server.server_dir}/diag.py\n'))
+    server.start()
+    statuses, stop = collections.Counter(), threading.Event()
+
+    def traffic():
+        while not stop.is_set():
+            for service in ('diag.slow', 'diag.fail'):
+                try:
+                    statuses[call(server.port, service, {'n': 1})[0]] += 1
+                except OSError as exc:
+                    statuses[repr(exc)] += 1
+    threads = [threading.Thread(target=traffic) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        for _ in range(5):
+            time.sleep(2)
+            os.kill(server.pid, signal.SIGHUP)
+        time.sleep(2)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert set(statuses) == {200, 500} and statuses[200] > 100, statuses
+    wait_until(lambda: all(worker['state'] == 'ready' for worker in server.status()['workers']), timeout=30,
+               message='every worker ready')
+    client = client_of(redis)
+    wait_until(lambda: (client.zcard('zato:test:slow:host-f:diag.slow'),
+                        client.zcard('zato:test:samples:host-f:diag.fail')) == (100, 20), timeout=30,
+               message='the newest records shipped, capped')
+    assert 'Unexpected error' not in server.log()
+
+
+# ---- problems found in files this review did not own, fixed by the lead (deploy.py,
+# membership.py: everything Redis holds is read raw and decoded entry by entry)
+
 def test_a_deploys_stream_entry_that_is_not_utf8_does_not_stop_later_deploys(redis_server, server_factory,
                                                                               tmp_path):
     from tests.integration.test_cluster_deploy import member, module_file, version_served
@@ -341,11 +421,26 @@ def test_a_deploys_stream_entry_that_is_not_utf8_does_not_stop_later_deploys(red
     assert result.returncode == 0 and version_served(server) == 1, result.stdout + result.stderr
 
 
-@pytest.mark.xfail(strict=True, reason='membership.read_members reads member keys decoded: a key or record that '
-                                       'is not UTF-8 makes `cluster` and `dump --cluster` end in a traceback')
 def test_a_member_record_that_is_not_utf8_is_left_out_by_the_commands(operator_dir):
     server_dir, client = operator_dir
     client.set(b'zato:test:member:host-\xff', b'{"host_name": "\xff"}')
     for arguments in (('cluster',), ('dump', '--cluster', '--timeout', '1')):
         result = zato_daemon(arguments[0], server_dir, *arguments[1:])
         assert 'Traceback' not in result.stderr, result.stderr
+
+
+@pytest.mark.xfail(strict=True, reason="diagnostics/report.py prints request texts as stored: a client's C1 CSI "
+                                       "(\\x9b) or bidirectional override reaches the operator's terminal through "
+                                       "`slow` and `samples` on one host (records.shown escapes them for --cluster)")
+def test_a_clients_control_characters_reach_no_terminal_through_samples_on_one_host(server_factory):
+    from tests.integration.helpers import request
+    server = server_factory('one', sections='[diagnostics]\nsample_interval = 0\n')
+    # JSON forbids raw C0 controls in a string, not C1 controls nor format characters.
+    body = json.dumps({'x': 'a\u202eb\x9bc'}, ensure_ascii=False).encode('utf-8')
+    assert request(server.port, 'POST', '/services/demo.echo', body)[0] == 200
+
+    def listed():
+        result = zato_daemon('samples', server.server_dir, 'demo.echo')
+        return 'demo.echo' not in result.stdout and 'No samples' not in result.stdout and result.stdout
+    output = wait_until(listed, timeout=20, message='the sample stored')
+    assert '\u202e' not in output and '\x9b' not in output

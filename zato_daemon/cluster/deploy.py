@@ -17,7 +17,8 @@ import time
 import uuid
 
 from zato_daemon.cluster import modules
-from zato_daemon.cluster.thread import ClusterThread
+from zato_daemon.cluster.membership import utf8_or_none
+from zato_daemon.cluster.thread import ClusterThread, raw_reply
 from zato_daemon.deploy.manifest import ManifestError, read_manifest, write_atomically
 from zato_daemon.deploy.pickup import local_outcome, read_refusals
 from zato_daemon.logs import levels
@@ -85,11 +86,11 @@ class ClusterDeployer(ClusterThread):
                     self._catch_up(client, settings, key, paths, outcome_wait)
             self._report_pending(client, settings, paths)
             block = OUTCOME_POLL if self._pending else READ_BLOCK
-            answer = client.xread({modules.stream_key(settings.name): self._last_id}, count=100,
-                                  block=int(block * 1000))
-            for _, entries in answer or ():
-                for entry_id, fields in entries:
-                    self._last_id = entry_id
+            answer = raw_reply(client, 'XREAD', 'COUNT', 100, 'BLOCK', int(block * 1000),
+                               'STREAMS', modules.stream_key(settings.name), self._last_id)
+            for entry_id, fields in stream_entries(answer):
+                self._last_id = entry_id
+                if fields is not None:
                     self._take(client, settings, key, paths, hot_deploy, outcome_wait, fields)
             self._delay = None
             return 0
@@ -106,11 +107,11 @@ class ClusterDeployer(ClusterThread):
     @staticmethod
     def _latest_id(client, settings):
         # Taken before the hash is read: a publication made meanwhile is seen twice, never missed.
-        latest = client.xrevrange(modules.stream_key(settings.name), count=1)
-        return latest[0][0] if latest else '0-0'
+        latest = raw_reply(client, 'XREVRANGE', modules.stream_key(settings.name), '+', '-', 'COUNT', 1)
+        return latest[0][0].decode('ascii') if latest else '0-0'
 
     def _catch_up(self, client, settings, key, paths, outcome_wait):
-        stored = client.hgetall(modules.modules_key(settings.name))
+        stored = raw_hash(raw_reply(client, 'HGETALL', modules.modules_key(settings.name)))
         records = {}
         for name, text in stored.items():
             record = self._verified(client, settings, key, name, text)
@@ -138,9 +139,10 @@ class ClusterDeployer(ClusterThread):
             self._report(client, settings, publication, modules.REFUSED,
                          NO_KEY_REASON if key is None else HOT_DEPLOY_OFF_REASON)
             return
-        text = client.hget(modules.modules_key(settings.name), name)
-        if text is None:
+        raw = raw_reply(client, 'HGET', modules.modules_key(settings.name), name)
+        if raw is None:
             return  # gone since (Redis emptied): nothing to deploy
+        text = utf8_or_none(raw)
         record = self._verified(client, settings, key, name, text, also=publication)
         if record is not None:
             self._apply(client, settings, paths, outcome_wait, record, also=publication)
@@ -225,11 +227,28 @@ class ClusterDeployer(ClusterThread):
         client.expire(key, modules.OUTCOME_TTL)
 
 
+def stream_entries(answer):
+    """(entry id, {field: value} or None when not UTF-8) of an XREAD answer read raw: RESP3
+    (redis-py 5 and later) answers a map of streams, RESP2 (4.3) a list of pairs."""
+    for _, entries in (answer.items() if isinstance(answer, dict) else answer or ()):
+        for entry_id, fields in entries:
+            texts = [utf8_or_none(item) for item in fields]
+            yield entry_id.decode('ascii'), (None if None in texts else dict(zip(texts[::2], texts[1::2])))
+
+
+def raw_hash(reply):
+    """{field: value} of an HGETALL read raw, as text; a field or value that is not UTF-8 is left
+    out (a record's refusal needs its name, and such a name is no pickup file name anyway)."""
+    pairs = reply.items() if isinstance(reply, dict) else zip(reply[::2], reply[1::2])
+    texts = ((utf8_or_none(field), utf8_or_none(value)) for field, value in pairs)
+    return {field: value for field, value in texts if field is not None and value is not None}
+
+
 def _field(text, name):
     """A field of what may not be a record at all (for reporting a refusal), or None."""
     try:
         value = json.loads(text).get(name)
-    except (TypeError, ValueError, AttributeError):
+    except (TypeError, ValueError, AttributeError, RecursionError):
         return None
     return value if isinstance(value, str) else None
 
@@ -256,10 +275,10 @@ def publish(client, settings, key, kind, name, source, host):
 def read_outcomes(client, settings, publication):
     """{host: {'outcome', 'reason'}} reported so far for a publication."""
     outcomes = {}
-    for host, text in client.hgetall(modules.outcome_key(settings.name, publication)).items():
+    for host, text in raw_hash(raw_reply(client, 'HGETALL', modules.outcome_key(settings.name, publication))).items():
         try:
             outcome = json.loads(text)
-        except ValueError:
+        except (TypeError, ValueError, RecursionError):
             continue
         if isinstance(outcome, dict):
             outcomes[host] = outcome

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 
 from zato_daemon.admin import call_service
-from zato_daemon.cluster.thread import ClusterThread
+from zato_daemon.cluster.thread import ClusterThread, raw_reply
 from zato_daemon.errors import ZatoDaemonError
 from zato_daemon.logs import levels
 
@@ -41,6 +41,11 @@ def members_pattern(cluster):
     return f'{KEY_PREFIX}:{cluster}:member:*'
 
 
+# A cluster has a handful of members; a Redis holding more keys of the pattern was written by
+# something else, and `cluster` must not read millions of them.
+MAX_MEMBER_KEYS = 10_000
+
+
 def heartbeat_interval(ttl):
     """How often the record is rewritten: two heartbeats may be lost before the key expires."""
     return ttl / 3
@@ -63,7 +68,7 @@ def parse_record(text):
     or garbage someone wrote): `cluster` shows what it can read."""
     try:
         record = json.loads(text)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         return None
     if not isinstance(record, dict) or not isinstance(record.get('host_name'), str):
         return None
@@ -124,11 +129,28 @@ def fetch_services(admin_socket):
 
 
 def read_members(client, cluster):
-    """Every member's record (unreadable ones left out), by host name. Raises what redis-py raises."""
-    keys = sorted(client.scan_iter(match=members_pattern(cluster), count=1000))
-    values = client.mget(keys) if keys else []
-    records = (parse_record(value) for value in values if value is not None)
+    """Every member's record (unreadable ones left out), by host name. Raises what redis-py raises.
+
+    Keys and records are read as Redis holds them (raw_reply): anyone who can write Redis may
+    have put bytes that are not UTF-8 there, and the client's decoding would fail the whole
+    listing on them. At most MAX_MEMBER_KEYS keys are read."""
+    keys, cursor = [], b'0'
+    while len(keys) < MAX_MEMBER_KEYS:
+        cursor, batch = raw_reply(client, 'SCAN', cursor, 'MATCH', members_pattern(cluster), 'COUNT', 1000)
+        keys.extend(batch)
+        if int(cursor) == 0:
+            break
+    values = raw_reply(client, 'MGET', *sorted(keys)[:MAX_MEMBER_KEYS]) if keys else []
+    records = (parse_record(utf8_or_none(value)) for value in values)
     return sorted((record for record in records if record is not None), key=lambda record: record['host_name'])
+
+
+def utf8_or_none(value):
+    """Text from bytes Redis holds, or None when they are not UTF-8 (or there is no value)."""
+    try:
+        return value.decode('utf-8')
+    except (AttributeError, UnicodeDecodeError):
+        return None
 
 
 @dataclass

@@ -127,9 +127,11 @@ def dump_record(record):
 def load_record(text, expected_name):
     """The record a hash field holds, checked for shape and for the field it was stored under;
     raises RecordError saying what is wrong."""
+    if text is None:
+        raise RecordError('not UTF-8 text')
     try:
         record = json.loads(text)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         raise RecordError('not JSON') from None
     if not isinstance(record, dict) or record.get('record_version') != RECORD_VERSION:
         raise RecordError(f'not a record of version {RECORD_VERSION}')
