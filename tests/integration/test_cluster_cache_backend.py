@@ -293,3 +293,20 @@ def test_a_password_file_gone_fails_each_call_until_it_is_back(tmp_path):
         assert cache.get('k') == 1
     finally:
         server.stop()
+
+
+def test_what_something_else_wrote_under_the_cache_keys_is_a_cache_error_and_the_cache_serves_on(pair):
+    # Anyone who can write Redis can: bytes that are not UTF-8, text that is not JSON.
+    first, second = pair
+    first.set('good', 1)
+    first.set('bytes', 2)
+    first.set('text', 3)
+    redis = redis_of(first)
+    redis.hset(first.entry_prefix + 'bytes', 'v', b'\xff\xfe')
+    redis.hset(first.entry_prefix + 'text', 'v', 'not json {')
+    with pytest.raises(CacheError, match='not UTF-8 text'):
+        second.get('bytes')
+    with pytest.raises(CacheError, match='not JSON'):
+        second.get('text')
+    assert second.get('good') == 1
+    assert second.delete('bytes') is True and second.get('bytes') is None

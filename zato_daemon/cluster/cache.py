@@ -181,7 +181,11 @@ class RedisLink:
         try:
             return self._scripts[script](keys=keys, args=args, client=client)
         except self._errors as exc:
-            raise self._failed(cache_name, operation, self._connection.describe_error(exc, self.settings)) from None
+            raise self.failed(cache_name, operation, self._connection.describe_error(exc, self.settings)) from None
+        except UnicodeDecodeError:
+            # Written by something else than a cache of ours: anyone who can write Redis can.
+            raise self.failed(cache_name, operation, 'Redis holds bytes that are not UTF-8 text under the '
+                                                      "cache's keys") from None
 
     def exists(self, cache_name, key):
         """Whether a key is there (`in`): not a use, no script."""
@@ -189,10 +193,10 @@ class RedisLink:
         try:
             return bool(client.exists(key))
         except self._errors as exc:
-            raise self._failed(cache_name, 'contains', self._connection.describe_error(exc, self.settings)) from None
+            raise self.failed(cache_name, 'contains', self._connection.describe_error(exc, self.settings)) from None
 
     @staticmethod
-    def _failed(cache_name, operation, why):
+    def failed(cache_name, operation, why):
         return CacheError(f'cache {cache_name!r}: {operation} failed: {why}')
 
     def client(self, cache_name, operation):
@@ -206,9 +210,9 @@ class RedisLink:
             settings = cluster_settings.from_config(self.config)
         except ZatoDaemonError as exc:
             # The password file went since start: every call says so until it is back.
-            raise self._failed(cache_name, operation, exc) from None
+            raise self.failed(cache_name, operation, exc) from None
         if settings is None:
-            raise self._failed(cache_name, operation, 'this server has no [cluster] redis_url')
+            raise self.failed(cache_name, operation, 'this server has no [cluster] redis_url')
         client = connection.connect(settings, self.timeout)
         client.connection_pool.connection_kwargs['client_name'] = 'zato-daemon-cache'
         self._connection = connection
@@ -254,7 +258,11 @@ class ClusterCache(CacheBackend):
             self.stats.misses += 1
             return default
         self.stats.hits += 1
-        return json.loads(text)
+        try:
+            return json.loads(text)
+        except (ValueError, RecursionError):
+            raise self.link.failed(self.name, 'get', 'the value in Redis is not JSON '
+                                                      '(not written by a cache of ours)') from None
 
     def set(self, key, value, expiry=None):
         self.check_key(key)
