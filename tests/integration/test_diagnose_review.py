@@ -231,14 +231,18 @@ def test_files_planted_in_the_records_directory_do_not_fool_or_block_diagnose(se
     assert took < 20, took
 
 
-def test_a_worker_killed_between_rounds_gives_a_clear_outcome(server_factory):
+@pytest.mark.parametrize('change', ['kill', 'reload'])
+def test_a_worker_killed_or_a_reload_between_rounds_gives_a_clear_outcome(server_factory, change):
     server = server_factory(workers=2)
     victim = server.worker_pids()[0]
     started = time.monotonic()
 
     def kill_soon():
         time.sleep(1.5)
-        os.kill(victim, signal.SIGKILL)
+        if change == 'kill':
+            os.kill(victim, signal.SIGKILL)
+        else:
+            server.signal(signal.SIGHUP)  # every worker replaced, the new ones first
     killer = threading.Thread(target=kill_soon, daemon=True)
     killer.start()
     result = diagnose(server, '--json')
@@ -380,3 +384,21 @@ def test_an_idle_thread_pool_after_a_task_has_nothing_to_report(server):
     wait_until(lambda: call(server.port, 'review.pooled', {})[0] == 200, message='the pool probe to deploy')
     result = diagnose(server)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_master_stopping_during_diagnose_is_a_clear_69(server):
+    def stop_soon():
+        time.sleep(1.5)
+        server.signal(signal.SIGTERM)
+        server.wait_exit()  # reaped: under systemd, the master is not the test's child
+    stopper = threading.Thread(target=stop_soon, daemon=True)
+    stopper.start()
+    started = time.monotonic()
+    result = diagnose(server)
+    stopper.join()
+    assert result.returncode == 69, result.stdout + result.stderr
+    assert time.monotonic() - started < 15
+    message = result.stderr.strip()
+    assert '\n' not in message and 'Traceback' not in message
+    assert f'master pid {server.pid} ' in message, message
+    assert 'exited' in message or 'no server is running' in message, message

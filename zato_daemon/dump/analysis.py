@@ -95,6 +95,10 @@ SIGNAL_HANDLER_FRAMES = frozenset({
     ('zato_daemon/dump/trigger.py', 'DumpTrigger.request'),
 })
 
+# A leak is more greenlets in the last dump than in the first by at least this: one more is
+# a greenlet that started (a worker booting between two dumps of a reload), not a leak.
+MIN_GROWTH = 2
+
 # The hub's loop: a main thread with this frame on its stack runs the hub (a greenlet's own
 # stack starts afresh, without the frames of the hub that switched to it).
 HUB_LOOP_FRAMES = frozenset({('gevent/hub.py', 'Hub.run')})
@@ -524,7 +528,8 @@ def growth(process):
     findings = []
     for site in sorted(counts[-1]):
         numbers = [per_site.get(site, 0) for per_site in counts]
-        if all(later > earlier for earlier, later in zip(numbers, numbers[1:])):
+        rising = all(later > earlier for earlier, later in zip(numbers, numbers[1:]))
+        if rising and numbers[-1] - numbers[0] >= MIN_GROWTH:
             runs = sorted({greenlet['runs'] for greenlet in process.last['greenlets']
                            if greenlet.get('runs') and spawn_site(greenlet) == site})
             summary = f'greenlets spawned at {site}' + (f' running {", ".join(runs)}' if runs else '') + \

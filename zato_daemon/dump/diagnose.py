@@ -182,13 +182,19 @@ def take_round(server_dir, master_pid, directory, signal_master, timeout=ROUND_T
 
 
 def _is_alive(pid):
+    """False once `pid` exited, a zombie not yet reaped included (its parent may take its time)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         pass  # there, and another user's
-    return True
+    try:
+        with open(f'/proc/{pid}/stat', 'rb') as stat_file:
+            state = stat_file.read().rpartition(b')')[2].split()[:1]
+    except OSError:
+        return True  # no /proc to ask: kill() said it is there
+    return state != [b'Z']
 
 
 def journal_command(since):

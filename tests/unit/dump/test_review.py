@@ -13,7 +13,7 @@ import gevent
 import gevent.lock
 import pytest
 
-from tests.unit.dump.test_analysis import master_dumps, worker_dumps
+from tests.unit.dump.test_analysis import T0, leaked, master_dumps, worker_dumps
 from tests.unit.dump.test_diagnose_records import SITE, STDLIB, frame, zd
 from tests.unit.dump.test_diagnose_rounds import server_paths
 from tests.unit.dump.test_record import made_dump
@@ -228,7 +228,8 @@ def test_a_greenlet_read_as_running_while_the_main_thread_runs_the_hub_does_not_
 
 # ---- an idle cluster member
 
-CLUSTER_DIAGNOSTICS = [frame(f'{STDLIB}/threading.py', 975, 'Thread.run'), zd('cluster/thread.py', 63, 'ClusterThread._run'),
+CLUSTER_DIAGNOSTICS = [frame(f'{STDLIB}/threading.py', 975, 'Thread.run'),
+                       zd('cluster/thread.py', 63, 'ClusterThread._run'),
                        zd('cluster/diagnostics.py', 121, 'ClusterDiagnostics._step'),
                        zd('cluster/diagnostics.py', 163, 'ClusterDiagnostics._read_requests'),
                        zd('cluster/thread.py', 112, 'raw_reply'), zd('cluster/thread.py', 98, 'raw_replies'),
@@ -266,3 +267,32 @@ def test_a_file_bigger_than_a_record_can_be_is_not_read(tmp_path, monkeypatch):
     monkeypatch.setattr(record.os, 'fdopen', lambda *args: opened.append(args) or real_fdopen(*args))
     assert read_in_time(tmp_path) == []
     assert opened == []
+
+
+def test_a_master_that_exited_but_is_not_reaped_yet_is_not_alive():
+    child = subprocess.Popen([sys.executable, '-c', 'pass'])
+    deadline = time.monotonic() + 10
+    while diagnose._is_alive(child.pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    try:
+        assert not diagnose._is_alive(child.pid)  # a zombie: kill(pid, 0) still succeeds
+        assert diagnose._is_alive(os.getpid())
+    finally:
+        child.wait()
+
+
+# ---- a false GROWTH
+
+@pytest.mark.parametrize('counts, expected', [
+    # Found on a real server reloaded during diagnose: a new worker's cache greenlet, busy with
+    # its first round in the second dump and not yet spawned in the first.
+    ((0, 1), False),
+    ((0, 2), True),
+    ((0, 1, 2), True),
+    ((5, 6), False),
+])
+def test_one_more_greenlet_is_a_start_not_a_leak(counts, expected):
+    dumps = [[leaked(0x9000 + 100 * dump + index) for index in range(count)] for dump, count in enumerate(counts)]
+    times = tuple(T0 + 3 * index for index in range(len(counts)))
+    report = analyse(worker_dumps(dumps, times=times, heartbeats=(0.1,) * len(counts)))
+    assert ('growth' in [finding['kind'] for finding in report['findings']]) is expected
