@@ -11,6 +11,11 @@ time), so a request is acted on within about a second.
 
 Shipping reads the store read-only (diagnostics/store.py, as `slow` does) from the row after
 the last one shipped; the rows are redacted (records.entry_of) before they leave the host.
+
+Anyone who can write Redis can write under our keys. The stream is read raw (thread.raw_reply)
+and each entry decoded on its own, so an entry that is not UTF-8 is passed, not re-read for
+ever; a command Redis refuses (a key of ours holding another type, a full Redis) is said at
+most once a minute and the rest of the pass goes on, the connection kept.
 """
 
 import json
