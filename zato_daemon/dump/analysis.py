@@ -219,9 +219,13 @@ class Process:
         return place
 
     def in_every_dump(self, address):
-        """The greenlet `address` in each record (a list), or None when a record lacks it."""
+        """The greenlet `address` in each record (a list), or None when a record lacks it or
+        serves another call in one of them: a freed greenlet's address is soon another's (under
+        load, the next call's, on the same line), and that is not one greenlet that stayed."""
         found = [by_address.get(address) for by_address in self.greenlets]
-        return None if any(greenlet is None for greenlet in found) else found
+        if any(greenlet is None for greenlet in found):
+            return None
+        return found if len({(greenlet.get('call') or {}).get('cid') for greenlet in found}) == 1 else None
 
     def running_greenlet(self, record):
         """The greenlet running in the main thread when `record` was taken, or None."""

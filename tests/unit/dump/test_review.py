@@ -14,7 +14,7 @@ import gevent.lock
 import pytest
 
 from tests.unit.dump.test_analysis import T0, leaked, master_dumps, worker_dumps
-from tests.unit.dump.test_diagnose_records import SITE, STDLIB, frame, zd
+from tests.unit.dump.test_diagnose_records import RECV, SITE, STDLIB, app, call, frame, greenlet, serving, zd
 from tests.unit.dump.test_diagnose_rounds import server_paths
 from tests.unit.dump.test_record import made_dump
 from zato_daemon.dump import diagnose, plain, record, waits
@@ -296,3 +296,17 @@ def test_one_more_greenlet_is_a_start_not_a_leak(counts, expected):
     times = tuple(T0 + 3 * index for index in range(len(counts)))
     report = analyse(worker_dumps(dumps, times=times, heartbeats=(0.1,) * len(counts)))
     assert ('growth' in [finding['kind'] for finding in report['findings']]) is expected
+
+
+# ---- a false STUCK
+
+def test_a_greenlet_address_reused_by_another_call_on_the_same_line_is_not_stuck():
+    # Under steady load each call gets a new greenlet, and the allocator hands a freed
+    # greenlet's address to the next: the same address on the same line in every dump, but
+    # another call (cid) each time, each younger than the span of the dumps.
+    stack = serving(app(88, 'Client.get'), *RECV)
+    dumps = [[greenlet(0x9500, stack, call=call('crm.get', f'c{index}', 1.2))] for index in range(3)]
+    report = analyse(worker_dumps(dumps))
+    assert 'stuck' not in [finding['kind'] for finding in report['findings']], report['findings']
+    same = [[greenlet(0x9500, stack, call=call('crm.get', 'c0', 1.2 + 3 * index))] for index in range(3)]
+    assert 'stuck' in [finding['kind'] for finding in analyse(worker_dumps(same))['findings']]
