@@ -361,6 +361,38 @@ def test_the_commands_say_69_in_one_line_while_redis_hangs(operator_dir):
         os.kill(pid, signal.SIGCONT)
 
 
+def test_while_redis_hangs_calls_are_served_at_once_the_log_stays_quiet_and_a_stop_is_prompt(redis_server,
+                                                                                             server_factory):
+    from tests.integration.helpers import call
+    from tests.integration.test_cluster_diagnostics import calls_on, member as diagnostics_member
+    redis = redis_server()
+    server = diagnostics_member(server_factory, redis, 'h')
+    calls_on(server)
+    wait_until(lambda: client_of(redis).exists('zato:test:slow:host-h:diag.slow'), timeout=20, message='shipped')
+    lines_before = len(server.log().splitlines())
+    os.kill(redis.process.pid, signal.SIGSTOP)
+    try:
+        # Each thread of the master now waits up to 2 s on every call to Redis; a request that
+        # waited on one would take that long.
+        for _ in range(20):
+            started = time.monotonic()
+            assert call(server.port, 'demo.echo', {'while': 'hung'})[0] == 200
+            assert time.monotonic() - started < 1.0
+        calls_on(server)
+        time.sleep(5)
+        new_lines = server.log().splitlines()[lines_before:]
+        # The two calls' own lines (a slow call, a failure with its traceback) and the heartbeat's
+        # one CLUSTER_UNREACHABLE at most: nothing per pass of the diagnostics thread.
+        assert not [line for line in new_lines if 'Cluster diagnostics' in line or 'Unexpected' in line], new_lines
+        server.signal(signal.SIGTERM)
+        started = time.monotonic()
+        assert server.wait_exit(30) == 0
+        # Each cluster thread is joined for a bounded time (the diagnostics thread's: 5 s).
+        assert time.monotonic() - started < 15
+    finally:
+        os.kill(redis.process.pid, signal.SIGCONT)
+
+
 def test_workers_forked_all_along_while_the_thread_reads_the_store_and_ships(redis_server, server_factory):
     # SQLite is not fork-safe: the master forks (a reload every 2 s, a worker recycled every 20
     # requests) only between two reads of the diagnostics thread, which reads and ships all along.
