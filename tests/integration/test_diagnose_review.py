@@ -402,3 +402,18 @@ def test_the_master_stopping_during_diagnose_is_a_clear_69(server):
     assert '\n' not in message and 'Traceback' not in message
     assert f'master pid {server.pid} ' in message, message
     assert 'exited' in message or 'no server is running' in message, message
+
+
+def test_two_operators_running_diagnose_at_once_both_get_a_report(server):
+    results = []
+
+    def run():
+        results.append(diagnose(server, '--json'))
+    runners = [threading.Thread(target=run) for _ in range(2)]
+    for runner in runners:
+        runner.start()
+    for runner in runners:
+        runner.join(120)
+    assert [result.returncode for result in results] == [0, 0], [result.stderr for result in results]
+    for result in results:
+        assert all(process['dumps'] >= 2 for process in json.loads(result.stdout)['processes'])
