@@ -7,11 +7,12 @@ Each finding is decided per process on every record of it that the run took, in 
 - deadlock: a cycle of greenlets, each waiting (in every dump) on an object the next one holds;
 - hub_blocked: the same non-hub greenlet running in the main thread in every dump, or a
   heartbeat older than HEARTBEAT_LIMIT: nothing else in that worker runs meanwhile;
-- stuck: a greenlet (by address) or a thread (by ident) on the same stack in every dump, up to
-  its innermost frame of application code (Process.place);
+- stuck: a greenlet (by address, serving the same call) or a thread (by ident) on the same
+  stack in every dump, up to its innermost frame of application code (Process.place);
 - lock_wait: greenlets waiting on the same gevent lock, event or queue in every dump, grouped
   by object, with its holder when the dump knows it;
-- growth: the greenlets spawned at one place, counted in every dump, rising every time;
+- growth: the greenlets spawned at one place, counted in every dump, rising every time, by
+  MIN_GROWTH at least from the first dump to the last;
 - in_flight: every call in progress in the last dump, oldest first (not a problem by itself).
 Greenlets and threads in a known idle place (IDLE_FRAMES: the hub, the server's own
 housekeeping loops, a keep-alive connection waiting for its next request) are never findings,

@@ -3,7 +3,8 @@
 run() takes --dumps rounds --interval seconds apart. A round sends SIGURG to the master, which
 dumps itself and has every worker dump; each dump also writes its JSON record to the runtime
 directory's dumps/ (record.py). The round waits, at most ROUND_TIMEOUT, until the master and
-every serving worker that master.json lists has written a record taken after the round began.
+every serving worker that master.json lists when the signal is sent (and still lists) has
+written a record taken after the round began; a master that exits meanwhile ends the run.
 analysis.py then compares each process's records; this module prints what it found.
 
 Why the rounds are spaced by the records' own times as well: a process folds a SIGURG that
