@@ -444,6 +444,12 @@ def object_state(obj, object_family):
     return state, (None if owner is _MISSING else owner)
 
 
+def _one_slot(value):
+    """A semaphore made with one slot (BoundedSemaphore keeps its initial value; a plain
+    Semaphore does not say, and may have had more)."""
+    return family(type(value)) == SEMAPHORE and _plain(_descriptor_value(value, '_initial_value'), int) == 1
+
+
 def owner_address(owner, greenlet_addresses):
     """The greenlet address an RLock's _owner names: a greenlet itself (gevent.lock.RLock) or,
     for threading's RLock under patch_all, gevent's get_ident() of it, which is id(greenlet)."""
@@ -504,8 +510,10 @@ def analyse(sites_by_address, greenlet_addresses, running=()):
                 if value is _MISSING or family_of(value) not in (SEMAPHORE, RLOCK):
                     continue
                 object_address = remember(value, path.expression)
-                # A greenlet waiting on X (an RLock taken again, a Semaphore(2)) is not said to hold it.
-                if object_address != waited and object_address not in held:
+                # A greenlet waiting on X (an RLock taken again, a Semaphore(2)) is not said to hold it;
+                # but a lock of one slot (threading.Lock, a BoundedSemaphore(1)) it entered further out
+                # it holds, and waits on itself: `with lock:` again in a helper, a deadlock of one.
+                if (object_address != waited or _one_slot(value)) and object_address not in held:
                     held.append(object_address)
         if held:
             holds[address] = {object_address: False for object_address in held}

@@ -310,3 +310,43 @@ def test_a_greenlet_address_reused_by_another_call_on_the_same_line_is_not_stuck
     assert 'stuck' not in [finding['kind'] for finding in report['findings']], report['findings']
     same = [[greenlet(0x9500, stack, call=call('crm.get', 'c0', 1.2 + 3 * index))] for index in range(3)]
     assert 'stuck' in [finding['kind'] for finding in analyse(worker_dumps(same))['findings']]
+
+
+# ---- a lock of one slot entered again
+
+class Account:
+    def __init__(self, lock):
+        self._lock = lock
+
+    def helper(self):
+        with self._lock:  # waits on itself here
+            pass
+
+    def outer(self):
+        with self._lock:
+            self.helper()
+
+
+@pytest.mark.parametrize('make, deadlock', [
+    (lambda: gevent.lock.BoundedSemaphore(1), True),
+    (lambda: __import__('gevent.thread').thread.allocate_lock(), True),   # threading.Lock under patch_all
+    # A semaphore of more slots may get one yet: a wait, not a deadlock.
+    (lambda: gevent.lock.BoundedSemaphore(2), False),
+])
+def test_a_greenlet_entering_a_lock_of_one_slot_again_deadlocks_on_itself(spawned, make, deadlock):
+    lock = make()
+    if not deadlock:
+        lock.acquire()  # one slot taken elsewhere: the greenlet holds the other and waits
+    account = Account(lock)
+    waiter = spawned(account.outer)
+    gevent.sleep(0.01)
+    records = []
+    for index in range(2):
+        item = json.loads(json.dumps(record_now()))
+        item['time'] += 2 * index
+        records.append(item)
+    found = [finding for finding in analyse(records)['findings'] if id(waiter) in finding['greenlets']]
+    assert [finding['kind'] for finding in found] == (['deadlock'] if deadlock else ['lock_wait']), found
+    if deadlock:
+        step, = found[0]['cycle']
+        assert step['greenlet'] == step['held_by'] == id(waiter)
