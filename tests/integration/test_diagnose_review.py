@@ -417,3 +417,60 @@ def test_two_operators_running_diagnose_at_once_both_get_a_report(server):
     assert [result.returncode for result in results] == [0, 0], [result.stderr for result in results]
     for result in results:
         assert all(process['dumps'] >= 2 for process in json.loads(result.stdout)['processes'])
+
+
+REENTER = '''\
+import threading
+
+import gevent
+
+from zato_daemon import Service
+
+KEPT = []
+
+
+class Ledger:
+    def __init__(self):
+        self._lock = threading.Lock()   # gevent's, under patch_all
+
+    def post(self, notes, cid):
+        with self._lock:
+            with open(notes, 'a') as file:
+                file.write(f'review.reenter {cid} waiting\\n')
+            self.balance()
+
+    def balance(self):
+        with self._lock:  # reenter waits here
+            pass
+
+
+class Reenter(Service):
+    name = 'review.reenter'
+
+    def handle(self):
+        KEPT.append(gevent.getcurrent())
+        Ledger().post(self.request.payload['notes'], self.cid)
+
+
+class ReenterRelease(Service):
+    name = 'review.reenter-release'
+
+    def handle(self):
+        gevent.killall(list(KEPT), block=False)
+        del KEPT[:]
+'''
+
+
+def test_a_service_entering_its_own_lock_again_is_a_deadlock_of_one(server_factory, tmp_path):
+    probes = Probes(server_factory(), tmp_path, module=REENTER, release='review.reenter-release')
+    try:
+        probes.start('review.reenter')
+        cid, = probes.noted('review.reenter', 'waiting')
+        result = diagnose(probes.server)
+    finally:
+        probes.release()
+    assert result.returncode == 1, result.stdout + result.stderr
+    deadlock, = finding_lines(result.stdout, 'DEADLOCK')
+    assert f'review.reenter, cid {cid}' in deadlock and 'self._lock' in deadlock, result.stdout
+    assert f'probes.py:{line_of(REENTER, "reenter waits here")}' in deadlock
+    assert not finding_lines(result.stdout, 'LOCK WAIT') and not finding_lines(result.stdout, 'STUCK')
