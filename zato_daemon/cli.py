@@ -818,7 +818,10 @@ def _cluster_records(args, kind, service):
         raise UsageError(f'--since: {exc}') from None
     _, settings = _cluster_of(args.server_dir)
     with _cluster_client(settings, 'read the records of cluster {name}') as client:
-        entries = diagnostics_command.read_entries(client, settings, kind, service, since)
+        notes = []
+        entries = diagnostics_command.read_entries(client, settings, kind, service, since, notes)
+    for note in notes:
+        print(f'zato-daemon: warning: {note}', file=sys.stderr)
     # Each member's newest, as many as `slow` and `samples` list of one server.
     per_host = SLOW_KEEP if kind == records.SLOW else SAMPLES_KEEP
     rows = redacted_rows(records.merge(entries, per_host, service, since))

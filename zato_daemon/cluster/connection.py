@@ -30,6 +30,9 @@ BACKOFF_MAX = 30.0
 # What a Redis that cannot be used raises: down, refusing, timing out, a wrong password,
 # a protocol error (a port that is not Redis).
 REDIS_ERRORS = (redis.RedisError, OSError)
+# Redis answered, refusing the command (a key of another type, out of memory), as opposed to
+# not answering.
+RESPONSE_ERROR = redis.ResponseError
 
 
 def connect(settings, timeout=TIMEOUT):

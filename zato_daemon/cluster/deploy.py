@@ -95,9 +95,14 @@ class ClusterDeployer(ClusterThread):
             self._delay = None
             return 0
         except self.connection.REDIS_ERRORS as exc:
-            # The heartbeat thread says that Redis cannot be reached (CLUSTER_UNREACHABLE);
-            # this one catches up once it can again.
-            self.logger.debug('Cluster deploys wait for Redis: %s', self.connection.describe_error(exc, settings))
+            if isinstance(exc, self.connection.RESPONSE_ERROR):
+                # Redis answers but refuses (a deploys key of another type, written by something
+                # else): the heartbeat thread would not say so, and deploys would stop unsaid.
+                self._refused('read the cluster deploys', exc, settings)
+            else:
+                # The heartbeat thread says that Redis cannot be reached (CLUSTER_UNREACHABLE);
+                # this one catches up once it can again.
+                self.logger.debug('Cluster deploys wait for Redis: %s', self.connection.describe_error(exc, settings))
             self._redis.close()
             with self._lock:
                 self._synced = False

@@ -24,7 +24,7 @@ import threading
 import time
 
 from zato_daemon.cluster import dumps, records
-from zato_daemon.cluster.thread import ClusterThread, raw_reply, response_error
+from zato_daemon.cluster.thread import REFUSAL_REPORT_INTERVAL, ClusterThread, raw_reply, response_error
 from zato_daemon.diagnostics.store import DiagnosticsReadError, list_written_after
 from zato_daemon.logs import levels
 from zato_daemon.logs.throttle import Throttle
@@ -44,9 +44,6 @@ READ_BLOCK = 1.0
 # Dump requests read per XREAD: a stream someone filled with thousands is gone through a few
 # at a time, each pass still shipping.
 REQUESTS_PER_READ = 10
-# Dump requests refused are logged at most once per this many seconds, with their count: a
-# flood of forged requests does not flood the journal.
-REFUSAL_REPORT_INTERVAL = 60.0
 
 # SQLite is not fork-safe: a worker forked while this thread is inside SQLite (holding one of
 # its process-wide mutexes) would hang on its own first SQLite call, its diagnostics store's.
@@ -80,8 +77,9 @@ class ClusterDiagnostics(ClusterThread):
         self._cursor = records.Cursor()
         self._store_problem = None
         self._seen = {}
+        # Forged dump requests are said once a minute with their count: a flood of them does
+        # not flood the journal.
         self._refusals = Throttle(REFUSAL_REPORT_INTERVAL)
-        self._refusals_by_kind = {}
 
     # ---- from the master's loop
 
@@ -133,19 +131,6 @@ class ClusterDiagnostics(ClusterThread):
                 self._synced = False
             self._delay = self.connection.next_delay(self._delay)
             return self._delay
-
-    def _refused(self, what, exc, settings):
-        """Redis answered but refused a command (out of memory with noeviction, a read-only
-        replica, one of our keys holding another type): said at most once a minute, with the
-        count. Not a Redis that is down: the connection stays, the rest of the pass goes on."""
-        throttle = self._refusals_by_kind.setdefault(what, Throttle(REFUSAL_REPORT_INTERVAL))
-        count = throttle.occurred(time.monotonic())
-        if count:
-            # redis-py quotes a pipeline's command (an entry's text) before the error: left out.
-            reason = str(exc).rpartition(' of pipeline caused error: ')[2]
-            self.logger.warning('Cluster diagnostics: Redis refused to %s: %s%s', what,
-                                self.connection.describe_error(type(exc)(reason), settings),
-                                f' ({count} times since the last report)' if count > 1 else '')
 
     # ---- the dump requests' stream, read as Redis holds it (raw_reply: never decoded by redis-py)
 

@@ -22,7 +22,7 @@ import shlex
 import uuid
 
 from zato_daemon.cluster.membership import KEY_PREFIX
-from zato_daemon.cluster.records import shown
+from zato_daemon.diagnostics.report import shown
 
 RECORD_VERSION = '1'
 STREAM_MAXLEN = 100
@@ -147,7 +147,7 @@ def summarize(hosts, answers):
     """(exit status, lines, data) of a request. `hosts`: the live members when it was made;
     `answers`: {host: answer} as read. 0 when every live member dumped; 1 when one did not
     answer in time or refused, or when no member is live. Each text of an answer goes through
-    records.shown on its way into a line: anyone who can write Redis can write answers."""
+    report.shown on its way into a line: anyone who can write Redis can write answers."""
     lines, data = [], {}
     status = 0 if hosts else 1
     for host in sorted(set(hosts) | set(answers)):

@@ -19,11 +19,10 @@ to [logging] secret_names since, are covered again), and its texts are capped.
 
 import json
 import math
-import re
 from datetime import datetime, timezone
 
 from zato_daemon.cluster.membership import KEY_PREFIX
-from zato_daemon.diagnostics.report import redacted_rows
+from zato_daemon.diagnostics.report import redacted_rows, shown
 from zato_daemon.diagnostics.store import ROW_KEYS, SAMPLES_KEEP, SAMPLES_TABLE, SLOW_KEEP, SLOW_TABLE
 
 SLOW, SAMPLES = 'slow', 'samples'
@@ -49,15 +48,6 @@ GLOB_CHARACTERS = '\\*?[]'
 # What each other key of an entry holds when it is not null: a table formats them as such.
 FIELD_TYPES = {'worker': (int,), 'duration_ms': (int, float), 'status': (int,),
                'request': (str,), 'response': (str,), 'error': (str,)}
-# What must not reach the operator's terminal raw from text anyone who can write Redis may
-# have written: C0 controls but tab and newline (ESC starts an escape sequence: a cleared
-# screen, a changed title, a forged line), DEL, C1 controls (0x9b is a CSI on some terminals),
-# the invisible and bidirectional format characters (text shown in another order than it
-# reads), and lone surrogates (valid in JSON, but print() cannot encode them).
-UNSHOWABLE = re.compile('[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2069'
-                        '\ufeff\ud800-\udfff]')
-
-
 class EntryError(ValueError):
     """What Redis holds under a records key is not an entry."""
 
@@ -191,14 +181,6 @@ def parse_entry(text):
                                   (isinstance(value, float) and not math.isfinite(value))):
             raise EntryError(f'its {key} is not a {kinds[-1].__name__}')
     return {key: shown(entry.get(key)) for key in ENTRY_KEYS}
-
-
-def shown(value):
-    """A text safe to print: each UNSHOWABLE character as its escape (\\x1b, \\u202e); any
-    other value as it is."""
-    if not isinstance(value, str):
-        return value
-    return UNSHOWABLE.sub(lambda match: match.group().encode('unicode_escape').decode('ascii'), value)
 
 
 def merge(entries, per_host, service=None, since=None):

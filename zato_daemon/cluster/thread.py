@@ -9,6 +9,13 @@ traceback and tried again after the longest back-off, so a bug never ends a thre
 
 import os
 import threading
+import time
+
+from zato_daemon.logs import levels
+from zato_daemon.logs.throttle import Throttle
+
+# A refusal of Redis is said at most this often per kind of command, with the count.
+REFUSAL_REPORT_INTERVAL = 60.0
 
 
 class ClusterThread:
@@ -27,6 +34,7 @@ class ClusterThread:
         self._wake = threading.Event()
         self._thread = None
         self._redis = connection.ClientHolder()
+        self._refusals_by_kind = {}
 
     # ---- from the master's loop
 
@@ -76,6 +84,20 @@ class ClusterThread:
     def _step(self):
         raise NotImplementedError
 
+    def _refused(self, what, exc, settings):
+        """Redis answered but refused a command (out of memory with noeviction, a read-only
+        replica, one of our keys holding another type): said at most once a minute per kind of
+        command, with the count. Not a Redis that is down: the caller keeps the connection."""
+        throttle = self._refusals_by_kind.setdefault(what, Throttle(REFUSAL_REPORT_INTERVAL))
+        count = throttle.occurred(time.monotonic())
+        if count:
+            # redis-py quotes a pipeline's command (an entry's text) before the error: left out.
+            reason = str(exc).rpartition(' of pipeline caused error: ')[2]
+            self.logger.warning('The Redis of cluster %s refused to %s: %s%s', settings.name, what,
+                                self.connection.describe_error(type(exc)(reason), settings),
+                                f' ({count} times since the last report)' if count > 1 else '',
+                                extra=levels.CLUSTER_REDIS_REFUSED.extra)
+
     def _finish(self):
         self._redis.close()
 
@@ -120,7 +142,7 @@ def response_error():
     out of memory with noeviction, a read-only replica), as opposed to not answering.
     Through connection.py, the only module importing redis-py."""
     from zato_daemon.cluster import connection
-    return connection.redis.ResponseError
+    return connection.RESPONSE_ERROR
 
 
 def _connection_of(pool):

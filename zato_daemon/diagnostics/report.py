@@ -10,6 +10,7 @@ before [logging] secret_names named more.
 """
 
 import json
+import re
 
 from zato_daemon.redaction import redact_text
 
@@ -20,6 +21,15 @@ RIGHT_ALIGNED = frozenset(('worker', 'duration_ms', 'status'))
 MISSING = '-'
 GAP = '  '
 REDACTED_COLUMNS = frozenset(('request', 'response', 'error'))
+
+# What must not reach the operator's terminal raw from text a client sent, or that anyone who
+# can write the cluster's Redis wrote: C0 controls but tab and newline (ESC starts an escape
+# sequence: a cleared screen, a changed title, a forged line), DEL, C1 controls (0x9b is a CSI
+# on some terminals), the invisible and bidirectional format characters (text shown in another
+# order than it reads), and lone surrogates (valid in JSON, but print() cannot encode them).
+# JSON allows every one of them unescaped in a string except the C0 controls.
+UNSHOWABLE = re.compile('[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2069'
+                        '\ufeff\ud800-\udfff]')
 
 SLOW_COLUMNS = ('started_at', 'service', 'duration_ms', 'status', 'worker', 'cid', 'request', 'response', 'error')
 # Samples are listed for one service, named on the command line.
@@ -39,8 +49,19 @@ def format_table(rows, columns):
 
 
 def format_json(rows):
-    """`rows` as indented JSON, keys in the rows' own order, non-ASCII text as is."""
-    return json.dumps(list(rows), indent=2, ensure_ascii=False, sort_keys=False)
+    """`rows` as indented JSON, keys in the rows' own order, non-ASCII text as is but for the
+    UNSHOWABLE characters, written as JSON escapes (\\u009b): the same JSON value, and nothing
+    a terminal acts on."""
+    text = json.dumps(list(rows), indent=2, ensure_ascii=False, sort_keys=False)
+    return UNSHOWABLE.sub(lambda match: f'\\u{ord(match.group()):04x}', text)
+
+
+def shown(value):
+    """A text safe to print in a table: each UNSHOWABLE character as its escape (\\x1b,
+    \\u202e); any other value as it is."""
+    if not isinstance(value, str):
+        return value
+    return UNSHOWABLE.sub(lambda match: match.group().encode('unicode_escape').decode('ascii'), value)
 
 
 def redacted_rows(rows):
@@ -70,7 +91,7 @@ def _cell(value, column):
         return MISSING
     if column == 'duration_ms':
         return f'{value:.1f}'
-    text = ' '.join(str(value).split())
+    text = ' '.join(shown(str(value)).split())
     width = CUT_WIDTHS.get(column)
     if width is not None and len(text) > width:
         return text[:width - 1] + ELLIPSIS

@@ -284,6 +284,16 @@ CLUSTER_DIAGNOSTICS_UNREADABLE = _event('CLUSTER_DIAGNOSTICS_UNREADABLE', loggin
     thread tries again every few seconds and says when it can read the database again.
     Requests are served meanwhile.''')
 
+CLUSTER_REDIS_REFUSED = _event('CLUSTER_REDIS_REFUSED', logging.WARNING, 'f09fe6055fbd46abb7457592be73afb0',
+                               'zato-daemon: the cluster\'s Redis refused a command', '''
+    The cluster's Redis answered one of this member's threads with an error: it is full
+    (maxmemory with the noeviction policy), a read-only replica, or one of the cluster's keys
+    holds another type than zato-daemon writes there (something else wrote it). The entry says
+    which command and the error; it is said at most once a minute per command, with the count.
+    The member keeps its connection and goes on with the rest: shipping diagnostics, taking
+    dump requests, or taking deploys, whichever still works. Give Redis memory, point
+    redis_url at the primary, or remove the foreign key.''')
+
 EVENTS = (SERVER_READY, SERVER_STOPPED, SERVER_HALTED, START_FAILED, RELOAD_COMPLETE, RELOAD_REFUSED,
           RELOAD_FAILED, WORKER_EXITED, WORKER_BOOT_FAILED, WORKER_BOOT_TIMEOUT, WORKERS_KILLED,
           SERVICE_FAILED, DEPLOY_FAILED, SERVICE_DEPLOYED, WORKER_HUNG, DUMP_WRITTEN, SLOW_RESPONSE,
@@ -291,4 +301,5 @@ EVENTS = (SERVER_READY, SERVER_STOPPED, SERVER_HALTED, START_FAILED, RELOAD_COMP
           PICKUP_SCAN_FAILED, SPAWN_FAILED, STARTUP_CALLABLE_FAILED, RUNTIME_REPAIRED,
           CLUSTER_JOINED, CLUSTER_UNREACHABLE, CLUSTER_DEPLOY_ACCEPTED, CLUSTER_DEPLOY_REFUSED,
           CLUSTER_SIGNATURE_REFUSED, DUMP_FAILED, CLUSTER_DUMP_REQUESTED,
-          CLUSTER_LEFT, CLUSTER_CATCHING_UP, CLUSTER_DUMP_REFUSED, CLUSTER_DIAGNOSTICS_UNREADABLE)
+          CLUSTER_LEFT, CLUSTER_CATCHING_UP, CLUSTER_DUMP_REFUSED, CLUSTER_DIAGNOSTICS_UNREADABLE,
+          CLUSTER_REDIS_REFUSED)

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from zato_daemon.diagnostics.report import (CUT_WIDTHS, ELLIPSIS, SAMPLE_COLUMNS, SLOW_COLUMNS, format_json,
-                                            format_samples, format_slow, format_table)
+                                            UNSHOWABLE, format_samples, format_slow, format_table, shown)
 from zato_daemon.diagnostics.store import DATABASE_NAME, ROW_KEYS, Call, DiagnosticsStore, list_slow
 
 
@@ -89,3 +89,27 @@ def test_the_wrappers_pick_columns_and_say_when_there_is_nothing(formatter, colu
 
 def test_samples_leave_out_the_service_named_on_the_command_line():
     assert 'service' in SLOW_COLUMNS and 'service' not in SAMPLE_COLUMNS
+
+
+# What a client sent reaches the operator's terminal: JSON allows C1 controls, DEL, format
+# characters and lone surrogates unescaped in a string, and a terminal may act on them.
+HOSTILE = 'a\x1b[2Jb\x9bc\u202ed\x7fe\u200bf\ud800g'
+
+
+def test_a_table_shows_what_a_terminal_would_act_on_as_escapes():
+    table = format_table([{'request': HOSTILE, 'cid': 'c\u2066'}], ('cid', 'request'))
+    assert not UNSHOWABLE.search(table)
+    assert '\\x1b[2Jb\\x9bc\\u202ed\\x7fe\\u200bf\\ud800g' in table and 'c\\u2066' in table
+
+
+def test_json_writes_them_as_json_escapes_and_reads_back_the_same():
+    text = format_json([{'request': HOSTILE, 'é': 'ünï'}])
+    assert not UNSHOWABLE.search(text)
+    assert '"é": "ünï"' in text  # other non-ASCII text as is
+    assert json.loads(text) == [{'request': HOSTILE, 'é': 'ünï'}]
+
+
+@pytest.mark.parametrize('value, expected', [('plain', 'plain'), ('tab\tand\nnewline', 'tab\tand\nnewline'),
+                                             ('\x00', '\\x00'), (5, 5), (None, None)])
+def test_shown(value, expected):
+    assert shown(value) == expected
