@@ -17,9 +17,9 @@ from tests.unit.dump.test_analysis import T0, leaked, master_dumps, worker_dumps
 from tests.unit.dump.test_diagnose_records import RECV, SITE, STDLIB, app, call, frame, greenlet, serving, zd
 from tests.unit.dump.test_diagnose_rounds import server_paths
 from tests.unit.dump.test_record import made_dump
+from tests.unit.dump.test_waits import record_now, spawned  # noqa: F401 (a fixture, and the record of now)
 from zato_daemon.dump import diagnose, plain, record, waits
 from zato_daemon.dump.analysis import analyse, is_idle
-from zato_daemon.dump.collect import collect, os_thread_ident
 from zato_daemon.errors import NotRunning
 from zato_daemon.redaction import REDACTED
 from zato_daemon.status import write_status
@@ -73,19 +73,6 @@ def wait_on_hostile(hostile):
     hostile.acquire()
 
 
-@pytest.fixture
-def spawned():
-    greenlets = []
-
-    def spawn(function, *args):
-        greenlets.append(gevent.spawn(function, *args))
-        return greenlets[-1]
-    yield spawn
-    gevent.killall(greenlets, timeout=5)
-
-
-def record_now():
-    return record.to_record(collect(os_thread_ident(), 'worker-1', '/srv/test'))
 
 
 def test_an_instance_dict_that_is_a_property_is_never_run():
