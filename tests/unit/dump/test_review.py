@@ -19,7 +19,8 @@ from tests.unit.dump.test_diagnose_rounds import server_paths
 from tests.unit.dump.test_record import made_dump
 from tests.unit.dump.test_waits import record_now, spawned  # noqa: F401 (a fixture, and the record of now)
 from zato_daemon.dump import diagnose, plain, record, waits
-from zato_daemon.dump.analysis import analyse, is_idle
+from zato_daemon.dump.analysis import analyse
+from zato_daemon.dump.stacks import is_idle
 from zato_daemon.errors import NotRunning
 from zato_daemon.redaction import REDACTED
 from zato_daemon.status import write_status
