@@ -6,9 +6,33 @@ worker on the socket the master bound in the runtime directory (mode 0660).
 
 import http.client
 import json
+import os
 import socket
+import weakref
 
 from zato_daemon.errors import AdminCallError
+
+# The sockets of the calls under way in this process. One forked meanwhile must not keep a
+# copy: the master forks workers while its cluster thread asks them for their services, and
+# the worker that accepts that call, holding the client end too, would never see its end of
+# file; drained at the next reload, it then waited for the connection until graceful_timeout.
+_OPEN_SOCKETS = weakref.WeakSet()
+
+
+def _close_inherited_sockets():
+    for sock in list(_OPEN_SOCKETS):
+        # detach(), not close(): the response's file object holds a reference, and close()
+        # leaves the descriptor open while one does. This process's copy only: the parent's
+        # call goes on.
+        fd = sock.detach()
+        if fd >= 0:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+os.register_at_fork(after_in_child=_close_inherited_sockets)
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -18,6 +42,7 @@ class _UnixConnection(http.client.HTTPConnection):
 
     def connect(self):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        _OPEN_SOCKETS.add(self.sock)
         self.sock.settimeout(self.timeout)
         try:
             self.sock.connect(self._path)

@@ -318,3 +318,31 @@ def test_only_the_master_holds_a_connection_to_redis(redis_server, server_factor
     # knock on the same port.
     clients = redis_clients(redis.port)
     assert server.pid in clients and not clients & workers
+
+
+def test_workers_drained_at_a_reload_end_at_once_though_the_cluster_thread_asked_them_at_their_fork(
+        redis_server, server_factory):
+    # The cluster thread asks the workers for their services through the admin socket, from
+    # start on; the master forked its first workers while that call was under way, and the
+    # worker that accepted it held the client end too: never an end of file, so at the next
+    # reload that worker drained until graceful_timeout (30 s), and a stop waited as long.
+    redis = redis_server()
+    server = server_factory('a', workers=2, start=False, sections=cluster_section(redis.port, 'host-a', ttl=15))
+    conf = server.server_dir / 'server.conf'
+    # Long enough that a worker held by the connection is told from one that ends at once.
+    conf.write_text(conf.read_text().replace('graceful_timeout = 10', 'graceful_timeout = 60'))
+    server.start()
+    old = server.worker_pids()
+    assert zato_daemon('reload', server.server_dir).returncode == 0
+
+    def old_gone():
+        return not any(os.path.exists(f'/proc/{pid}') and not _is_zombie(pid) for pid in old)
+    wait_until(old_gone, timeout=15, message='the drained workers to end, well within graceful_timeout')
+
+
+def _is_zombie(pid):
+    try:
+        with open(f'/proc/{pid}/stat') as stat:
+            return stat.read().rpartition(')')[2].split()[0] == 'Z'
+    except OSError:
+        return True
