@@ -281,7 +281,8 @@ TOP_LEVEL_EPILOG = ('Run "zato-daemon COMMAND --help" for what a command does, a
                     'exit status:\n' + '\n'.join(f'  {code:<3} {meaning}' for code, meaning in (
                         (0, STATUS_MEANINGS[0]),
                         (1, 'invoke: the service failed; verify: the module is not that file; '
-                            'cluster: the members differ; deploy, undeploy, dump --cluster: a member did not; '
+                            'cluster: the members differ; deploy, undeploy, dump --cluster: a live member '
+                            'refused or did not answer in time; '
                             'diagnose: something was found'),
                         *((code, STATUS_MEANINGS[code]) for code in (64, 66, 69, 70)),
                         (73, 'a directory or file the server must write cannot be written'),
@@ -365,7 +366,7 @@ def _positive_seconds(text):
     except ValueError:
         value = 0
     if not 0 < value <= 3600:
-        raise argparse.ArgumentTypeError(f'{text!r} is not a number of seconds from 0 to 3600')
+        raise argparse.ArgumentTypeError(f'{text!r} is not a number of seconds over 0 and at most 3600')
     return value
 
 
@@ -608,6 +609,8 @@ def command_dump(args):
     a request through Redis that every member's master takes as if it got the signal."""
     if args.cluster:
         return _dump_cluster(args)
+    if args.json:
+        raise UsageError('--json needs --cluster: a dump of one server goes to server.log and the journal')
     server_dir, pid = _require_master(args.server_dir)
     log_path = paths_in_use(server_dir, pid).server_log
     since = time.strftime('%Y-%m-%d %H:%M:%S')
@@ -792,8 +795,8 @@ def command_slow(args):
     _configure_redaction(args.server_dir)
     try:
         rows = list_slow(database, args.service, args.since)
-    except ValueError as exc:
-        raise UsageError(f'--since: {exc}') from None
+    except ValueError:
+        raise bad_since(args.since) from None
     print(format_slow(rows, as_json=args.json))
     return EXIT_OK
 
@@ -807,6 +810,10 @@ def command_samples(args):
     return EXIT_OK
 
 
+def bad_since(text):
+    return UsageError(f'--since: {text!r} is not an ISO 8601 time (e.g. 2026-01-31T08:00, UTC unless it says)')
+
+
 def _cluster_records(args, kind, service):
     """`slow --cluster`, `samples --cluster`: every member's records from Redis, with their host."""
     from zato_daemon.cluster import diagnostics_command, records
@@ -814,8 +821,8 @@ def _cluster_records(args, kind, service):
     from zato_daemon.diagnostics.store import SAMPLES_KEEP, SLOW_KEEP, to_epoch
     try:
         since = to_epoch(args.since) if getattr(args, 'since', None) else None
-    except ValueError as exc:
-        raise UsageError(f'--since: {exc}') from None
+    except ValueError:
+        raise bad_since(args.since) from None
     _, settings = _cluster_of(args.server_dir)
     with _cluster_client(settings, 'read the records of cluster {name}') as client:
         notes = []

@@ -69,7 +69,7 @@ def test_the_top_level_help_lists_every_command_and_the_statuses(capsys):
     (['samples'], 'required: DIR, SERVICE'),
     (['verify', '/srv/a', 'x.y'], 'required: FILE'),
     (['hash'], 'required: FILE'),
-    (['dump', '/srv/a', '--cluster', '--timeout', '0'], "'0' is not a number of seconds"),
+    (['dump', '/srv/a', '--cluster', '--timeout', '0'], "'0' is not a number of seconds over 0 and at most 3600"),
     (['samples', '/srv/a', '--cluster'], 'required: SERVICE'),
 ])
 def test_a_bad_command_line_exits_64_saying_what_is_wrong(capsys, argv, says):
@@ -160,4 +160,12 @@ def test_the_cluster_options_of_dump_slow_and_samples(argv, expected):
 
 def test_a_since_that_is_not_a_time_is_64_before_redis_is_asked(capsys, tmp_path):
     assert main(['slow', str(tmp_path), '--cluster', '--since', 'yesterday']) == 64
-    assert capsys.readouterr().err.startswith('zato-daemon: --since: ')
+    assert capsys.readouterr().err == ("zato-daemon: --since: 'yesterday' is not an ISO 8601 time "
+                                       "(e.g. 2026-01-31T08:00, UTC unless it says)\n")
+
+
+def test_dump_json_without_cluster_is_64_and_signals_nothing(capsys, tmp_path):
+    # Checked before the server is even looked for: nothing is signalled.
+    assert main(['dump', str(tmp_path), '--json']) == 64
+    assert capsys.readouterr().err == ('zato-daemon: --json needs --cluster: a dump of one server goes to '
+                                       'server.log and the journal\n')

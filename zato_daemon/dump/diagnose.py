@@ -62,7 +62,8 @@ def _bounded(kind, low, high, why=''):
             value = None
         if value is None or not low <= value <= high:
             noun = 'whole number' if kind is int else 'number of seconds'
-            raise argparse.ArgumentTypeError(f'{text!r} is not a {noun} from {low:g} to {high:g}{why}')
+            reason = why if value is not None and value < low else ''
+            raise argparse.ArgumentTypeError(f'{text!r} is not a {noun} from {low:g} to {high:g}{reason}')
         return value
     return parse
 
