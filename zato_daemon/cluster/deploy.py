@@ -17,8 +17,8 @@ import time
 import uuid
 
 from zato_daemon.cluster import modules
-from zato_daemon.cluster.membership import utf8_or_none
-from zato_daemon.cluster.thread import ClusterThread, raw_reply
+from zato_daemon.cluster.thread import (ClusterThread, raw_hash, raw_reply, stream_entries, stream_position,
+                                        utf8_or_none)
 from zato_daemon.deploy.manifest import ManifestError, read_manifest, write_atomically
 from zato_daemon.deploy.pickup import local_outcome, read_refusals
 from zato_daemon.logs import levels
@@ -52,9 +52,7 @@ class ClusterDeployer(ClusterThread):
     def __init__(self, settings, key, paths, hot_deploy, outcome_wait, logger):
         super().__init__(logger)
         self._config = (settings, key, paths, hot_deploy, outcome_wait)
-        self._synced = False
         self._last_id = None
-        self._delay = None
         self._pending = {}           # name -> Pending
         self._refused_records = set()  # (name, signature) of records refused and logged already
 
@@ -74,14 +72,12 @@ class ClusterDeployer(ClusterThread):
     def _step(self):
         """One pass: connect and catch up if needed, report what the pickup thread decided,
         read the stream for a moment. Returns how long to wait before the next pass."""
-        with self._lock:
-            settings, key, paths, hot_deploy, outcome_wait = self._config
-            must_sync = not self._synced
-            self._synced = True
+        (settings, key, paths, hot_deploy, outcome_wait), must_sync = self._pass_config()
         try:
             client = self._redis.client_for(settings)
             if must_sync:
-                self._last_id = self._latest_id(client, settings)
+                # Taken before the hash is read: a publication made meanwhile is seen twice, never missed.
+                self._last_id = stream_position(client, modules.stream_key(settings.name))
                 if key is not None and hot_deploy:
                     self._catch_up(client, settings, key, paths, outcome_wait)
             self._report_pending(client, settings, paths)
@@ -95,25 +91,9 @@ class ClusterDeployer(ClusterThread):
             self._delay = None
             return 0
         except self.connection.REDIS_ERRORS as exc:
-            if isinstance(exc, self.connection.RESPONSE_ERROR):
-                # Redis answers but refuses (a deploys key of another type, written by something
-                # else): the heartbeat thread would not say so, and deploys would stop unsaid.
-                self._refused('read the cluster deploys', exc, settings)
-            else:
-                # The heartbeat thread says that Redis cannot be reached (CLUSTER_UNREACHABLE);
-                # this one catches up once it can again.
-                self.logger.debug('Cluster deploys wait for Redis: %s', self.connection.describe_error(exc, settings))
-            self._redis.close()
-            with self._lock:
-                self._synced = False
-            self._delay = self.connection.next_delay(self._delay)
-            return self._delay
-
-    @staticmethod
-    def _latest_id(client, settings):
-        # Taken before the hash is read: a publication made meanwhile is seen twice, never missed.
-        latest = raw_reply(client, 'XREVRANGE', modules.stream_key(settings.name), '+', '-', 'COUNT', 1)
-        return latest[0][0].decode('ascii') if latest else '0-0'
+            # A Redis that answers but refuses (a deploys key of another type, written by
+            # something else) is said: the heartbeat thread would not, and deploys would stop unsaid.
+            return self._redis_lost(exc, settings, 'Cluster deploys', refused='read the cluster deploys')
 
     def _catch_up(self, client, settings, key, paths, outcome_wait):
         stored = raw_hash(raw_reply(client, 'HGETALL', modules.modules_key(settings.name)))
@@ -230,23 +210,6 @@ class ClusterDeployer(ClusterThread):
         key = modules.outcome_key(settings.name, publication)
         client.hset(key, settings.host_name, json.dumps({'outcome': outcome, 'reason': reason}))
         client.expire(key, modules.OUTCOME_TTL)
-
-
-def stream_entries(answer):
-    """(entry id, {field: value} or None when not UTF-8) of an XREAD answer read raw: RESP3
-    (redis-py 5 and later) answers a map of streams, RESP2 (4.3) a list of pairs."""
-    for _, entries in (answer.items() if isinstance(answer, dict) else answer or ()):
-        for entry_id, fields in entries:
-            texts = [utf8_or_none(item) for item in fields]
-            yield entry_id.decode('ascii'), (None if None in texts else dict(zip(texts[::2], texts[1::2])))
-
-
-def raw_hash(reply):
-    """{field: value} of an HGETALL read raw, as text; a field or value that is not UTF-8 is left
-    out (a record's refusal needs its name, and such a name is no pickup file name anyway)."""
-    pairs = reply.items() if isinstance(reply, dict) else zip(reply[::2], reply[1::2])
-    texts = ((utf8_or_none(field), utf8_or_none(value)) for field, value in pairs)
-    return {field: value for field, value in texts if field is not None and value is not None}
 
 
 def _field(text, name):

@@ -24,7 +24,8 @@ import threading
 import time
 
 from zato_daemon.cluster import dumps, records
-from zato_daemon.cluster.thread import REFUSAL_REPORT_INTERVAL, ClusterThread, raw_reply, response_error
+from zato_daemon.cluster.thread import (REFUSAL_REPORT_INTERVAL, ClusterThread, raw_reply, response_error,
+                                        stream_entries, stream_position)
 from zato_daemon.diagnostics.store import DiagnosticsReadError, list_written_after
 from zato_daemon.logs import levels
 from zato_daemon.logs.throttle import Throttle
@@ -70,9 +71,7 @@ class ClusterDiagnostics(ClusterThread):
         self.pid = pid
         self.clock = clock
         self._config = (settings, key, paths)
-        self._synced = False
         self._last_id = None
-        self._delay = None
         self._next_ship = 0.0
         self._cursor = records.Cursor()
         self._store_problem = None
@@ -98,10 +97,7 @@ class ClusterDiagnostics(ClusterThread):
     def _step(self):
         """One pass: connect if needed, ship if due, wait a moment for dump requests. Returns
         how long to wait before the next pass."""
-        with self._lock:
-            settings, key, paths = self._config
-            must_sync = not self._synced
-            self._synced = True
+        (settings, key, paths), must_sync = self._pass_config()
         try:
             client = self._redis.client_for(settings)
             if must_sync:
@@ -125,12 +121,7 @@ class ClusterDiagnostics(ClusterThread):
             self._delay = None
             return 0
         except self.connection.REDIS_ERRORS as exc:
-            self.logger.debug('Cluster diagnostics wait for Redis: %s', self.connection.describe_error(exc, settings))
-            self._redis.close()
-            with self._lock:
-                self._synced = False
-            self._delay = self.connection.next_delay(self._delay)
-            return self._delay
+            return self._redis_lost(exc, settings, 'Cluster diagnostics')
 
     # ---- the dump requests' stream, read as Redis holds it (raw_reply: never decoded by redis-py)
 
@@ -139,11 +130,10 @@ class ClusterDiagnostics(ClusterThread):
         member (re)connected is not acted on (a restart hours later must not dump). None while
         the stream's key holds something else than a stream (tried again next pass)."""
         try:
-            latest = raw_reply(client, 'XREVRANGE', dumps.stream_key(settings.name), '+', '-', 'COUNT', 1)
+            return stream_position(client, dumps.stream_key(settings.name))
         except response_error() as exc:
             self._refused('read the dump requests', exc, settings)
             return None
-        return latest[0][0].decode('ascii') if latest else '0-0'
 
     def _read_requests(self, client, settings, key, server_log, block):
         command = ['XREAD', 'COUNT', REQUESTS_PER_READ]
@@ -155,11 +145,9 @@ class ClusterDiagnostics(ClusterThread):
             self._refused('read the dump requests', exc, settings)
             self._last_id = None
             return
-        # RESP3 (redis-py 5 and later) answers a map of streams; RESP2 (4.3) a list of pairs.
-        for _, entries in (answer.items() if isinstance(answer, dict) else answer or ()):
-            for entry_id, fields in entries:
-                self._last_id = entry_id.decode('ascii')
-                self._take_request(client, settings, key, server_log, dumps.decoded_fields(fields))
+        for entry_id, fields in stream_entries(answer):
+            self._last_id = entry_id
+            self._take_request(client, settings, key, server_log, fields)
 
     # ---- shipping
 

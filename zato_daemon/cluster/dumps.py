@@ -113,17 +113,6 @@ def check_request(key, cluster, fields, now, seen):
     return request_id
 
 
-def decoded_fields(raw):
-    """A stream entry's fields as Redis holds them ([name, value, ...], bytes) as text, or None
-    when they are not UTF-8 text (check_request refuses it then): anyone who can write Redis can
-    add entries, and the reader must go past theirs, not stop at them."""
-    try:
-        texts = [item.decode('utf-8') for item in raw]
-    except (AttributeError, UnicodeDecodeError):
-        return None
-    return dict(zip(texts[::2], texts[1::2]))
-
-
 def remember(seen, request_id):
     """Adds an id to `seen` (a dict used as an ordered set), forgetting the oldest past SEEN_MAX."""
     seen[request_id] = True

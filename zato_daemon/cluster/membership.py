@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 
 from zato_daemon.admin import call_service
-from zato_daemon.cluster.thread import ClusterThread, raw_reply
+from zato_daemon.cluster.thread import ClusterThread, raw_reply, utf8_or_none
 from zato_daemon.errors import ZatoDaemonError
 from zato_daemon.logs import levels
 
@@ -143,14 +143,6 @@ def read_members(client, cluster):
     values = raw_reply(client, 'MGET', *sorted(keys)[:MAX_MEMBER_KEYS]) if keys else []
     records = (parse_record(utf8_or_none(value)) for value in values)
     return sorted((record for record in records if record is not None), key=lambda record: record['host_name'])
-
-
-def utf8_or_none(value):
-    """Text from bytes Redis holds, or None when they are not UTF-8 (or there is no value)."""
-    try:
-        return value.decode('utf-8')
-    except (AttributeError, UnicodeDecodeError):
-        return None
 
 
 @dataclass

@@ -35,6 +35,8 @@ class ClusterThread:
         self._thread = None
         self._redis = connection.ClientHolder()
         self._refusals_by_kind = {}
+        self._synced = False         # False: the next pass (re)connects and catches up
+        self._delay = None           # the back-off while Redis does not answer
 
     # ---- from the master's loop
 
@@ -84,6 +86,29 @@ class ClusterThread:
     def _step(self):
         raise NotImplementedError
 
+    def _pass_config(self):
+        """(the settings of this pass, whether it must catch up first): once after a start, a
+        reload (update() clears _synced) or a Redis that did not answer."""
+        with self._lock:
+            must_sync = not self._synced
+            self._synced = True
+            return self._config, must_sync
+
+    def _redis_lost(self, exc, settings, waiting, refused=None):
+        """A pass Redis did not answer: the connection closed, the next pass catches up, after
+        a growing delay (returned). The heartbeat thread says that Redis cannot be reached
+        (CLUSTER_UNREACHABLE), so this is a debug line; with `refused` (what the pass did), a
+        Redis that answers but refuses is said as _refused does."""
+        if refused is not None and isinstance(exc, self.connection.RESPONSE_ERROR):
+            self._refused(refused, exc, settings)
+        else:
+            self.logger.debug('%s wait for Redis: %s', waiting, self.connection.describe_error(exc, settings))
+        self._redis.close()
+        with self._lock:
+            self._synced = False
+        self._delay = self.connection.next_delay(self._delay)
+        return self._delay
+
     def _refused(self, what, exc, settings):
         """Redis answered but refused a command (out of memory with noeviction, a read-only
         replica, one of our keys holding another type): said at most once a minute per kind of
@@ -127,6 +152,45 @@ def raw_replies(client, commands):
         raise
     finally:
         pool.release(connection)
+
+
+def utf8_or_none(value):
+    """Text from bytes Redis holds, or None when they are not UTF-8 (or there is no value)."""
+    try:
+        return value.decode('utf-8')
+    except (AttributeError, UnicodeDecodeError):
+        return None
+
+
+def decoded_fields(raw):
+    """A stream entry's fields as Redis holds them ([name, value, ...], bytes) as text, or None
+    when they are not UTF-8 text: anyone who can write Redis can add entries, and a reader must
+    go past theirs, not stop at them."""
+    texts = [utf8_or_none(item) for item in raw]
+    return None if None in texts else dict(zip(texts[::2], texts[1::2]))
+
+
+def stream_entries(answer):
+    """(entry id, decoded_fields or None) of an XREAD answer read raw: RESP3 (redis-py 5 and
+    later) answers a map of streams, RESP2 (4.3) a list of pairs."""
+    for _, entries in (answer.items() if isinstance(answer, dict) else answer or ()):
+        for entry_id, fields in entries:
+            yield entry_id.decode('ascii'), decoded_fields(fields)
+
+
+def stream_position(client, key):
+    """The id of the last entry of stream `key` ('0-0' when there is none), read raw. Raises
+    ResponseError when the key holds another type."""
+    latest = raw_reply(client, 'XREVRANGE', key, '+', '-', 'COUNT', 1)
+    return latest[0][0].decode('ascii') if latest else '0-0'
+
+
+def raw_hash(reply):
+    """{field: value} of an HGETALL read raw, as text; a field or value that is not UTF-8 is left
+    out (a record's refusal needs its name, and such a name is no pickup file name anyway)."""
+    pairs = reply.items() if isinstance(reply, dict) else zip(reply[::2], reply[1::2])
+    texts = ((utf8_or_none(field), utf8_or_none(value)) for field, value in pairs)
+    return {field: value for field, value in texts if field is not None and value is not None}
 
 
 def raw_reply(client, *command):

@@ -4,6 +4,7 @@ the command's exit status and lines."""
 import pytest
 
 from zato_daemon.cluster import dumps
+from zato_daemon.cluster.thread import decoded_fields
 
 KEY = b'a' * 32
 NOW = 1_780_000_000.0
@@ -129,12 +130,12 @@ def test_a_time_of_digits_int_cannot_read_is_refused_not_raised():
     ([], {}),
 ])
 def test_the_fields_of_a_stream_entry_are_text_or_none(raw, expected):
-    assert dumps.decoded_fields(raw) == expected
+    assert decoded_fields(raw) == expected
 
 
 def test_fields_that_are_not_utf8_are_not_a_request():
     with pytest.raises(dumps.RequestError, match='not a dump request') as caught:
-        dumps.check_request(KEY, 'prod', dumps.decoded_fields([b'version', b'\xff']), NOW, {})
+        dumps.check_request(KEY, 'prod', decoded_fields([b'version', b'\xff']), NOW, {})
     assert caught.value.request_id is None
 
 

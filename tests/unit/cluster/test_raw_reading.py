@@ -4,8 +4,8 @@ one such entry must be skipped, not stop every later one."""
 
 import pytest
 
-from zato_daemon.cluster.deploy import raw_hash, stream_entries
-from zato_daemon.cluster.membership import parse_record, utf8_or_none
+from zato_daemon.cluster.thread import raw_hash, stream_entries, utf8_or_none
+from zato_daemon.cluster.membership import parse_record
 from zato_daemon.cluster.modules import RecordError, load_record
 
 
