@@ -12,7 +12,7 @@ import threading
 import time
 
 from zato_daemon.logs import levels
-from zato_daemon.logs.throttle import Throttle
+from zato_daemon.logs.throttle import Throttles
 
 # A refusal of Redis is said at most this often per kind of command, with the count.
 REFUSAL_REPORT_INTERVAL = 60.0
@@ -34,7 +34,7 @@ class ClusterThread:
         self._wake = threading.Event()
         self._thread = None
         self._redis = connection.ClientHolder()
-        self._refusals_by_kind = {}
+        self._redis_refusals = Throttles(REFUSAL_REPORT_INTERVAL)  # one per kind of command
         self._synced = False         # False: the next pass (re)connects and catches up
         self._delay = None           # the back-off while Redis does not answer
 
@@ -113,8 +113,7 @@ class ClusterThread:
         """Redis answered but refused a command (out of memory with noeviction, a read-only
         replica, one of our keys holding another type): said at most once a minute per kind of
         command, with the count. Not a Redis that is down: the caller keeps the connection."""
-        throttle = self._refusals_by_kind.setdefault(what, Throttle(REFUSAL_REPORT_INTERVAL))
-        count = throttle.occurred(time.monotonic())
+        count = self._redis_refusals.occurred(what, time.monotonic())
         if count:
             # redis-py quotes a pipeline's command (an entry's text) before the error: left out.
             reason = str(exc).rpartition(' of pipeline caused error: ')[2]

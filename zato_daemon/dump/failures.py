@@ -9,7 +9,6 @@ Runs in the dump thread: no logging, no lock.
 
 import time
 
-from zato_daemon.logs.throttle import REPORT_INTERVAL, Throttle
 
 # The parts of a dump that fail on their own, in the order a dump runs them, and what each does.
 PARTS = {
@@ -28,21 +27,6 @@ MAX_ERROR_CHARS = 300
 # What server.log's lines say after the level (logs/files.py's LINE_FORMAT), for lines that
 # do not come through the logging module.
 LOGGER_NAME = 'zato_daemon.dump'
-
-
-class FailureThrottle:
-    """One Throttle per part: which failures to report now, and how many each stands for."""
-
-    def __init__(self, interval=REPORT_INTERVAL):
-        self.interval = interval
-        self._throttles = {}
-
-    def occurred(self, part, now):
-        """Notes one failure of `part` at `now`; how many to report (this one included), or 0."""
-        throttle = self._throttles.get(part)
-        if throttle is None:
-            throttle = self._throttles[part] = Throttle(self.interval)
-        return throttle.occurred(now)
 
 
 def describe_error(error):

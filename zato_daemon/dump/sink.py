@@ -21,10 +21,11 @@ import time
 
 from zato_daemon.dump import record
 from zato_daemon.dump.collect import collect
-from zato_daemon.dump.failures import FailureThrottle, describe_error, failure_message, log_line
+from zato_daemon.dump.failures import describe_error, failure_message, log_line
 from zato_daemon.dump.render import render_text
 from zato_daemon.logs import journal
 from zato_daemon.logs.levels import DUMP_FAILED, DUMP_WRITTEN
+from zato_daemon.logs.throttle import Throttles
 
 
 class DumpWriter:
@@ -47,7 +48,7 @@ class DumpWriter:
         self.after_dump = after_dump
         self.count_failure = count_failure
         self.clock = clock
-        self.throttle = FailureThrottle()
+        self.throttle = Throttles()  # one per part of a dump
         self.configure(server_log, budget_bytes, to_journal, to_stdout)
 
     def configure(self, server_log, budget_bytes, to_journal, to_stdout):

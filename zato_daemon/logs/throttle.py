@@ -45,3 +45,19 @@ class Throttle:
         """Occurrences counted since the last report, and forgets them (for a closing record)."""
         count, self.count = self.count, 0
         return count
+
+
+class Throttles:
+    """One Throttle per kind of event (a part of a dump, a command Redis refused): which
+    occurrences of each to report now, and how many each report stands for."""
+
+    def __init__(self, interval=REPORT_INTERVAL):
+        self.interval = interval
+        self._throttles = {}
+
+    def occurred(self, kind, now):
+        """Notes one occurrence of `kind` at `now`; how many to report (this one included), or 0."""
+        throttle = self._throttles.get(kind)
+        if throttle is None:
+            throttle = self._throttles[kind] = Throttle(self.interval)
+        return throttle.occurred(now)

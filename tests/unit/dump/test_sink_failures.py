@@ -2,10 +2,10 @@
 
 import logging
 
-from zato_daemon.dump.failures import (LOGGER_NAME, MAX_ERROR_CHARS, FailureThrottle, describe_error, failure_message,
-                                       log_line)
+from zato_daemon.dump.failures import LOGGER_NAME, MAX_ERROR_CHARS, describe_error, failure_message, log_line
 from zato_daemon.logs.context import ContextFilter
 from zato_daemon.logs.files import LineFormatter
+from zato_daemon.logs.throttle import Throttles
 
 
 def test_the_line_is_what_the_logging_modules_formatter_writes_for_the_same_record():
@@ -34,7 +34,7 @@ def test_an_error_is_one_bounded_line():
 
 
 def test_the_throttle_tells_each_part_once_per_interval_with_the_count():
-    throttle = FailureThrottle(interval=60)
+    throttle = Throttles(interval=60)
     assert [throttle.occurred('server.log', now) for now in (0, 1, 2)] == [1, 0, 0]
     assert throttle.occurred('journal', 3) == 1  # another part: its own minute
     assert throttle.occurred('server.log', 59.9) == 0
